@@ -1,0 +1,32 @@
+# The image sftcast's Kubernetes pods run (ZenML's image builder uses it on the k8s stack).
+# CPU by default; for GPU nodes pass a CUDA runtime base:
+#   docker build -t sftcast:cpu .
+#   docker build --build-arg BASE_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 -t sftcast:cuda .
+# Python 3.11 comes from the official image and is copied onto any base (glibc >= 2.36).
+ARG BASE_IMAGE=python:3.11-slim-bookworm
+FROM python:3.11-slim-bookworm AS python
+
+FROM ${BASE_IMAGE}
+COPY --from=python /usr/local /usr/local
+RUN if command -v apt-get >/dev/null; then \
+        apt-get update && apt-get install -y --no-install-recommends \
+            ca-certificates libssl3 libffi8 libsqlite3-0 zlib1g libbz2-1.0 liblzma5 git \
+        && rm -rf /var/lib/apt/lists/*; \
+    fi && ldconfig
+ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    TOKENIZERS_PARALLELISM=false ZENML_ANALYTICS_OPT_IN=false
+WORKDIR /app
+# torch first and pinned, as on a workstation; then the exact versions of constraints.txt.
+ARG TORCH_VERSION=2.13.0
+RUN python3.11 -m pip install "torch==${TORCH_VERSION}"
+COPY pyproject.toml constraints.txt README.md ./
+COPY sftcast sftcast
+COPY steps steps
+COPY pipelines pipelines
+COPY materializers materializers
+RUN grep -v '^torch==' constraints.txt > /tmp/constraints.txt \
+    && python3.11 -m pip install -c /tmp/constraints.txt ".[pipelines]"
+COPY . .
+# pods run as an unprivileged user
+RUN useradd --create-home --uid 1000 sftcast && chown -R sftcast /app
+USER sftcast

@@ -1,0 +1,63 @@
+"""`python -m benchmarks [name ...]`: run the benchmarks, write `benchmarks/results.md`.
+
+Each benchmark is a module with `run() -> str` returning a Markdown section; add yours to
+BENCHMARKS. Timings on a shared machine are noisy: compare ratios taken within one run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+BENCHMARKS: dict[str, str] = {
+    "pretrain": "benchmarks.pretrain",
+}
+RESULTS = Path(__file__).with_name("results.md")
+
+
+def machine() -> str:
+    import tokenizers
+    import torch
+    import transformers
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return (
+        f"Machine: {cpu}, {os.cpu_count()} logical CPUs, torch threads "
+        f"{torch.get_num_threads()}, {platform.system()} {platform.release()}. Load average at "
+        f"start: {load} (other processes share these cores). Versions: Python "
+        f"{platform.python_version()}, torch {torch.__version__}, transformers "
+        f"{transformers.__version__}, tokenizers {tokenizers.__version__}. Date: "
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}."
+    )
+
+
+def main(names: list[str]) -> None:
+    unknown = sorted(set(names) - set(BENCHMARKS))
+    if unknown:
+        sys.exit(f"unknown benchmark(s) {unknown}; known: {sorted(BENCHMARKS)}")
+    sections = ["# Benchmarks", "", machine(), ""]
+    for name in names or list(BENCHMARKS):
+        start = time.perf_counter()
+        print(f"running {name} ...", flush=True)
+        sections.append(importlib.import_module(BENCHMARKS[name]).run())
+        print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
+    RESULTS.write_text("\n".join(sections), encoding="utf-8")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    main(sys.argv[1:])

@@ -1,0 +1,1 @@
+"""Materializers ZenML does not already ship (none needed yet: folders travel as Path)."""

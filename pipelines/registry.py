@@ -1,0 +1,14 @@
+"""Every pipeline by its CLI command name, and the parameter sections they take."""
+
+from __future__ import annotations
+
+from pipelines.data import data_pipeline
+from pipelines.runconfig import pipeline_parameters
+from pipelines.zoo import zoo_pipeline
+
+PIPELINES = {"data": data_pipeline, "zoo": zoo_pipeline}
+
+
+def known_sections() -> set[str]:
+    """Every parameter section some pipeline takes: what a run configuration may hold."""
+    return set().union(*(pipeline_parameters(p) for p in PIPELINES.values()))

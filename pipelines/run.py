@@ -1,0 +1,208 @@
+"""sftcast's one command-line entry.
+
+python pipelines/run.py                       # the default pipeline on the local stack
+python pipelines/run.py --stack k8s --dry-run # where each step would run, and with what
+python pipelines/run.py data                  # one pipeline by name
+python pipelines/run.py validate --task cls --dataset my_data/
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Before ZenML is imported: a project-local ZenML config (export ZENML_CONFIG_PATH to use
+# your own, e.g. one logged in to a ZenML server), and no analytics.
+os.environ.setdefault("ZENML_CONFIG_PATH", str(REPO_ROOT / ".zenml" / "config"))
+os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
+# Steps resolve relative to the project even when the ZenML repository lives elsewhere.
+os.environ.setdefault("ZENML_CUSTOM_SOURCE_ROOT", str(REPO_ROOT))
+os.environ.setdefault("ZENML_LOGGING_VERBOSITY", "WARN")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if str(REPO_ROOT) not in sys.path:  # `python pipelines/run.py` puts pipelines/ first instead
+    sys.path.insert(0, str(REPO_ROOT))
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from pipelines.runconfig import RunConfigError  # noqa: E402
+from pipelines.stacks import StackFileError, available_stacks, stores_root  # noqa: E402
+
+DEFAULT_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
+DEFAULT_PIPELINE = "zoo"  # until the main `select` pipeline exists (issue #5)
+console = Console()
+app = typer.Typer(
+    add_completion=False,
+    help="sftcast: predict which checkpoint will be best after SFT, and promote it.",
+)
+
+
+@dataclass
+class Options:
+    stack: str
+    config: Path
+    no_cache: bool
+    dry_run: bool
+
+
+@app.callback(invoke_without_command=True)
+def main(
+    ctx: typer.Context,
+    stack: str = typer.Option("local", help=f"Stack file in zenml_stack/: {available_stacks()}"),
+    config: Path = typer.Option(DEFAULT_CONFIG, help="A ZenML run configuration in configs/."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Rerun every step."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Compile for the stack and show where each step runs."
+    ),
+) -> None:
+    """Run a pipeline (the default one when no command is given)."""
+    ctx.obj = Options(stack, config.resolve(), no_cache, dry_run)
+    if ctx.invoked_subcommand is None:
+        _run(ctx.obj, DEFAULT_PIPELINE)
+
+
+@app.command()
+def data(ctx: typer.Context) -> None:
+    """Build the pre-training corpus and the task datasets, and validate them."""
+    _run(ctx.obj, "data")
+
+
+@app.command()
+def zoo(ctx: typer.Context) -> None:
+    """Validated data, then pre-train the zoo's variants and fetch every candidate checkpoint."""
+    _run(ctx.obj, "zoo")
+
+
+@app.command()
+def validate(
+    ctx: typer.Context,
+    task: str = typer.Option(..., help="cbqa, rag or cls"),
+    dataset: str = typer.Option(..., help="A folder of split files, or hf:<name>[@revision]"),
+) -> None:
+    """Validate one task dataset with Great Expectations; exit 1 if it fails."""
+    from sftcast.data.schema import TASKS
+    from sftcast.validation import validate_source
+
+    if task not in TASKS:
+        raise typer.BadParameter(f"{task!r} is not a task; expected one of {', '.join(TASKS)}")
+    report = validate_source(dataset, task)
+    console.print(report.to_table())
+    _log_validation(report, task, dataset, ctx.obj.stack)
+    if not report.success:
+        console.print(f"[red]{dataset}: {task} dataset failed validation[/red]")
+        raise typer.Exit(1)
+    console.print(f"[green]{dataset}: {task} dataset is valid[/green]")
+
+
+def _log_validation(report: object, task: str, dataset: str, stack: str) -> None:
+    """Record the report in the stack's MLflow store, where its pipelines log."""
+    import mlflow
+
+    from pipelines.stacks import load_stack_file
+    from sftcast.tracking import ensure_experiment, log_json
+
+    tracker = load_stack_file(stack).components["experiment_tracker"][0]
+    mlflow.set_tracking_uri(tracker["configuration"]["tracking_uri"])
+    experiment_id = ensure_experiment("sftcast_validate", stores_root() / "mlruns" / "artifacts")
+    with mlflow.start_run(experiment_id=experiment_id, run_name=f"validate-{task}"):
+        mlflow.set_tags({"sftcast.task": task, "sftcast.dataset": dataset})
+        mlflow.log_metric("validation_failures", len(report.failures))
+        mlflow.log_metric("validation_success", int(report.success))
+        log_json(report.to_dict(), "validation_report.json")
+
+
+def _run(opts: Options, name: str) -> None:
+    """Run (or dry-run) one pipeline; known failures become a message and an exit code."""
+    from zenml.exceptions import StackValidationError
+
+    try:
+        _run_pipeline(opts, name)
+    except (StackFileError, RunConfigError, StackValidationError) as err:
+        console.print(f"[red]error:[/red] {err}", soft_wrap=True)
+        raise typer.Exit(2) from err
+    except PipelineFailed as err:
+        console.print(f"[red]pipeline failed:[/red] {err}", soft_wrap=True)
+        raise typer.Exit(1) from err
+
+
+def _run_pipeline(opts: Options, name: str) -> None:
+    from pipelines.registry import PIPELINES, known_sections
+    from pipelines.runconfig import (
+        compile_for_stack,
+        load_run_config,
+        placement_rows,
+        with_stack_options,
+    )
+    from pipelines.stacks import ensure_repository, load_stack_file, register_stack
+
+    pipeline = PIPELINES[name]
+    stack_file = load_stack_file(opts.stack)
+    config = load_run_config(opts.config, pipeline, known_sections(), opts.no_cache)
+    ensure_repository()
+    config_path = with_stack_options(config, pipeline, stack_file)
+    if opts.dry_run:
+        register_stack(stack_file, activate=False)
+        snapshot, stack = compile_for_stack(pipeline, config_path, stack_file)
+        _print_placement(placement_rows(snapshot, stack), pipeline.name, stack_file.stack_name)
+        return
+    stack = register_stack(stack_file, activate=True)
+    _prepare_tracking(pipeline.name)
+    console.print(f"Running [bold]{pipeline.name}[/bold] on stack [bold]{stack.name}[/bold]")
+    try:
+        run = pipeline.with_options(config_path=str(config_path))()
+    except RuntimeError as err:
+        raise PipelineFailed(_failure_summary(pipeline.name) or str(err)) from err
+    console.print(f"[green]Finished[/green] run {run.name} ({run.id}); `make ui` shows it.")
+
+
+class PipelineFailed(RuntimeError):
+    """A pipeline run failed; the message holds each failed step's own error."""
+
+
+def _failure_summary(pipeline_name: str) -> str:
+    """Each failed step of the latest run with its own error, rather than ZenML's
+    'failure in step(s)' alone."""
+    from zenml.client import Client
+    from zenml.enums import ExecutionStatus
+
+    runs = Client().list_pipeline_runs(pipeline_name=pipeline_name, sort_by="desc:created", size=1)
+    if not runs.items:
+        return ""
+    run = runs.items[0]
+    lines = [f"run {run.name} ({run.id}) failed:"]
+    for name, step_run in run.steps.items():
+        if step_run.status == ExecutionStatus.FAILED:
+            info = step_run.exception_info
+            lines.append(f"step {name}: {info.message if info else 'failed (see the log above)'}")
+    return "\n".join(lines)
+
+
+def _prepare_tracking(experiment: str) -> None:
+    """On the embedded store, create the experiment with its artifacts under mlruns/."""
+    import mlflow
+    from zenml.client import Client
+
+    from sftcast.tracking import ensure_experiment, is_local_store
+
+    tracker = Client().active_stack.experiment_tracker
+    uri = getattr(tracker.config, "tracking_uri", None) if tracker else None
+    if uri and is_local_store(uri):
+        mlflow.set_tracking_uri(uri)
+        ensure_experiment(experiment, stores_root() / "mlruns" / "artifacts")
+
+
+def _print_placement(rows: list[dict[str, str]], pipeline: str, stack: str) -> None:
+    table = Table(title=f"{pipeline} on {stack} (dry run: nothing was started)")
+    for column in ("step", "where", "device", "resources", "tolerations"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(row[c] for c in ("step", "where", "device", "resources", "tolerations")))
+    console.print(table)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,197 @@
+"""Run configurations (`configs/*.yaml`) and the stack dry-run.
+
+A run configuration is a ZenML run configuration whose `parameters` hold one section per
+concern (`data`, `zoo`, ...). Every pipeline takes the sections it needs; a section no
+pipeline knows is an error, so a typo never goes unnoticed.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+from pipelines.stacks import REPO_ROOT, StackFile
+from sftcast.tracking import config_hash
+
+if TYPE_CHECKING:
+    from zenml.pipelines import Pipeline
+
+EFFECTIVE_DIR = REPO_ROOT / ".zenml" / "run-configs"
+
+
+class RunConfigError(ValueError):
+    """A run configuration that cannot be used; the message names the file and the key."""
+
+
+def pipeline_parameters(pipeline: Pipeline) -> set[str]:
+    return set(inspect.signature(pipeline.entrypoint).parameters)
+
+
+def load_run_config(
+    path: Path, pipeline: Pipeline, known_sections: set[str], no_cache: bool = False
+) -> dict[str, Any]:
+    """The effective run configuration of `pipeline`: the file, its parameters narrowed to
+    the pipeline's own, and the command-line overrides."""
+    from pydantic import ValidationError
+    from zenml.config.pipeline_run_configuration import PipelineRunConfiguration
+
+    if not path.is_file():
+        raise RunConfigError(f"no run configuration at {path}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise RunConfigError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise RunConfigError(f"{path}: expected a mapping at the top level")
+
+    parameters = raw.get("parameters") or {}
+    unknown = set(parameters) - known_sections
+    if unknown:
+        raise RunConfigError(
+            f"{path}: unknown parameter section(s) {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(known_sections))}"
+        )
+    wanted = pipeline_parameters(pipeline)
+    config = {**raw, "parameters": {k: v for k, v in parameters.items() if k in wanted}}
+    if no_cache:
+        config["enable_cache"] = False
+    try:
+        PipelineRunConfiguration.model_validate(config)
+    except ValidationError as err:
+        raise RunConfigError(f"{path}: {err}") from err
+    return config
+
+
+def with_stack_options(config: dict[str, Any], pipeline: Pipeline, stack_file: StackFile) -> Path:
+    """Write the effective configuration for `pipeline` on the stack: the stack's run-wide
+    and per-step options, with what the run configuration itself says taking precedence."""
+    from pipelines.stacks import step_options
+
+    config = _deep_merge(stack_file.pipeline_options, config)
+    probe = pipeline.with_options(config_path=str(write_effective(config, pipeline.name)))
+    probe.prepare()  # runs the pipeline function, which creates the step invocations
+    steps = step_options(stack_file, probe)
+    for step_id, own in (config.get("steps") or {}).items():
+        steps[step_id] = _deep_merge(steps.get(step_id, {}), own)
+    return write_effective({**config, "steps": steps}, pipeline.name)
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def write_effective(config: dict[str, Any], pipeline_name: str) -> Path:
+    """Write the effective configuration where ZenML (and a curious user) can read it."""
+    EFFECTIVE_DIR.mkdir(parents=True, exist_ok=True)
+    path = EFFECTIVE_DIR / f"{pipeline_name}-{config_hash(config)}.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def compile_for_stack(pipeline: Pipeline, config_path: Path, stack_file: StackFile) -> Any:
+    """Compile the pipeline for the stack without running anything: resolves step operators
+    and settings and rejects malformed values, exactly as a real run would."""
+    from pydantic import ValidationError
+    from zenml.client import Client
+    from zenml.config.compiler import Compiler
+    from zenml.config.pipeline_run_configuration import PipelineRunConfiguration
+    from zenml.exceptions import SettingsResolvingError
+    from zenml.stack import Stack
+
+    stack = Stack.from_model(Client().get_stack(stack_file.stack_name))
+    stack.validate()
+    configured = pipeline.with_options(config_path=str(config_path))
+    configured.prepare()
+    run_config = PipelineRunConfiguration.model_validate(yaml.safe_load(config_path.read_text()))
+    try:
+        snapshot = Compiler().compile(
+            pipeline=configured, stack=stack, run_configuration=run_config
+        )
+    except SettingsResolvingError as err:
+        cause = err.__context__  # ZenML raises it inside `except ValidationError`
+        if not isinstance(cause, ValidationError):
+            raise RunConfigError(f"{stack_file.path}: {err}") from err
+        raise RunConfigError(
+            f"{stack_file.path}: malformed {cause.title}: {_first_errors(cause)}"
+        ) from err
+    return snapshot, stack
+
+
+def _first_errors(err: Any, limit: int = 3) -> str:
+    """The first few problems of a pydantic error on one line: `where: what`."""
+    problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
+    more = f" (and {len(problems) - limit} more)" if len(problems) > limit else ""
+    return "; ".join(problems[:limit]) + more
+
+
+def placement_rows(snapshot: Any, stack: Any) -> list[dict[str, str]]:
+    """Per step: where it runs and with what resources (settings validated on the way)."""
+    rows = []
+    for name, step in snapshot.step_configurations.items():
+        config = step.config
+        if config.step_operator:
+            component = stack.step_operators[config.step_operator]
+            where = f"step operator {component.name} ({component.flavor})"
+        else:
+            component = stack.orchestrator
+            where = f"orchestrator {component.name} ({component.flavor})"
+        pod = _component_settings(name, config.settings, component).get("pod_settings") or {}
+        resources = _plain(config.settings.get("resources", {}))
+        rows.append(
+            {
+                "step": name,
+                "where": where,
+                "device": str(config.environment.get("SFTCAST_DEVICE", "auto")),
+                "resources": _describe_resources(resources, pod),
+                "tolerations": ", ".join(
+                    f"{t.get('key')}:{t.get('effect', '')}" for t in pod.get("tolerations", [])
+                )
+                or "-",
+            }
+        )
+    return rows
+
+
+def _component_settings(step: str, settings: dict[str, Any], component: Any) -> dict[str, Any]:
+    """The step's settings for `component`, validated by the component's settings class
+    (the compiler only normalises their keys)."""
+    from pydantic import ValidationError
+
+    keys = (
+        f"{component.type.value}:{component.name}",
+        f"{component.type.value}.{component.flavor}",
+    )
+    raw = next((settings[k] for k in keys if k in settings), None)
+    if raw is None or component.settings_class is None:
+        return {}
+    try:
+        return _plain(component.settings_class.model_validate(_plain(raw)))
+    except ValidationError as err:
+        raise RunConfigError(
+            f"step {step!r}: malformed settings for {component.type.value} {component.name!r}: "
+            f"{err}"
+        ) from err
+
+
+def _plain(value: Any) -> dict[str, Any]:
+    return value.model_dump(exclude_none=True) if hasattr(value, "model_dump") else dict(value)
+
+
+def _describe_resources(resources: dict[str, Any], pod: dict[str, Any]) -> str:
+    parts = [f"{k}={v}" for k, v in resources.items() if v not in (None, 0, {}, [])]
+    for kind in ("requests", "limits"):
+        values = (pod.get("resources") or {}).get(kind) or {}
+        if values:
+            parts.append(f"{kind}: " + ", ".join(f"{k}={v}" for k, v in values.items()))
+    selectors = pod.get("node_selectors") or {}
+    parts += [f"node {k}={v}" for k, v in selectors.items()]
+    return "; ".join(parts) or "-"

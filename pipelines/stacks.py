@@ -1,0 +1,218 @@
+"""Stacks as files: import `zenml_stack/<name>.yaml` idempotently, apply its step options.
+
+A stack file has the format of `zenml stack export` (`stack_name`, `zenml_version`,
+`components`) plus an `sftcast:` section saying what CPU and GPU steps get on that stack
+(step operator, settings, environment). Steps mark themselves as GPU work with
+`@step(extra={"gpu": True})`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import yaml
+
+if TYPE_CHECKING:
+    from zenml.pipelines import Pipeline
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+STACK_DIR = REPO_ROOT / "zenml_stack"
+STEP_OPTION_KEYS = {"step_operator", "settings", "environment"}
+STEP_CLASSES = ("cpu_steps", "gpu_steps")
+SECTION_KEYS = (*STEP_CLASSES, "pipeline")  # `pipeline`: run-wide options, e.g. docker
+
+# ZenML substitutes `${VAR}` in run configurations but knows no `${VAR:-default}`, and stack
+# component configurations are not substituted at all: hence this small expander. Innermost
+# placeholders first, so a default may itself use a variable.
+_PLACEHOLDER = re.compile(r"\$\{(\w+)(?::-([^${}]*))?\}")
+
+
+class StackFileError(ValueError):
+    """A stack file that cannot be used; the message names the file and what is wrong."""
+
+
+@dataclass(frozen=True)
+class StackFile:
+    path: Path
+    stack_name: str
+    components: dict[str, list[dict[str, Any]]]
+    step_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def options_for(self, gpu: bool) -> dict[str, Any]:
+        return self.step_options.get("gpu_steps" if gpu else "cpu_steps", {})
+
+    @property
+    def pipeline_options(self) -> dict[str, Any]:
+        return self.step_options.get("pipeline", {})
+
+
+def stores_root() -> Path:
+    """Where the ZenML artifacts and the MLflow store live: the repository, unless
+    SFTCAST_ROOT says otherwise (tests point it at a temporary folder)."""
+    return Path(os.environ.get("SFTCAST_ROOT") or REPO_ROOT)
+
+
+def available_stacks() -> list[str]:
+    return sorted(p.stem for p in STACK_DIR.glob("*.yaml"))
+
+
+def expand_placeholders(value: Any, source: Path, env: dict[str, str] | None = None) -> Any:
+    """Expand placeholders in every string of a parsed YAML document (not in its comments)."""
+    env = dict(os.environ if env is None else env)
+    env.setdefault("SFTCAST_ROOT", str(stores_root()))
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if env.get(name):
+            return env[name]
+        if default is not None:
+            return default
+        raise StackFileError(
+            f"{source}: environment variable {name} is not set; the stack needs it "
+            f"(see the comments at the top of {source.name})"
+        )
+
+    if isinstance(value, dict):
+        return {k: expand_placeholders(v, source, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand_placeholders(v, source, env) for v in value]
+    if not isinstance(value, str):
+        return value
+    while (expanded := _PLACEHOLDER.sub(substitute, value)) != value:
+        value = expanded
+    return value
+
+
+def load_stack_file(name_or_path: str | Path, env: dict[str, str] | None = None) -> StackFile:
+    path = Path(name_or_path)
+    if path.suffix != ".yaml":
+        path = STACK_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise StackFileError(
+            f"no stack file {path}; available stacks: {', '.join(available_stacks())}"
+        )
+    try:
+        data = expand_placeholders(yaml.safe_load(path.read_text()), path, env)
+    except yaml.YAMLError as err:
+        raise StackFileError(f"{path}: not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise StackFileError(f"{path}: expected a mapping at the top level")
+    missing = {"stack_name", "components"} - data.keys()
+    if missing:
+        raise StackFileError(f"{path}: missing key(s) {', '.join(sorted(missing))}")
+
+    from zenml.enums import StackComponentType
+
+    known_types = {t.value for t in StackComponentType}
+    components: dict[str, list[dict[str, Any]]] = {}
+    for ctype, entries in (data["components"] or {}).items():
+        if ctype not in known_types:
+            raise StackFileError(
+                f"{path}: unknown component type {ctype!r}; known: {', '.join(sorted(known_types))}"
+            )
+        entries = entries if isinstance(entries, list) else [entries]
+        for entry in entries:
+            if not isinstance(entry, dict) or not {"name", "flavor"} <= entry.keys():
+                raise StackFileError(f"{path}: each {ctype} needs a `name` and a `flavor`")
+            entry.setdefault("configuration", {})
+        components[ctype] = entries
+    for required in ("orchestrator", "artifact_store"):
+        if required not in components:
+            raise StackFileError(f"{path}: a stack needs an {required} component")
+
+    options = data.get("sftcast") or {}
+    for key, value in options.items():
+        if key not in SECTION_KEYS:
+            raise StackFileError(f"{path}: sftcast.{key} is unknown; expected {SECTION_KEYS}")
+        allowed = {"settings"} if key == "pipeline" else STEP_OPTION_KEYS
+        unknown = set(value) - allowed
+        if unknown:
+            raise StackFileError(
+                f"{path}: sftcast.{key} has unknown option(s) {', '.join(sorted(unknown))}; "
+                f"allowed: {', '.join(sorted(allowed))}"
+            )
+    return StackFile(path, data["stack_name"], components, options)
+
+
+def ensure_repository() -> None:
+    """Initialise the ZenML repository once (idempotent): the project root, unless
+    ZENML_REPOSITORY_PATH names another."""
+    from zenml.client import Client
+
+    root = Path(os.environ.get("ZENML_REPOSITORY_PATH") or REPO_ROOT)
+    if not (root / ".zen").is_dir():
+        Client.initialize(root=root)
+
+
+def register_stack(stack_file: StackFile, activate: bool = True) -> Any:
+    """Create or update the stack and its components to match the file; optionally activate."""
+    from zenml.client import Client
+    from zenml.enums import StackComponentType
+
+    client = Client()
+    component_ids: dict[StackComponentType, list[Any]] = {}
+    changed = False
+    for ctype_value, entries in stack_file.components.items():
+        ctype = StackComponentType(ctype_value)
+        component_ids[ctype] = []
+        for entry in entries:
+            component_id, updated = _ensure_component(client, ctype, entry, stack_file)
+            component_ids[ctype].append(component_id)
+            changed |= updated
+
+    try:
+        stack = client.get_stack(stack_file.stack_name, allow_name_prefix_match=False)
+    except KeyError:
+        stack = client.create_stack(name=stack_file.stack_name, components=component_ids)
+    else:
+        current = {ctype: [c.id for c in comps] for ctype, comps in stack.components.items()}
+        # An update also renews the stack's `updated` time, the key of ZenML's in-process
+        # cache of stacks: without it a changed component would be served stale.
+        if changed or current != component_ids:
+            stack = client.update_stack(stack.id, component_updates=component_ids)
+    if activate and client.active_stack_model.id != stack.id:
+        client.activate_stack(stack.id)
+    return stack
+
+
+def _ensure_component(
+    client: Any, ctype: Any, entry: dict[str, Any], stack_file: StackFile
+) -> tuple[Any, bool]:
+    """The component's id, created or updated to match the file, and whether it changed."""
+    name, flavor, configuration = entry["name"], entry["flavor"], entry["configuration"]
+    try:
+        existing = client.get_stack_component(ctype, name, allow_name_prefix_match=False)
+    except KeyError:
+        try:
+            created = client.create_stack_component(
+                name=name, flavor=flavor, component_type=ctype, configuration=configuration
+            )
+            return created.id, True
+        except Exception as err:  # ZenML raises several types for a bad configuration
+            raise StackFileError(
+                f"{stack_file.path}: component {name!r} ({ctype.value}, flavor {flavor}): {err}"
+            ) from err
+    if existing.flavor_name != flavor:
+        raise StackFileError(
+            f"{stack_file.path}: a {ctype.value} named {name!r} already exists with flavor "
+            f"{existing.flavor_name}, not {flavor}; rename it in the stack file"
+        )
+    if existing.configuration == configuration:
+        return existing.id, False
+    client.update_stack_component(name, ctype, configuration=configuration)
+    return existing.id, True
+
+
+def step_options(stack_file: StackFile, pipeline: Pipeline) -> dict[str, dict[str, Any]]:
+    """The `steps:` section of a run configuration giving every step invocation of the
+    (prepared) pipeline the options its class, CPU or GPU work, has on this stack."""
+    options = {}
+    for invocation_id, invocation in pipeline.invocations.items():
+        gpu = bool(invocation.step.configuration.extra.get("gpu"))
+        if chosen := stack_file.options_for(gpu):
+            options[invocation_id] = chosen
+    return options

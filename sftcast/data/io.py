@@ -1,0 +1,683 @@
+"""Read users' task datasets from files (or the Hub) and write built-in ones in the same layout.
+
+A task dataset source is one of:
+
+* a directory with one file per split, `<split>.jsonl`, `<split>.json` (a JSON array of objects,
+  or JSON Lines), `<split>.csv` or `<split>.parquet`; `train` and `test` are required,
+  `validation` is optional. Dotfiles are ignored; any other entry is an error.
+* a directory written by `DatasetDict.save_to_disk` (it holds `dataset_dict.json`);
+* `hf:<name>[@<revision>]`, loaded with `datasets.load_dataset(name, revision=...)`.
+
+Rows are numbered from 1 in the order of the file (the CSV header is not a row); `line` is the
+1-based physical line where a row starts, kept per split in `LoadedDataset.provenance` so that
+reading errors here and validation failures later (`sftcast.validation`) can say
+`data/test.jsonl: split 'test', row 3 (line 4), column 'answers': ...`.
+
+In CSV, a `str_list` cell holds a JSON list (`["Paris", "paris"]`); any other text is one
+answer, and an empty cell an empty list. In JSON and Parquet it is a list of strings.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from sftcast.data.schema import SPLITS, TaskSchema, schema_for
+
+REQUIRED_SPLITS: tuple[str, ...] = ("train", "test")
+FORMATS: tuple[str, ...] = ("jsonl", "json", "csv", "parquet")
+HF_PREFIX = "hf:"
+# Cell-level problems gathered per file before raising, so one run shows most of what is wrong.
+MAX_PROBLEMS = 20
+
+
+def format_location(
+    file: str | None,
+    split: str | None = None,
+    row: int | None = None,
+    line: int | None = None,
+    column: str | None = None,
+) -> str:
+    """`data/test.jsonl: split 'test', row 3 (line 4), column 'answers'`, leaving out Nones."""
+    parts = []
+    if split is not None:
+        parts.append(f"split {split!r}")
+    if row is not None:
+        parts.append(f"row {row}" + (f" (line {line})" if line is not None else ""))
+    elif line is not None:
+        parts.append(f"line {line}")
+    if column is not None:
+        parts.append(f"column {column!r}")
+    where = ", ".join(parts)
+    if file is None:
+        return where
+    return f"{file}: {where}" if where else file
+
+
+class DatasetInputError(ValueError):
+    """A task dataset that cannot be read into the task's schema.
+
+    The fields locate the first problem; `others` holds further problems found in the same file
+    (at most `MAX_PROBLEMS` in all), and `str()` lists them all, one per line.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        file: str | None = None,
+        split: str | None = None,
+        row: int | None = None,
+        line: int | None = None,
+        column: str | None = None,
+        others: Sequence[DatasetInputError] = (),
+    ) -> None:
+        self.problem = problem
+        self.file = file
+        self.split = split
+        self.row = row
+        self.line = line
+        self.column = column
+        self.others = tuple(others)
+        super().__init__(str(self))
+
+    @property
+    def location(self) -> str:
+        return format_location(self.file, self.split, self.row, self.line, self.column)
+
+    def one_line(self) -> str:
+        where = self.location
+        return f"{where}: {self.problem}" if where else self.problem
+
+    def __str__(self) -> str:
+        return "\n".join([self.one_line(), *(o.one_line() for o in self.others)])
+
+    def __reduce__(self):  # keep pickling (multiprocessing, ZenML) working with keyword fields
+        return (_rebuild_error, (self.problem, self.__dict__.copy()))
+
+
+def _rebuild_error(problem: str, fields: dict[str, Any]) -> DatasetInputError:
+    fields = {k: v for k, v in fields.items() if k != "problem"}
+    return DatasetInputError(problem, **fields)
+
+
+@dataclass(frozen=True)
+class SplitProvenance:
+    """Where one split came from: `lines[i]` is the 1-based line of row `i + 1` (None: no lines)."""
+
+    file: str
+    lines: tuple[int, ...] | None = None
+
+    def line(self, row: int) -> int | None:
+        """Line of the 1-based `row`, or None when the format has no lines (Parquet, Arrow)."""
+        if self.lines is None or not 1 <= row <= len(self.lines):
+            return None
+        return self.lines[row - 1]
+
+
+@dataclass(frozen=True)
+class LoadedDataset:
+    """A task dataset plus, per split, the file and line of every row."""
+
+    dataset: datasets.DatasetDict
+    provenance: dict[str, SplitProvenance]
+    task: str
+    source: str
+
+
+def task_features(schema: TaskSchema) -> datasets.Features:
+    return datasets.Features(
+        {
+            c.name: datasets.List(datasets.Value("string"))
+            if c.kind == "str_list"
+            else datasets.Value("string")
+            for c in schema.columns
+        }
+    )
+
+
+def load_task_dataset(source: str | os.PathLike[str], task: str) -> datasets.DatasetDict:
+    """The task dataset at `source` (see the module docstring); raises `DatasetInputError`."""
+    return read_task_dataset(source, task).dataset
+
+
+def read_task_dataset(source: str | os.PathLike[str], task: str) -> LoadedDataset:
+    """Like `load_task_dataset`, keeping each split's file and row-to-line mapping."""
+    schema = schema_for(task)
+    src = os.fspath(source)
+    if src.startswith(HF_PREFIX):
+        return _read_hub(src, schema)
+    path = Path(src)
+    if not path.exists():
+        raise DatasetInputError(
+            f"no such directory; expected a directory of split files, a save_to_disk directory "
+            f"or {HF_PREFIX}<name>[@revision]",
+            file=src,
+        )
+    if not path.is_dir():
+        raise DatasetInputError(
+            "expected a directory holding one file per split (train.jsonl, test.jsonl, ...), "
+            "not a single file",
+            file=src,
+        )
+    if (path / "dataset_dict.json").is_file():
+        return _read_saved(src, schema)
+    return _read_split_files(src, path, schema)
+
+
+# --- a directory of split files --------------------------------------------------------------
+
+
+def _find_split_files(src: str, path: Path) -> dict[str, Path]:
+    found: dict[str, list[Path]] = {}
+    unexpected: list[str] = []
+    for entry in sorted(path.iterdir()):
+        if entry.name.startswith("."):  # .DS_Store, .gitkeep and the like are not data
+            continue
+        stem, _, ext = entry.name.partition(".")
+        if entry.is_file() and stem in SPLITS and ext in FORMATS:
+            found.setdefault(stem, []).append(entry)
+        else:
+            unexpected.append(entry.name)
+    if unexpected:
+        raise DatasetInputError(
+            f"unexpected {'entry' if len(unexpected) == 1 else 'entries'} "
+            f"{', '.join(map(repr, unexpected))}; expected only <split>.<format> files with split "
+            f"in {', '.join(SPLITS)} and format in {', '.join(FORMATS)}",
+            file=src,
+        )
+    for split, files in found.items():
+        if len(files) > 1:
+            raise DatasetInputError(
+                f"more than one file for this split ({', '.join(f.name for f in files)}); "
+                "keep exactly one",
+                file=src,
+                split=split,
+            )
+    for split in REQUIRED_SPLITS:
+        if split not in found:
+            names = ", ".join(f"{split}.{ext}" for ext in FORMATS)
+            raise DatasetInputError(
+                f"no file for this required split; expected one of {names}", file=src, split=split
+            )
+    return {s: found[s][0] for s in SPLITS if s in found}
+
+
+def _read_split_files(src: str, path: Path, schema: TaskSchema) -> LoadedDataset:
+    features = task_features(schema)
+    splits: dict[str, datasets.Dataset] = {}
+    provenance: dict[str, SplitProvenance] = {}
+    for split, file_path in _find_split_files(src, path).items():
+        file = str(Path(src) / file_path.name)
+        fmt = file_path.name.partition(".")[2]
+        reader = _SplitReader(file, split, schema)
+        columns, lines = reader.read(file_path, fmt)
+        splits[split] = _to_dataset(columns, features, file, split)
+        provenance[split] = SplitProvenance(file, None if lines is None else tuple(lines))
+    return LoadedDataset(datasets.DatasetDict(splits), provenance, schema.name, src)
+
+
+def _to_dataset(
+    columns: dict[str, list[Any]], features: datasets.Features, file: str, split: str
+) -> datasets.Dataset:
+    try:
+        return datasets.Dataset.from_dict(columns, features=features)
+    except (UnicodeEncodeError, ValueError, TypeError) as e:  # e.g. lone surrogates from \ud800
+        raise DatasetInputError(f"cannot convert to Arrow: {e}", file=file, split=split) from e
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"{type(value).__name__} {text}"
+
+
+class _SplitReader:
+    """Reads one split file into columns of the schema, collecting located problems.
+
+    Hand-written rather than `datasets.load_dataset("json"/"csv")`: those infer and coerce types
+    (a numeric id column becomes int64, a null passes) and report no line numbers.
+    """
+
+    def __init__(self, file: str, split: str, schema: TaskSchema) -> None:
+        self.file = file
+        self.split = split
+        self.schema = schema
+        self.problems: list[DatasetInputError] = []
+
+    def error(
+        self,
+        problem: str,
+        row: int | None = None,
+        line: int | None = None,
+        column: str | None = None,
+    ) -> DatasetInputError:
+        return DatasetInputError(
+            problem, file=self.file, split=self.split, row=row, line=line, column=column
+        )
+
+    def read(self, path: Path, fmt: str) -> tuple[dict[str, list[Any]], list[int] | None]:
+        if fmt == "parquet":
+            if path.stat().st_size == 0:
+                raise self.error("file is empty (0 bytes)")
+            columns, lines = self._read_parquet(path), None
+        else:
+            data = path.read_bytes()
+            if not data.strip():
+                raise self.error("file is empty (0 bytes)" if not data else "file has no rows")
+            if fmt == "csv":
+                columns, lines = self._read_csv(data)
+            else:
+                records, lines = (
+                    self._read_json_array(data)
+                    if fmt == "json" and data.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"[")
+                    else self._read_json_lines(data)
+                )
+                columns = self._records_to_columns(records, lines)
+        self._check_cells(columns, lines)
+        if self.problems:
+            first, *others = sorted(self.problems, key=lambda p: (p.row or 0, p.line or 0))
+            first.others = tuple(others[: MAX_PROBLEMS - 1])
+            raise first
+        return columns, lines
+
+    # -- decoding --
+
+    def _decode(self, data: bytes, line_offset: int = 0, row: int | None = None) -> str:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            line_start = data.rfind(b"\n", 0, e.start) + 1
+            line = line_offset + data.count(b"\n", 0, e.start) + 1
+            raise self.error(
+                f"invalid UTF-8 byte 0x{data[e.start]:02x} at byte {e.start - line_start + 1} of "
+                "the line; save the file as UTF-8",
+                row=row,
+                line=line,
+            ) from None
+
+    @staticmethod
+    def _strip_bom(data: bytes) -> bytes:
+        return data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+
+    # -- JSON Lines and JSON arrays --
+
+    def _read_json_lines(self, data: bytes) -> tuple[list[Any], list[int]]:
+        records: list[Any] = []
+        lines: list[int] = []
+        for i, raw in enumerate(self._strip_bom(data).split(b"\n")):
+            if not raw.strip():
+                continue
+            line, row = i + 1, len(records) + 1
+            text = self._decode(raw, line_offset=i, row=row)
+            try:
+                records.append(json.loads(text))
+            except json.JSONDecodeError as e:
+                hint = " (a .json file must be a JSON array of objects or JSON Lines)"
+                raise self.error(
+                    f"invalid JSON: {e.msg} at character {e.colno}"
+                    + (hint if self.file.endswith(".json") else ""),
+                    row=row,
+                    line=line,
+                ) from None
+            lines.append(line)
+        if not records:
+            raise self.error("file has no rows")
+        return records, lines
+
+    def _read_json_array(self, data: bytes) -> tuple[list[Any], list[int]]:
+        text = self._decode(self._strip_bom(data))
+        decoder = json.JSONDecoder()
+        records: list[Any] = []
+        lines: list[int] = []
+        line, counted = 1, 0
+
+        def skip(i: int) -> int:
+            while i < len(text) and text[i] in " \t\r\n":
+                i += 1
+            return i
+
+        def line_at(pos: int) -> int:  # counts incrementally: positions only move forward
+            nonlocal line, counted
+            line += text.count("\n", counted, pos)
+            counted = pos
+            return line
+
+        i = skip(skip(0) + 1)  # past "["
+        while i < len(text) and text[i] != "]":
+            try:
+                record, end = decoder.raw_decode(text, i)
+            except json.JSONDecodeError as e:
+                raise self.error(
+                    f"invalid JSON: {e.msg} at character {e.colno}",
+                    row=len(records) + 1,
+                    line=e.lineno,
+                ) from None
+            records.append(record)
+            lines.append(line_at(i))
+            i = skip(end)
+            if i < len(text) and text[i] == ",":
+                i = skip(i + 1)
+            elif i >= len(text) or text[i] != "]":
+                raise self.error(
+                    "invalid JSON: expected ',' or ']' after an array element", line=line_at(i)
+                )
+        if i >= len(text):
+            raise self.error("invalid JSON: the array is not closed with ']'", line=line_at(i))
+        if skip(i + 1) != len(text):
+            raise self.error("invalid JSON: extra data after the array", line=line_at(skip(i + 1)))
+        if not records:
+            raise self.error("file has no rows (an empty JSON array)")
+        return records, lines
+
+    def _records_to_columns(self, records: list[Any], lines: list[int]) -> dict[str, list[Any]]:
+        expected = self.schema.column_names
+        expected_set = set(expected)
+        columns: dict[str, list[Any]] = {c: [] for c in expected}
+        for row, (record, line) in enumerate(zip(records, lines, strict=True), start=1):
+            if not isinstance(record, dict):
+                raise self.error(
+                    f"expected a JSON object, got {_describe(record)}", row=row, line=line
+                )
+            if record.keys() != expected_set:
+                # The column set is structural: report it at once instead of once per row.
+                raise self._column_set_error(list(record), row=row, line=line)
+            for c in expected:
+                columns[c].append(record[c])
+        return columns
+
+    def _column_set_error(
+        self, present: list[str], row: int | None = None, line: int | None = None
+    ) -> DatasetInputError:
+        expected = self.schema.column_names
+        missing = [c for c in expected if c not in present]
+        extra = [c for c in present if c not in expected]
+        problems = []
+        if missing:
+            problems.append(f"missing column(s) {', '.join(map(repr, missing))}")
+        if extra:
+            problems.append(
+                f"unexpected column(s) {', '.join(map(repr, extra))} (a typo? extra columns are "
+                "not allowed)"
+            )
+        return self.error(
+            f"{'; '.join(problems)}; expected columns: {', '.join(expected)}",
+            row=row,
+            line=line,
+            column=(missing or extra)[0] if len(missing) + len(extra) == 1 else None,
+        )
+
+    # -- CSV --
+
+    def _read_csv(self, data: bytes) -> tuple[dict[str, list[Any]], list[int]]:
+        text = self._decode(self._strip_bom(data))
+        reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+        header: list[str] | None = None
+        rows: list[list[str]] = []
+        lines: list[int] = []
+        while True:
+            start = reader.line_num + 1
+            try:
+                fields = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as e:  # bad quoting, or a field over csv's 128 KiB limit
+                raise self.error(
+                    f"invalid CSV: {e}", row=len(rows) + 1 if header else None, line=start
+                ) from None
+            if not fields:  # a blank line
+                continue
+            if header is None:
+                header = fields
+                continue
+            if len(fields) != len(header):
+                raise self.error(
+                    f"ragged row: {len(fields)} fields but the header has {len(header)}",
+                    row=len(rows) + 1,
+                    line=start,
+                )
+            rows.append(fields)
+            lines.append(start)
+        if header is None:
+            raise self.error("file has no rows")
+        duplicated = sorted({h for h in header if header.count(h) > 1})
+        if duplicated:
+            raise self.error(
+                f"duplicated column(s) in the header: {', '.join(map(repr, duplicated))}", line=1
+            )
+        if set(header) != set(self.schema.column_names):
+            raise self._column_set_error(header, line=1)
+        if not rows:
+            raise self.error("file has no data rows (only a header)")
+        index = {name: i for i, name in enumerate(header)}
+        columns: dict[str, list[Any]] = {}
+        for column in self.schema.columns:
+            values = [fields[index[column.name]] for fields in rows]
+            if column.kind == "str_list":
+                values = [
+                    self._csv_list(v, row, line, column.name)
+                    for row, (v, line) in enumerate(zip(values, lines, strict=True), start=1)
+                ]
+            columns[column.name] = values
+        return columns, lines
+
+    def _csv_list(self, cell: str, row: int, line: int, column: str) -> Any:
+        if not cell.strip():
+            return []
+        if not cell.lstrip().startswith("["):
+            return [cell]
+        try:
+            return json.loads(cell)
+        except json.JSONDecodeError as e:
+            self.problems.append(
+                self.error(
+                    f"starts with '[' but is not a JSON list ({e.msg}); write a list as "
+                    '["a", "b"], or quote one answer that starts with \'[\' as ["[...]"]',
+                    row=row,
+                    line=line,
+                    column=column,
+                )
+            )
+            return []
+
+    # -- Parquet --
+
+    def _read_parquet(self, path: Path) -> dict[str, list[Any]]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except (pa.ArrowException, OSError) as e:
+            raise self.error(f"not a readable Parquet file: {e}") from None
+        if set(table.column_names) != set(self.schema.column_names):
+            raise self._column_set_error(table.column_names)
+        for column in self.schema.columns:
+            arrow_type = table.schema.field(column.name).type
+            if not _arrow_type_ok(arrow_type, column.kind):
+                want = "list<string>" if column.kind == "str_list" else "string"
+                raise self.error(
+                    f"expected Parquet type {want}, got {arrow_type}", column=column.name
+                )
+        if table.num_rows == 0:
+            raise self.error("file has no rows")
+        return {c: table.column(c).to_pylist() for c in self.schema.column_names}
+
+    # -- cells --
+
+    def _check_cells(self, columns: dict[str, list[Any]], lines: list[int] | None) -> None:
+        for column in self.schema.columns:
+            bad = 0
+            for i, value in enumerate(columns[column.name]):
+                problem = _cell_problem(value, column.kind)
+                if problem is None:
+                    continue
+                line = None if lines is None else lines[i]
+                self.problems.append(self.error(problem, row=i + 1, line=line, column=column.name))
+                bad += 1
+                if bad >= MAX_PROBLEMS:
+                    break
+
+
+def _arrow_type_ok(arrow_type: Any, kind: str) -> bool:
+    import pyarrow as pa
+
+    def is_str(t: Any) -> bool:
+        return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+
+    if kind == "str":
+        return is_str(arrow_type)
+    is_list = pa.types.is_list(arrow_type) or pa.types.is_large_list(arrow_type)
+    return is_list and is_str(arrow_type.value_type)
+
+
+def _cell_problem(value: Any, kind: str) -> str | None:
+    if kind == "str":
+        return None if isinstance(value, str) else f"expected a string, got {_describe(value)}"
+    if not isinstance(value, list):
+        return f"expected a list of strings, got {_describe(value)}"
+    for n, item in enumerate(value, start=1):
+        if not isinstance(item, str):
+            return f"expected a list of strings, item {n} is {_describe(item)}"
+    return None
+
+
+# --- save_to_disk directories and the Hub ----------------------------------------------------
+
+
+def _read_saved(src: str, schema: TaskSchema) -> LoadedDataset:
+    try:
+        loaded = datasets.load_from_disk(src)
+    except (OSError, ValueError, FileNotFoundError) as e:
+        raise DatasetInputError(f"cannot load the save_to_disk directory: {e}", file=src) from None
+    if not isinstance(loaded, datasets.DatasetDict):
+        raise DatasetInputError(
+            "holds a single Dataset; expected a DatasetDict with train and test splits", file=src
+        )
+    return _from_dataset_dict(loaded, src, {s: str(Path(src) / s) for s in loaded}, schema)
+
+
+def parse_hub_source(source: str) -> tuple[str, str | None]:
+    """`hf:owner/name@rev` -> ("owner/name", "rev")."""
+    name, _, revision = source.removeprefix(HF_PREFIX).partition("@")
+    return name, revision or None
+
+
+def _read_hub(src: str, schema: TaskSchema) -> LoadedDataset:
+    name, revision = parse_hub_source(src)
+    if not name:
+        raise DatasetInputError(f"expected {HF_PREFIX}<name>[@revision]", file=src)
+    try:
+        loaded = datasets.load_dataset(name, revision=revision)
+    except Exception as e:  # offline, unknown name or revision, gated repo: all end the same way
+        raise DatasetInputError(
+            f"cannot load {name!r}"
+            + (f" at revision {revision!r}" if revision else "")
+            + f" from the Hugging Face Hub ({type(e).__name__}: {e}); check the name, the "
+            "revision and the network (HF_HUB_OFFLINE=1 forbids downloads)",
+            file=src,
+        ) from e
+    if not isinstance(loaded, datasets.DatasetDict):
+        raise DatasetInputError("expected a dataset with train and test splits", file=src)
+    return _from_dataset_dict(loaded, src, {s: src for s in loaded}, schema)
+
+
+def _from_dataset_dict(
+    dd: datasets.DatasetDict, src: str, files: dict[str, str], schema: TaskSchema
+) -> LoadedDataset:
+    unknown = [s for s in dd if s not in SPLITS]
+    if unknown:
+        raise DatasetInputError(
+            f"unexpected split(s) {', '.join(map(repr, unknown))}; expected {', '.join(SPLITS)}",
+            file=src,
+        )
+    for split in REQUIRED_SPLITS:
+        if split not in dd:
+            raise DatasetInputError("this required split is missing", file=src, split=split)
+    features = task_features(schema)
+    splits: dict[str, datasets.Dataset] = {}
+    for split in (s for s in SPLITS if s in dd):
+        ds, reader = dd[split], _SplitReader(files[split], split, schema)
+        if set(ds.column_names) != set(schema.column_names):
+            raise reader._column_set_error(ds.column_names)
+        for column in schema.columns:
+            arrow_type = ds.data.schema.field(column.name).type
+            if not _arrow_type_ok(arrow_type, column.kind):
+                want = "list of strings" if column.kind == "str_list" else "string"
+                raise reader.error(f"expected {want}, got {arrow_type}", column=column.name)
+        columns = ds.select_columns(schema.column_names).to_dict()
+        reader._check_cells(columns, None)  # nulls are the only cell problems Arrow allows
+        if reader.problems:
+            first, *others = reader.problems
+            first.others = tuple(others[: MAX_PROBLEMS - 1])
+            raise first
+        splits[split] = ds.select_columns(schema.column_names).cast(features)
+    provenance = {s: SplitProvenance(files[s]) for s in splits}
+    return LoadedDataset(datasets.DatasetDict(splits), provenance, schema.name, src)
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+def save_task_dataset(
+    dd: datasets.DatasetDict, directory: str | os.PathLike[str], fmt: str = "jsonl"
+) -> list[Path]:
+    """Write `<directory>/<split>.<fmt>` per split, readable by `load_task_dataset`."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for split, ds in dd.items():
+        others = [p for p in out.glob(f"{split}.*") if p.name != f"{split}.{fmt}"]
+        if others:
+            raise ValueError(
+                f"{out}: already holds {', '.join(p.name for p in others)}; a split must have "
+                "one file, remove it first"
+            )
+        path = out / f"{split}.{fmt}"
+        if fmt == "parquet":
+            ds.to_parquet(str(path))
+        elif fmt == "csv":
+            _write_csv(ds, path)
+        else:
+            with path.open("w", encoding="utf-8") as f:
+                rows = (json.dumps(r, ensure_ascii=False) for r in ds)
+                if fmt == "jsonl":
+                    f.writelines(f"{r}\n" for r in rows)
+                else:  # a JSON array, one row per line so line numbers stay useful
+                    f.write("[\n" + ",\n".join(rows) + "\n]\n")
+        written.append(path)
+    return written
+
+
+def _write_csv(ds: datasets.Dataset, path: Path) -> None:
+    list_columns = {
+        name for name, f in ds.features.items() if isinstance(f, datasets.List | datasets.LargeList)
+    }
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(ds.column_names)
+        for record in _iter_rows(ds):
+            writer.writerow(
+                json.dumps(v, ensure_ascii=False) if k in list_columns else v
+                for k, v in record.items()
+            )
+
+
+def _iter_rows(ds: datasets.Dataset) -> Iterator[dict[str, Any]]:
+    for batch in ds.iter(batch_size=1000):
+        keys = list(batch)
+        for values in zip(*(batch[k] for k in keys), strict=True):
+            yield dict(zip(keys, values, strict=True))

@@ -1,0 +1,72 @@
+"""MLflow conventions shared by every sftcast run: lineage tags, config hashes, experiments.
+
+Plain MLflow, no ZenML: the steps pass in the ZenML identifiers they know.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from pydantic import BaseModel
+
+TAG_PIPELINE_RUN_ID = "zenml.pipeline_run_id"
+TAG_PIPELINE_RUN_NAME = "zenml.pipeline_run_name"
+TAG_PIPELINE_NAME = "zenml.pipeline_name"
+TAG_STEP_NAME = "zenml.step_name"
+TAG_CONFIG_HASH = "sftcast.config_hash"
+
+
+def to_jsonable(obj: Any) -> Any:
+    if isinstance(obj, BaseModel):
+        return obj.model_dump(mode="json")
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def config_hash(*configs: Any, length: int = 12) -> str:
+    """A stable short hash of configurations (pydantic models, dicts, scalars)."""
+    canonical = json.dumps([to_jsonable(c) for c in configs], sort_keys=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:length]
+
+
+def lineage_tags(
+    pipeline_run_id: str, pipeline_run_name: str, pipeline_name: str, step_name: str, chash: str
+) -> dict[str, str]:
+    return {
+        TAG_PIPELINE_RUN_ID: pipeline_run_id,
+        TAG_PIPELINE_RUN_NAME: pipeline_run_name,
+        TAG_PIPELINE_NAME: pipeline_name,
+        TAG_STEP_NAME: step_name,
+        TAG_CONFIG_HASH: chash,
+    }
+
+
+def is_local_store(tracking_uri: str) -> bool:
+    return tracking_uri.startswith(("sqlite:", "file:")) or "://" not in tracking_uri
+
+
+def ensure_experiment(name: str, artifact_root: Path) -> str:
+    """Create the experiment with artifacts under `artifact_root` if it does not exist.
+
+    MLflow's SQLite store otherwise puts artifacts in `./mlruns` of whatever directory the
+    process started in; a fixed location keeps one store per project.
+    """
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = (artifact_root / name).resolve()
+    return client.create_experiment(name, artifact_location=location.as_uri())
+
+
+def log_json(obj: Any, artifact_file: str) -> None:
+    mlflow.log_dict(to_jsonable(obj), artifact_file)

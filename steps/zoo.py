@@ -1,0 +1,64 @@
+"""Zoo steps: the shared tokenizer, one pre-training per variant, one fetch per candidate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import mlflow
+from zenml import step
+
+from sftcast.data import load_corpus
+from sftcast.zoo import ZooConfig, pretrain_variant, resolve_candidate
+from sftcast.zoo.fetch import install_run, parse_zoo_uri
+from sftcast.zoo.train import train_zoo_tokenizer
+from steps.lineage import MLFLOW_STEP, track
+
+
+@step(**MLFLOW_STEP)
+def zoo_tokenizer(corpus: Path, zoo: ZooConfig) -> Annotated[Path, "tokenizer"]:
+    """Byte-level BPE on the corpus train split, shared by every variant."""
+    track(zoo.tokenizer_vocab_size, zoo.model, params={"vocab_size": zoo.tokenizer_vocab_size})
+    return train_zoo_tokenizer(zoo, load_corpus(corpus))
+
+
+@step(extra={"gpu": True}, **MLFLOW_STEP)
+def pretrain(
+    corpus: Path, tokenizer: Path, zoo: ZooConfig, variant: str
+) -> Annotated[Path, "zoo_run"]:
+    """Pre-train one variant (or reuse it: same config hash), saving its checkpoints."""
+    spec = zoo.variant(variant)
+    track(spec, params=spec.model_dump(mode="json", exclude={"model"}))
+    result = pretrain_variant(
+        spec,
+        load_corpus(corpus),
+        tokenizer,
+        zoo.root.resolve(),
+        on_log=lambda step, metrics: mlflow.log_metrics(metrics, step=step),
+    )
+    mlflow.log_metrics(
+        {
+            "n_params": result.n_params,
+            "tokens_seen": result.tokens_seen,
+            "tokens_per_s": result.tokens_per_s,
+            "wall_time_s": result.wall_time_s,
+            "final_loss": result.loss_history[-1],
+        }
+    )
+    mlflow.set_tags({"sftcast.reused": result.reused, "sftcast.resumed_from": result.resumed_from})
+    mlflow.log_artifact(str(result.checkpoints[max(result.checkpoints)] / "README.md"))
+    return result.run_dir
+
+
+@step(**MLFLOW_STEP)
+def fetch_candidate(
+    uri: str, zoo: ZooConfig, zoo_run: Path | None = None, trust_remote_code: bool = False
+) -> Annotated[Path, "candidate"]:
+    """A candidate URI as a verified local Hugging Face folder (safetensors only)."""
+    track(uri, params={"candidate": uri, "trust_remote_code": trust_remote_code})
+    root = zoo.root.resolve()
+    if zoo_run is not None:  # the run arrived as an artifact: on k8s this pod's disk is empty
+        install_run(zoo_run, root, zoo.variant(parse_zoo_uri(uri)[0]).run_name)
+    path = resolve_candidate(uri, zoo_root=root, trust_remote_code=trust_remote_code)
+    mlflow.set_tag("sftcast.candidate", uri)
+    return path

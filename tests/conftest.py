@@ -1,0 +1,97 @@
+"""Test isolation: every test session (each xdist worker) gets its own ZenML config and
+repository, its own MLflow store and stores root, all in a temporary folder. Set before
+anything imports ZenML."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="sftcast-tests-"))
+atexit.register(shutil.rmtree, SESSION_DIR, ignore_errors=True)
+TRACKING_URI = f"sqlite:///{SESSION_DIR / 'stores' / 'mlruns' / 'mlflow.db'}"
+os.environ.update(
+    {
+        "ZENML_CONFIG_PATH": str(SESSION_DIR / "zenml-config"),
+        "ZENML_REPOSITORY_PATH": str(SESSION_DIR / "zenml-repo"),
+        "ZENML_CUSTOM_SOURCE_ROOT": str(REPO_ROOT),
+        "ZENML_ANALYTICS_OPT_IN": "false",
+        "ZENML_LOGGING_VERBOSITY": "WARN",
+        "ZENML_ENABLE_RICH_TRACEBACK": "false",
+        "SFTCAST_ROOT": str(SESSION_DIR / "stores"),
+        "MLFLOW_TRACKING_URI": TRACKING_URI,
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+)
+(SESSION_DIR / "zenml-repo").mkdir()
+(SESSION_DIR / "stores" / "mlruns").mkdir(parents=True)
+
+FAKE_KUBECONFIG = """\
+apiVersion: v1
+kind: Config
+clusters:
+- cluster: {server: "https://127.0.0.1:6443"}
+  name: fake
+contexts:
+- context: {cluster: fake, user: fake}
+  name: sftcast-test
+current-context: sftcast-test
+users:
+- name: fake
+  user: {token: not-a-secret}
+"""
+
+
+@pytest.fixture(scope="session")
+def zenml_client():
+    """A ZenML repository with the local stack registered and active."""
+    from zenml.client import Client
+
+    from pipelines.stacks import ensure_repository, load_stack_file, register_stack
+
+    ensure_repository()
+    register_stack(load_stack_file("local"), activate=True)
+    return Client()
+
+
+@pytest.fixture
+def k8s_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, zenml_client) -> dict[str, str]:
+    """What an operator sets for the k8s stack, with a kubeconfig naming a cluster that does
+    not exist: enough to validate and compile, never to run."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(FAKE_KUBECONFIG)
+    env = {
+        "KUBECONFIG": str(kubeconfig),
+        "SFTCAST_K8S_CONTEXT": "sftcast-test",
+        "SFTCAST_ARTIFACT_STORE": "s3://sftcast-test-bucket/zenml",
+        "SFTCAST_REGISTRY_URI": "registry.example.com/sftcast",
+        "SFTCAST_MLFLOW_URI": "https://mlflow.example.com",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    if not zenml_client.list_secrets(name="sftcast_mlflow").items:
+        zenml_client.create_secret("sftcast_mlflow", values={"username": "u", "password": "p"})
+    return env
+
+
+@pytest.fixture
+def tracking():
+    """Point MLflow at the session's store: ZenML's tracker resets the URI, and the
+    MLFLOW_TRACKING_URI variable, after each step."""
+    import mlflow
+
+    def point() -> mlflow.MlflowClient:
+        os.environ["MLFLOW_TRACKING_URI"] = TRACKING_URI
+        mlflow.set_tracking_uri(TRACKING_URI)
+        return mlflow.MlflowClient()
+
+    return point

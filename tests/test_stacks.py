@@ -1,0 +1,189 @@
+"""Stacks as files: they load, import idempotently, and the k8s stack compiles without a
+cluster, placing GPU steps on the step operator with explicit GPU pod resources."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pipelines.runconfig import RunConfigError, compile_for_stack, placement_rows
+from pipelines.stacks import (
+    STACK_DIR,
+    StackFileError,
+    available_stacks,
+    load_stack_file,
+    register_stack,
+)
+
+
+def test_the_three_stacks_are_files() -> None:
+    assert {"local", "gpu", "k8s"} <= set(available_stacks())
+
+
+@pytest.mark.parametrize("name", ["local", "gpu"])
+def test_local_stacks_need_no_environment(name: str) -> None:
+    stack = load_stack_file(name, env={"SFTCAST_ROOT": "/srv/sftcast"})
+    tracker = stack.components["experiment_tracker"][0]
+    assert tracker["flavor"] == "mlflow"
+    assert tracker["configuration"]["tracking_uri"] == "sqlite:////srv/sftcast/mlruns/mlflow.db"
+    assert stack.components["model_registry"][0]["flavor"] == "mlflow"
+    assert stack.components["orchestrator"][0]["flavor"] == "local"
+
+
+def test_gpu_stack_pins_gpu_steps_to_cuda() -> None:
+    stack = load_stack_file("gpu", env={})
+    assert stack.options_for(gpu=True)["environment"]["SFTCAST_DEVICE"] == "cuda"
+    assert stack.options_for(gpu=False) == {}
+
+
+def test_k8s_stack_names_the_missing_variable() -> None:
+    with pytest.raises(
+        StackFileError, match=r"k8s\.yaml: environment variable SFTCAST_K8S_CONTEXT"
+    ):
+        load_stack_file("k8s", env={})
+
+
+def test_k8s_stack_reads_every_endpoint_from_the_environment(k8s_env: dict[str, str]) -> None:
+    stack = load_stack_file("k8s")
+    flat = yaml.safe_dump(stack.components)
+    for value in k8s_env.values():
+        if not value.endswith("kubeconfig"):
+            assert value in flat
+    assert stack.components["orchestrator"][0]["configuration"]["kubernetes_namespace"] == "sftcast"
+    gpu = stack.options_for(gpu=True)
+    pod = gpu["settings"]["step_operator.kubernetes"]["pod_settings"]
+    assert gpu["step_operator"] == "sftcast-k8s-gpu"
+    assert pod["resources"]["limits"]["nvidia.com/gpu"] == "1"
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("- just\n- a list\n", "mapping at the top level"),
+        ("stack_name: x\n", "missing key"),
+        (
+            "stack_name: x\ncomponents:\n  artifact_store: [{name: a, flavor: local}]\n",
+            "orchestrator",
+        ),
+        (
+            "stack_name: x\ncomponents:\n  orchestrator: [{name: o, flavor: local}]\n"
+            "  artifact_store: [{name: a, flavor: local}]\n  teleporter: [{name: t, flavor: x}]\n",
+            "unknown component type 'teleporter'",
+        ),
+        (
+            "stack_name: x\ncomponents:\n  orchestrator: [{name: o}]\n",
+            "needs a `name` and a `flavor`",
+        ),
+        (
+            "stack_name: x\ncomponents:\n  orchestrator: [{name: o, flavor: local}]\n"
+            "  artifact_store: [{name: a, flavor: local}]\nsftcast:\n  tpu_steps: {}\n",
+            "sftcast.tpu_steps is unknown",
+        ),
+        (
+            "stack_name: x\ncomponents:\n  orchestrator: [{name: o, flavor: local}]\n"
+            "  artifact_store: [{name: a, flavor: local}]\nsftcast:\n  gpu_steps: {gpus: 2}\n",
+            "unknown option(s) gpus",
+        ),
+        ("stack_name: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_malformed_stack_files_are_named(tmp_path: Path, text: str, problem: str) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text(text)
+    with pytest.raises(StackFileError) as err:
+        load_stack_file(path)
+    assert str(path) in str(err.value)
+    assert problem in str(err.value)
+
+
+def test_import_is_idempotent_and_follows_the_file(zenml_client, tmp_path: Path) -> None:
+    text = (STACK_DIR / "local.yaml").read_text().replace("sftcast-local", "sftcast-idem")
+    text = text.replace("sftcast-mlflow-local", "sftcast-mlflow-idem")
+    path = tmp_path / "idem.yaml"
+    path.write_text(text)
+    before = zenml_client.list_stack_components(size=100).total
+
+    first = register_stack(load_stack_file(path), activate=False)
+    second = register_stack(load_stack_file(path), activate=False)
+    assert first.id == second.id
+    # two new components (the orchestrator's, store's and registry's names differ only
+    # where the file renamed them); a second import creates nothing
+    after = zenml_client.list_stack_components(size=100).total
+    assert register_stack(load_stack_file(path), activate=False).id == first.id
+    assert zenml_client.list_stack_components(size=100).total == after > before
+
+    path.write_text(text.replace("/.zenml/artifacts", "/.zenml/other-artifacts"))
+    register_stack(load_stack_file(path), activate=False)
+    store = zenml_client.get_stack_component("artifact_store", "sftcast-idem-artifacts")
+    assert store.configuration["path"].endswith("/.zenml/other-artifacts")
+    assert zenml_client.list_stack_components(size=100).total == after
+
+
+def _k8s_rows(stack_path: Path | str) -> list[dict[str, str]]:
+    from pipelines.registry import PIPELINES, known_sections
+    from pipelines.run import DEFAULT_CONFIG
+    from pipelines.runconfig import load_run_config, with_stack_options
+
+    stack_file = load_stack_file(stack_path)
+    register_stack(stack_file, activate=False)
+    pipeline = PIPELINES["zoo"]
+    config = load_run_config(DEFAULT_CONFIG, pipeline, known_sections())
+    snapshot, stack = compile_for_stack(
+        pipeline, with_stack_options(config, pipeline, stack_file), stack_file
+    )
+    return placement_rows(snapshot, stack)
+
+
+def test_k8s_dry_run_places_gpu_steps_on_gpu_pods(k8s_env: dict[str, str]) -> None:
+    rows = _k8s_rows("k8s")
+    gpu_rows = [r for r in rows if "step operator" in r["where"]]
+    cpu_rows = [r for r in rows if "orchestrator" in r["where"]]
+    assert gpu_rows and cpu_rows
+    for row in gpu_rows:
+        assert "nvidia.com/gpu=1" in row["resources"]
+        assert row["device"] == "cuda"
+        assert "nvidia.com/gpu:NoSchedule" in row["tolerations"]
+    for row in cpu_rows:
+        assert "nvidia.com/gpu" not in row["resources"]
+        assert "cpu=2" in row["resources"]
+
+
+def test_k8s_dry_run_rejects_malformed_pod_settings(k8s_env, tmp_path: Path) -> None:
+    text = (STACK_DIR / "k8s.yaml").read_text()
+    text = text.replace("tolerations:\n", "tolerations: not-a-list\n", 1)
+    text = "\n".join(
+        line
+        for line in text.splitlines()
+        if not line.strip().startswith(("- key:", "operator:", "effect:"))
+    )
+    path = tmp_path / "k8s-broken.yaml"
+    path.write_text(text)
+    with pytest.raises(
+        RunConfigError,
+        match=r"k8s-broken\.yaml: malformed KubernetesStepOperatorSettings: "
+        r"pod_settings\.tolerations",
+    ):
+        _k8s_rows(path)
+
+
+def test_cli_dry_run_prints_placement(k8s_env) -> None:
+    from pipelines.run import app
+
+    result = CliRunner().invoke(app, ["--stack", "k8s", "--dry-run", "zoo"], env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "dry run: nothing was started" in result.output
+    assert "step operator sftcast-k8s-gpu" in result.output
+    assert "pretrain_" in result.output
+
+
+def test_cli_dry_run_fails_clearly_without_the_cluster_context(k8s_env, monkeypatch) -> None:
+    from pipelines.run import app
+
+    monkeypatch.setenv("SFTCAST_K8S_CONTEXT", "no-such-context")
+    result = CliRunner().invoke(app, ["--stack", "k8s", "--dry-run", "zoo"])
+    assert result.exit_code == 2
+    assert "no-such-context" in result.output
