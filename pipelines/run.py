@@ -196,11 +196,19 @@ def _prepare_tracking(experiment: str) -> None:
 
 
 def _print_placement(rows: list[dict[str, str]], pipeline: str, stack: str) -> None:
-    table = Table(title=f"{pipeline} on {stack} (dry run: nothing was started)")
-    for column in ("step", "where", "device", "resources", "tolerations"):
+    """A table on a terminal; tab-separated lines when piped, for scripts to read."""
+    columns = ("step", "where", "device", "resources", "tolerations")
+    title = f"{pipeline} on {stack} (dry run: nothing was started)"
+    if not console.is_terminal:
+        print(title)
+        for line in (columns, *([row[c] for c in columns] for row in rows)):
+            print("\t".join(line))
+        return
+    table = Table(title=title)
+    for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(row[c] for c in ("step", "where", "device", "resources", "tolerations")))
+        table.add_row(*(row[c] for c in columns))
     console.print(table)
 
 
