@@ -199,16 +199,17 @@ def _print_placement(rows: list[dict[str, str]], pipeline: str, stack: str) -> N
     """A table on a terminal; tab-separated lines when piped, for scripts to read."""
     columns = ("step", "where", "device", "resources", "tolerations")
     title = f"{pipeline} on {stack} (dry run: nothing was started)"
+    values = [[row[c] for c in columns] for row in rows]
     if not console.is_terminal:
         print(title)
-        for line in (columns, *([row[c] for c in columns] for row in rows)):
+        for line in (columns, *values):
             print("\t".join(line))
         return
     table = Table(title=title)
     for column in columns:
         table.add_column(column)
-    for row in rows:
-        table.add_row(*(row[c] for c in columns))
+    for line in values:
+        table.add_row(*line)
     console.print(table)
 
 
