@@ -15,6 +15,8 @@ from pathlib import Path
 
 BENCHMARKS: dict[str, str] = {
     "pretrain": "benchmarks.pretrain",
+    "sft": "benchmarks.sft",
+    "evaluation": "benchmarks.evaluation",
 }
 RESULTS = Path(__file__).with_name("results.md")
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from zenml import pipeline
 
@@ -10,16 +10,22 @@ from sftcast.data import DataConfig
 from steps.data import build_data, validate_task_data
 
 
-def data_stage(data: DataConfig) -> tuple[Any, list[str]]:
-    """Wire the data steps; returns the corpus artifact and the validation step ids, which
-    every later stage waits for."""
+class DataStage(NamedTuple):
+    corpus: Any  # the corpus artifact
+    validations: list[str]  # validation step ids: every later stage waits for them
+    datasets: dict[str, Any]  # task -> its validated dataset artifact
+
+
+def data_stage(data: DataConfig) -> DataStage:
     corpus, builtin_tasks = build_data(config=data)
-    validations = []
+    validations, datasets = [], {}
     for task in data.tasks:
         step_id = f"validate_{task}"
-        validate_task_data(task=task, builtin_tasks=builtin_tasks, config=data, id=step_id)
+        datasets[task] = validate_task_data(
+            task=task, builtin_tasks=builtin_tasks, config=data, id=step_id
+        )
         validations.append(step_id)
-    return corpus, validations
+    return DataStage(corpus, validations, datasets)
 
 
 @pipeline(name="sftcast_data")

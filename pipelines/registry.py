@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pipelines.data import data_pipeline
 from pipelines.runconfig import pipeline_parameters
+from pipelines.sft import sft_pipeline
 from pipelines.zoo import zoo_pipeline
 
-PIPELINES = {"data": data_pipeline, "zoo": zoo_pipeline}
+PIPELINES = {"data": data_pipeline, "zoo": zoo_pipeline, "sft": sft_pipeline}
 
 
 def known_sections() -> set[str]:

@@ -2,7 +2,7 @@
 
 python pipelines/run.py                       # the default pipeline on the local stack
 python pipelines/run.py --stack k8s --dry-run # where each step would run, and with what
-python pipelines/run.py data                  # one pipeline by name
+python pipelines/run.py sft                   # one pipeline by name
 python pipelines/run.py validate --task cls --dataset my_data/
 """
 
@@ -75,6 +75,12 @@ def data(ctx: typer.Context) -> None:
 def zoo(ctx: typer.Context) -> None:
     """Validated data, then pre-train the zoo's variants and fetch every candidate checkpoint."""
     _run(ctx.obj, "zoo")
+
+
+@app.command()
+def sft(ctx: typer.Context) -> None:
+    """The zoo's candidates fine-tuned on each task, evaluated, and registered in MLflow."""
+    _run(ctx.obj, "sft")
 
 
 @app.command()

@@ -3,6 +3,8 @@ each, so Kubernetes fans them out), every checkpoint fetched and verified as a c
 
 from __future__ import annotations
 
+from typing import Any
+
 from zenml import pipeline
 
 from pipelines.data import data_stage
@@ -11,10 +13,10 @@ from sftcast.zoo import ZooConfig
 from steps.zoo import fetch_candidate, pretrain, zoo_tokenizer
 
 
-@pipeline(name="sftcast_zoo")
-def zoo_pipeline(data: DataConfig, zoo: ZooConfig) -> None:
-    corpus, validations = data_stage(data)
-    tokenizer = zoo_tokenizer(corpus=corpus, zoo=zoo, after=validations)
+def zoo_stage(corpus: Any, zoo: ZooConfig, after: list[str]) -> dict[str, Any]:
+    """Wire tokenizer, pre-training and fetches; returns candidate URI -> its artifact."""
+    tokenizer = zoo_tokenizer(corpus=corpus, zoo=zoo, after=after)
+    candidates = {}
     for variant in zoo.variants:
         run = pretrain(
             corpus=corpus,
@@ -24,9 +26,14 @@ def zoo_pipeline(data: DataConfig, zoo: ZooConfig) -> None:
             id=f"pretrain_{variant.name}",
         )
         for step in variant.checkpoint_steps:
-            fetch_candidate(
-                uri=f"zoo:{variant.name}@{step}",
-                zoo=zoo,
-                zoo_run=run,
-                id=f"fetch_{variant.name}_{step}",
+            uri = f"zoo:{variant.name}@{step}"
+            candidates[uri] = fetch_candidate(
+                uri=uri, zoo=zoo, zoo_run=run, id=f"fetch_{variant.name}_{step}"
             )
+    return candidates
+
+
+@pipeline(name="sftcast_zoo")
+def zoo_pipeline(data: DataConfig, zoo: ZooConfig) -> None:
+    stage = data_stage(data)
+    zoo_stage(stage.corpus, zoo, stage.validations)

@@ -23,9 +23,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
         ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int
     ) -> torch.Tensor:
         n = hidden.shape[0]
-        want_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        grad_hidden = torch.empty_like(hidden) if want_grad else None
-        grad_weight = torch.zeros_like(weight) if want_grad else None
+        # A frozen LM head (LoRA) needs no weight gradient, an inference pass neither.
+        want_hidden, want_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        grad_hidden = torch.empty_like(hidden) if want_hidden else None
+        grad_weight = torch.zeros_like(weight) if want_weight else None
         loss = hidden.new_zeros((), dtype=torch.float32)
         for start in range(0, n, chunk):
             h, y = hidden[start : start + chunk], targets[start : start + chunk]
@@ -35,19 +36,26 @@ class _LinearCrossEntropy(torch.autograd.Function):
             probs = logits.sub_(peak).exp_()  # in place: one exp per logit, no extra buffer
             total = probs.sum(dim=-1, keepdim=True)
             loss += (peak + total.log()).squeeze(1).sub_(target_logit).sum()
-            if want_grad:
+            if want_hidden or want_weight:
                 probs.div_(total * n)  # softmax / n = d(mean loss)/d(logits) off the target
                 probs[torch.arange(len(y)), y] -= 1.0 / n
-                probs = probs.to(hidden.dtype)
-                grad_hidden[start : start + chunk] = probs @ weight
-                grad_weight.addmm_(probs.t(), h)
+                # Explicit dtypes: under bf16 autocast hidden is bf16 while weight stays fp32.
+                if want_hidden:
+                    grad_hidden[start : start + chunk] = probs.to(h.dtype) @ weight.to(h.dtype)
+                if want_weight:
+                    grad_weight.addmm_(probs.t().to(weight.dtype), h.to(weight.dtype))
         ctx.save_for_backward(grad_hidden, grad_weight)
         return loss / n
 
     @staticmethod
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
         grad_hidden, grad_weight = ctx.saved_tensors
-        return grad_hidden * grad_output, grad_weight * grad_output, None, None
+        return (
+            None if grad_hidden is None else grad_hidden * grad_output,
+            None if grad_weight is None else grad_weight * grad_output,
+            None,
+            None,
+        )
 
 
 def linear_cross_entropy(

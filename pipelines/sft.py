@@ -1,0 +1,72 @@
+"""The SFT pipeline: validated data, the zoo's candidates, each candidate's base scores, then
+one fine-tune + evaluation + registration per candidate x task, and the report."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from zenml import pipeline
+
+from pipelines.data import data_stage
+from pipelines.runconfig import RunConfigError
+from pipelines.zoo import zoo_stage
+from sftcast.data import DataConfig
+from sftcast.evaluation import EvaluationConfig
+from sftcast.sft import SFTConfig
+from sftcast.zoo import ZooConfig
+from steps.sft import evaluate_candidate, finetune_candidate, sft_report
+
+
+def step_slug(uri: str) -> str:
+    """`zoo:clm-lr4e-3@150` -> `clm-lr4e-3_150`: a readable step-id fragment."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", uri.removeprefix("zoo:").replace("@", "_")).strip("_")
+
+
+def sft_stage(
+    candidates: dict[str, Any],
+    datasets: dict[str, Any],
+    zoo: ZooConfig,
+    sft: SFTConfig,
+    evaluation: EvaluationConfig,
+) -> list[Any]:
+    """Wire base evaluation and SFT for `candidates` (URI -> artifact); returns the records."""
+    missing = [t for t in sft.tasks if t not in datasets]
+    if missing:
+        raise RunConfigError(f"sft.tasks {missing} have no dataset in data.tasks")
+    unknown = [u for u in sft.replicate_candidates if u not in candidates]
+    if unknown:
+        raise RunConfigError(f"sft.replicate_candidates {unknown} are not candidates of this run")
+    tasks = list(datasets)
+    task_datasets = [datasets[t] for t in tasks]
+    records = []
+    for uri, candidate in candidates.items():
+        slug = step_slug(uri)
+        shared = {
+            "candidate": candidate,
+            "uri": uri,
+            "datasets": task_datasets,
+            "tasks": tasks,
+            "evaluation": evaluation,
+        }
+        base = evaluate_candidate(**shared, id=f"evaluate_{slug}")
+        seeds = sft.replicate_seeds if uri in sft.replicate_candidates else []
+        for task in sft.tasks:
+            common = {**shared, "task": task, "base_scores": base, "sft": sft, "zoo": zoo}
+            records.append(finetune_candidate(**common, id=f"sft_{task}_{slug}"))
+            records += [
+                finetune_candidate(
+                    **common, seed=s, replicate=True, id=f"sft_{task}_{slug}_seed{s}"
+                )
+                for s in seeds
+            ]
+    return records
+
+
+@pipeline(name="sftcast_sft")
+def sft_pipeline(
+    data: DataConfig, zoo: ZooConfig, sft: SFTConfig, evaluation: EvaluationConfig
+) -> None:
+    stage = data_stage(data)
+    candidates = zoo_stage(stage.corpus, zoo, stage.validations)
+    sft_report(records=sft_stage(candidates, stage.datasets, zoo, sft, evaluation))

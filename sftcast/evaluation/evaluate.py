@@ -1,0 +1,195 @@
+"""Evaluation protocols of the source papers: base models few-shot, fine-tuned models zero-shot.
+
+- `cls` is scored by TokenProb accuracy; `cbqa` and `rag` by exact match, token F1 and ROUGE-L
+  of a greedy answer of at most `max_new_tokens` tokens.
+- `evaluate_base`: a pre-trained candidate on every task, `shots[task]` demonstrations drawn
+  from the task's train split with a fixed seed (the same demonstrations for every candidate).
+- `evaluate_finetuned`: a model fine-tuned on one task, zero-shot on that task in each prompt
+  format, and on the other tasks with the base protocol, so that the mean ratio of change
+  (forgetting) compares like with like.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from sftcast.data.schema import NEWS_TOPICS, TASKS
+from sftcast.evaluation.metrics import exact_match, mean_ratio_of_change, rouge_l, token_f1
+from sftcast.evaluation.scoring import greedy_generate, label_token_ids, tokenprob_scores
+from sftcast.prompts import FORMATS, encode_example
+
+PRIMARY_METRIC = {"cbqa": "f1", "rag": "f1", "cls": "accuracy"}
+QA_METRICS = {"exact_match": exact_match, "f1": token_f1, "rouge_l": rouge_l}
+Scores = dict[str, float]
+
+
+class EvaluationConfig(BaseModel):
+    """`parameters.evaluation` of a run configuration."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    split: str = "test"
+    max_examples: int | None = Field(None, ge=1, description="first N rows of the split")
+    shots: dict[str, int] = Field(default_factory=lambda: {"cbqa": 3, "rag": 1, "cls": 2})
+    demo_context_tokens: int = Field(48, ge=1, description="input tokens kept per demonstration")
+    max_new_tokens: int = Field(12, ge=1)
+    max_length: int = Field(256, ge=8)
+    batch_size: int = Field(32, ge=1)
+    formats: list[str] = Field(default_factory=lambda: list(FORMATS))
+    seed: int = 0  # which train rows become demonstrations
+
+    @field_validator("shots")
+    @classmethod
+    def _shots(cls, shots: dict[str, int]) -> dict[str, int]:
+        for task, k in shots.items():
+            if task not in TASKS:
+                raise ValueError(f"unknown task {task!r} in shots; expected {', '.join(TASKS)}")
+            if k < 0:
+                raise ValueError(f"shots[{task!r}] must be >= 0, got {k}")
+        return shots
+
+    @field_validator("formats")
+    @classmethod
+    def _formats(cls, formats: list[str]) -> list[str]:
+        unknown = [f for f in formats if f not in FORMATS]
+        if unknown or "train" not in formats:
+            raise ValueError(f"formats must include 'train' and be among {FORMATS}: {formats}")
+        return formats
+
+
+def primary(task: str, scores: Mapping[str, float]) -> float:
+    return scores[PRIMARY_METRIC[task]]
+
+
+def _demos(train: Sequence[Mapping[str, Any]], k: int, seed: int) -> list[Mapping[str, Any]]:
+    if k == 0:
+        return []
+    if len(train) < k:
+        raise ValueError(f"{k} demonstrations asked for but the train split has {len(train)} rows")
+    picked = np.random.default_rng(seed).choice(len(train), size=k, replace=False)
+    return [train[int(i)] for i in picked]
+
+
+def evaluate_task(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    task: str,
+    dataset: Mapping[str, Sequence[Mapping[str, Any]]],
+    config: EvaluationConfig,
+    *,
+    shots: int = 0,
+    fmt: str = "train",
+) -> Scores:
+    """The task's scores on `config.split`, `shots` demonstrations in front of each prompt."""
+    rows = list(dataset[config.split])[: config.max_examples]
+    demos = _demos(dataset["train"], shots, config.seed)
+    prompts = [
+        encode_example(
+            tokenizer,
+            task,
+            row,
+            fmt,
+            max_length=config.max_length - config.max_new_tokens,
+            demos=demos,
+            demo_context_tokens=config.demo_context_tokens,
+            training=False,
+        ).prompt_ids
+        for row in rows
+    ]
+    model.eval()
+    if task == "cls":
+        scores = tokenprob_scores(
+            model,
+            prompts,
+            label_token_ids(tokenizer, NEWS_TOPICS),
+            pad_id=tokenizer.pad_token_id,
+            batch_size=config.batch_size,
+        )
+        predicted = [NEWS_TOPICS[j] for j in scores.argmax(dim=1).tolist()]
+        gold = [r["label"] for r in rows]
+        return {"accuracy": float(np.mean(np.array(predicted) == np.array(gold)))}
+    answers = greedy_generate(
+        model,
+        tokenizer,
+        prompts,
+        max_new_tokens=config.max_new_tokens,
+        batch_size=config.batch_size,
+    )
+    pairs = list(zip(answers, (r["answers"] for r in rows), strict=True))
+    return {
+        name: float(np.mean([fn(a, gold) for a, gold in pairs])) for name, fn in QA_METRICS.items()
+    }
+
+
+def evaluate_base(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    datasets: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]],
+    config: EvaluationConfig,
+) -> dict[str, Scores]:
+    """A pre-trained candidate, few-shot on every task."""
+    return {
+        task: evaluate_task(model, tokenizer, task, ds, config, shots=config.shots.get(task, 0))
+        for task, ds in datasets.items()
+    }
+
+
+class FinetunedScores(BaseModel):
+    task: str
+    formats: dict[str, Scores]  # the trained task, zero-shot, per prompt format
+    other_tasks: dict[str, Scores]  # with the base protocol (few-shot)
+    base: dict[str, Scores]
+    mrc: float  # mean ratio of change on the other tasks (primary metrics)
+
+    @property
+    def score(self) -> float:
+        """The post-SFT score: the trained task, zero-shot, training format."""
+        return primary(self.task, self.formats["train"])
+
+    @property
+    def base_score(self) -> float:
+        return primary(self.task, self.base[self.task])
+
+    def flat_metrics(self) -> dict[str, float]:
+        """`<task>.<format>.<metric>`, `<other>.fewshot.<metric>`, `score`, `base_score`, `mrc`."""
+        flat = {
+            f"{self.task}.{fmt}.{m}": v for fmt, s in self.formats.items() for m, v in s.items()
+        }
+        flat |= {f"{t}.fewshot.{m}": v for t, s in self.other_tasks.items() for m, v in s.items()}
+        flat |= {f"base.{t}.{m}": v for t, s in self.base.items() for m, v in s.items()}
+        flat |= {
+            "score": self.score,
+            "base_score": self.base_score,
+            "sft_gain": self.score - self.base_score,
+        }
+        if self.other_tasks:
+            flat["mrc"] = self.mrc
+        return flat
+
+
+def evaluate_finetuned(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    task: str,
+    datasets: Mapping[str, Mapping[str, Sequence[Mapping[str, Any]]]],
+    base: Mapping[str, Scores],
+    config: EvaluationConfig,
+) -> FinetunedScores:
+    formats = {
+        fmt: evaluate_task(model, tokenizer, task, datasets[task], config, fmt=fmt)
+        for fmt in config.formats
+    }
+    others = {
+        t: evaluate_task(model, tokenizer, t, ds, config, shots=config.shots.get(t, 0))
+        for t, ds in datasets.items()
+        if t != task
+    }
+    mrc = mean_ratio_of_change(
+        {t: primary(t, s) for t, s in others.items()}, {t: primary(t, base[t]) for t in others}
+    )
+    return FinetunedScores(task=task, formats=formats, other_tasks=others, base=dict(base), mrc=mrc)

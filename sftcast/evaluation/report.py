@@ -1,0 +1,97 @@
+"""What SFT measured, across candidates: the ground-truth table, seed noise, and the figure.
+
+- `SFTRecord`: one fine-tuned candidate on one task (scores, lineage, registry version).
+- `signal_to_noise`: per task, the spread of post-SFT scores across candidates against the
+  spread across seeds of one candidate; the comparator is only meaningful when the first
+  clearly exceeds the second.
+- `plot_scores_by_step`: Amuro & Char's figure: base (few-shot) and fine-tuned (zero-shot)
+  score against pre-training step, one line per variant, one panel per variant family.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure  # not pyplot: no global figure state, no GUI backend
+from pydantic import BaseModel
+
+CLEAR_SIGNAL = 2.0  # candidates' spread must be at least twice the seed noise
+
+
+class SFTRecord(BaseModel):
+    task: str
+    candidate: str
+    variant: str | None = None
+    family: str | None = None
+    objective: str | None = None
+    checkpoint_step: int | None = None
+    seed: int
+    replicate: bool = False  # an extra seed for the noise estimate, not registered
+    score: float  # post-SFT, zero-shot, training format (primary metric)
+    base_score: float  # the base model, few-shot (primary metric)
+    mrc: float
+    metrics: dict[str, float]
+    sft_key: str
+    registered_model: str | None = None
+    model_version: str | None = None
+    mlflow_run_id: str | None = None
+
+
+def records_table(records: Sequence[SFTRecord]) -> pd.DataFrame:
+    columns = [
+        "task", "candidate", "variant", "family", "objective", "checkpoint_step", "seed",
+        "replicate", "base_score", "score", "mrc", "registered_model", "model_version",
+    ]  # fmt: skip
+    return pd.DataFrame([r.model_dump(include=set(columns)) for r in records], columns=columns)
+
+
+def signal_to_noise(records: Sequence[SFTRecord]) -> dict[str, dict[str, float]]:
+    """Per task: std of scores across candidates (main seed), mean std across seeds of the
+    replicated candidates, their ratio, and whether the signal is clear."""
+    out: dict[str, dict[str, float]] = {}
+    for task in sorted({r.task for r in records}):
+        rows = [r for r in records if r.task == task]
+        main = [r.score for r in rows if not r.replicate]
+        by_candidate: dict[str, list[float]] = defaultdict(list)
+        for r in rows:
+            by_candidate[r.candidate].append(r.score)
+        replicated = [np.std(s, ddof=1) for s in by_candidate.values() if len(s) > 1]
+        spread = float(np.std(main, ddof=1)) if len(main) > 1 else math.nan
+        noise = float(np.mean(replicated)) if replicated else math.nan
+        ratio = spread / noise if noise > 0 else (math.inf if spread > 0 else math.nan)
+        out[task] = {
+            "candidates": len(main),
+            "candidate_std": spread,
+            "seed_std": noise,
+            "ratio": ratio,
+            "clear_signal": float(ratio >= CLEAR_SIGNAL) if not math.isnan(ratio) else math.nan,
+        }
+    return out
+
+
+def plot_scores_by_step(records: Sequence[SFTRecord], task: str) -> Figure:
+    rows = [r for r in records if r.task == task and not r.replicate and r.checkpoint_step]
+    families = sorted({r.family or "other" for r in rows}) or ["other"]
+    fig = Figure(figsize=(4.5 * len(families), 3.6), layout="tight")
+    axes = fig.subplots(1, len(families), squeeze=False, sharey=True)
+    for ax, family in zip(axes[0], families, strict=True):
+        variants = sorted({r.variant for r in rows if (r.family or "other") == family})
+        for i, variant in enumerate(variants):
+            pts = sorted(
+                (r.checkpoint_step, r.base_score, r.score) for r in rows if r.variant == variant
+            )
+            steps, base, tuned = zip(*pts, strict=True)
+            color = f"C{i}"
+            ax.plot(steps, tuned, "o-", color=color, label=f"{variant} (fine-tuned)")
+            ax.plot(steps, base, "s--", color=color, alpha=0.6, label=f"{variant} (base)")
+        ax.set_title(family)
+        ax.set_xlabel("pre-training step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel(f"{task} score")
+    fig.suptitle(f"{task}: base (few-shot) vs fine-tuned (zero-shot) by checkpoint")
+    return fig

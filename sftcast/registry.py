@@ -1,0 +1,85 @@
+"""Fine-tuned models in the MLflow model registry: one registered model per task, one version
+per fine-tuned candidate, carrying its lineage and metrics as tags.
+
+Registration goes through `mlflow.register_model` on the logged model's `models:/m-...` URI:
+ZenML's registry step registers `runs:/<id>/model`, which MLflow 3 cannot load back.
+Registering is idempotent: a version whose `sftcast.sft_key` tag matches is returned instead
+of creating a duplicate, so a rerun after a crash never registers a candidate twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.entities.model_registry import ModelVersion
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+TAG_SFT_KEY = "sftcast.sft_key"
+TAG_CANDIDATE = "sftcast.candidate"
+METRIC_TAG_PREFIX = "metric."
+# Pinned from what is installed: inferring requirements imports torchvision, absent here.
+REQUIREMENTS = ("torch", "transformers", "safetensors", "tokenizers")
+
+
+def find_version(name: str, sft_key: str) -> ModelVersion | None:
+    client = mlflow.MlflowClient()
+    found = client.search_model_versions(f"name = '{name}' and tag.`{TAG_SFT_KEY}` = '{sft_key}'")
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def register_finetuned(
+    model_dir: Path,
+    name: str,
+    sft_key: str,
+    tags: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    description: str = "",
+) -> ModelVersion:
+    """Log the folder as a transformers model in the active run and register it under `name`.
+
+    `tags` and `metrics` (as `metric.<name>` tags) go on the version, so the registry alone
+    answers "which candidate, trained how, scoring what, made by which pipeline run".
+    """
+    existing = find_version(name, sft_key)
+    if existing is not None:
+        return existing
+    model = AutoModelForCausalLM.from_pretrained(model_dir, use_safetensors=True)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    info = mlflow.transformers.log_model(
+        transformers_model={"model": model, "tokenizer": tokenizer},
+        name="model",
+        task="text-generation",
+        pip_requirements=[f"{p}=={version(p)}" for p in REQUIREMENTS],
+    )
+    version_tags = {
+        **{k: _tag_value(v) for k, v in tags.items()},
+        **{f"{METRIC_TAG_PREFIX}{k}": f"{v:.6g}" for k, v in metrics.items()},
+        TAG_SFT_KEY: sft_key,
+    }
+    registered = mlflow.register_model(info.model_uri, name, tags=version_tags)
+    if description:
+        mlflow.MlflowClient().update_model_version(name, registered.version, description)
+    return registered
+
+
+def _tag_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text[:5000]  # MLflow's tag value limit is 8000 characters
+
+
+def load_version(name: str, version: str | int) -> tuple[Any, Any]:
+    """Model and tokenizer of a registered version, by `models:/<name>/<version>`."""
+    components = mlflow.transformers.load_model(
+        f"models:/{name}/{version}", return_type="components"
+    )
+    return components["model"], components["tokenizer"]
+
+
+def version_metrics(version: ModelVersion) -> dict[str, float]:
+    n = len(METRIC_TAG_PREFIX)
+    return {k[n:]: float(v) for k, v in version.tags.items() if k.startswith(METRIC_TAG_PREFIX)}

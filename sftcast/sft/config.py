@@ -1,0 +1,88 @@
+"""Supervised fine-tuning settings: `parameters.sft` of a run configuration.
+
+Unknown keys are errors, so a typo in YAML names itself instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from sftcast.data.schema import TASKS
+from sftcast.tracking import config_hash
+
+
+class LoraSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    r: int = Field(8, gt=0)
+    alpha: float = Field(16, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj"]
+    )
+
+
+class SFTConfig(BaseModel):
+    """How each candidate is fine-tuned on each task."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    output_dir: Path = Path("artifacts/sft")
+    tasks: list[str] = Field(default_factory=lambda: list(TASKS))
+    method: Literal["full", "lora"] = "full"
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    learning_rate: float = Field(1e-3, gt=0)
+    epochs: int = Field(2, ge=1)
+    batch_size: int = Field(16, ge=1)
+    max_length: int = Field(256, ge=8, description="tokens per example, prompt + target")
+    warmup_ratio: float = Field(0.1, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    seed: int = 0
+    train_examples: int | None = Field(None, ge=1, description="seeded sample of train rows")
+    prompt_format: Literal["train", "plain", "instruction"] = "train"
+    # Seed noise: these candidates are also fine-tuned with these extra seeds (not registered).
+    replicate_candidates: list[str] = Field(default_factory=list)
+    replicate_seeds: list[int] = Field(default_factory=list)
+    registered_model: str = Field(
+        "sftcast-{task}", description="MLflow registered model name; {task} is filled in"
+    )
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, tasks: list[str]) -> list[str]:
+        unknown = [t for t in tasks if t not in TASKS]
+        if unknown:
+            raise ValueError(f"unknown task(s) {unknown}; expected some of {', '.join(TASKS)}")
+        if len(set(tasks)) != len(tasks):
+            raise ValueError(f"tasks listed twice: {tasks}")
+        return tasks
+
+    @field_validator("registered_model")
+    @classmethod
+    def _has_task(cls, name: str) -> str:
+        if "{task}" not in name:
+            raise ValueError("registered_model must contain {task}: one registered model per task")
+        return name
+
+    def training_hash(self, seed: int | None = None) -> str:
+        """What a fine-tuned model's weights depend on among these settings."""
+        fields = self.model_dump(
+            mode="json",
+            exclude={
+                "output_dir",
+                "tasks",
+                "replicate_candidates",
+                "replicate_seeds",
+                "registered_model",
+            },
+        )
+        if seed is not None:
+            fields["seed"] = seed
+        return config_hash(fields)
+
+    def model_name(self, task: str) -> str:
+        return self.registered_model.format(task=task)

@@ -1,0 +1,258 @@
+"""Fine-tune one candidate on one task: full or LoRA, placed by `accelerate`.
+
+The loop reuses the zoo's fast path: length-bucketed batches with no attention mask (right
+padding under a causal mask never reaches a real token), the LM head and cross-entropy fused
+and computed only at the answer tokens (`sftcast.zoo.train.lm_loss`), fused AdamW. On a GPU
+`accelerate` runs it under bf16 autocast where the device supports it.
+
+The result is a Hugging Face folder (safetensors, tokenizer, model card) written atomically to
+`<output_dir>/<task>/<sft_key>`, where the key hashes the candidate's weights, the training
+settings, the seed and the training rows: the same key on disk is reused, never retrained.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from peft import LoraConfig, get_peft_model
+from pydantic import BaseModel
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer, get_linear_schedule_with_warmup
+
+from sftcast.device import resolve_device
+from sftcast.sft.config import SFTConfig
+from sftcast.sft.data import bucketed_batches, encode_split, sample_rows
+from sftcast.tracking import config_hash
+from sftcast.zoo.model import CHECKPOINT_META, WEIGHTS_FILE, file_sha256, save_checkpoint
+from sftcast.zoo.tokenizer import texts_digest
+from sftcast.zoo.train import lm_loss
+
+LogFn = Callable[[int, dict[str, float]], None]
+BETAS = (0.9, 0.999)
+
+
+class SFTDivergedError(RuntimeError):
+    """The training loss became NaN or infinite: nothing was saved or registered."""
+
+
+class SFTResult(BaseModel):
+    task: str
+    candidate: str  # the URI it was fetched by
+    model_dir: Path
+    sft_key: str  # candidate weights + settings + seed + rows: the folder's name
+    config_hash: str  # the training settings alone (SFTConfig.training_hash)
+    seed: int
+    method: str
+    steps: int
+    n_examples: int
+    trainable_params: int
+    tokens_seen: int  # non-padding input tokens processed
+    tokens_per_s: float
+    loss_history: list[float]
+    wall_time_s: float
+    device: str
+    reused: bool = False
+
+    @property
+    def final_loss(self) -> float:
+        tail = self.loss_history[-10:]
+        return sum(tail) / len(tail)
+
+
+def candidate_digest(candidate_dir: Path) -> str:
+    """The weights' sha256: recorded by the zoo, computed otherwise."""
+    meta = candidate_dir / CHECKPOINT_META
+    if meta.is_file():
+        digest = json.loads(meta.read_text()).get("weights_sha256", {}).get(WEIGHTS_FILE)
+        if digest:
+            return digest
+    return "".join(file_sha256(p) for p in sorted(candidate_dir.glob("*.safetensors")))
+
+
+def sft_key(
+    candidate_dir: Path, task: str, rows: Sequence[Mapping[str, Any]], config: SFTConfig, seed: int
+) -> str:
+    rows_digest = texts_digest(json.dumps(dict(r), sort_keys=True, default=str) for r in rows)
+    return config_hash(
+        candidate_digest(candidate_dir), task, config.training_hash(seed), rows_digest
+    )
+
+
+def finetune(
+    candidate_dir: Path,
+    task: str,
+    train_rows: Sequence[Mapping[str, Any]],
+    config: SFTConfig,
+    *,
+    candidate_uri: str | None = None,
+    seed: int | None = None,
+    trust_remote_code: bool = False,
+    on_log: LogFn | None = None,
+    progress: bool = True,
+    log_every: int = 10,
+) -> SFTResult:
+    """Fine-tune the candidate in `candidate_dir` on `train_rows` of `task`."""
+    device = resolve_device()  # first: a GPU step without a GPU fails before any work
+    start = time.perf_counter()
+    seed = config.seed if seed is None else seed
+    rows = sample_rows(train_rows, config.train_examples, config.seed)
+    key = sft_key(candidate_dir, task, rows, config, seed)
+    out_dir = Path(config.output_dir).resolve() / task / key
+    done = _completed(out_dir, key)
+    if done is not None:
+        return done
+
+    tokenizer = AutoTokenizer.from_pretrained(candidate_dir, trust_remote_code=trust_remote_code)
+    examples = encode_split(tokenizer, task, rows, config.prompt_format, config.max_length)
+    if not examples:
+        raise ValueError(f"{task}: no training rows to fine-tune on")
+    with torch.random.fork_rng(devices=[]):  # LoRA's init and nothing else sees this seed
+        torch.manual_seed(seed)
+        model = _load_model(candidate_dir, config, trust_remote_code)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    n_batches = math.ceil(len(examples) / config.batch_size)
+    total = n_batches * config.epochs
+    optimizer = torch.optim.AdamW(
+        trainable,
+        lr=config.learning_rate,
+        betas=BETAS,
+        weight_decay=config.weight_decay,
+        fused=True,  # one kernel over all parameters instead of a loop of small ops
+    )
+    scheduler = get_linear_schedule_with_warmup(
+        optimizer, round(config.warmup_ratio * total), total
+    )
+    bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision="bf16" if bf16 else "no")
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    model.train()
+    body = model.get_base_model() if hasattr(model, "get_base_model") else model
+
+    losses: list[float] = []
+    tokens, train_time = 0, 0.0
+    bar = tqdm(total=total, desc=f"sft {task}", unit="step", disable=not progress)
+    with bar:
+        for epoch in range(config.epochs):
+            for batch in bucketed_batches(
+                examples, config.batch_size, seed * 1000 + epoch, tokenizer.pad_token_id
+            ):
+                t0 = time.perf_counter()
+                batch = type(batch)(*(t.to(accelerator.device) for t in batch))
+                with accelerator.autocast():
+                    loss = lm_loss(body, batch)
+                value = loss.item()
+                if not math.isfinite(value):
+                    raise SFTDivergedError(
+                        f"{task}: SFT of {candidate_uri or candidate_dir} diverged: loss {value} "
+                        f"at step {len(losses) + 1}/{total} (learning rate "
+                        f"{scheduler.get_last_lr()[0]:.2e}); nothing was saved or registered. "
+                        "Lower sft.learning_rate or raise sft.warmup_ratio."
+                    )
+                accelerator.backward(loss)
+                accelerator.clip_grad_norm_(trainable, config.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                losses.append(value)
+                tokens += int(batch.attention_mask.sum())
+                train_time += time.perf_counter() - t0
+                bar.update(1)
+                step = len(losses)
+                if step % log_every == 0 or step == total:
+                    window = losses[-log_every:]
+                    metrics = {
+                        "loss": sum(window) / len(window),
+                        "tokens_per_s": tokens / train_time,
+                        "lr": scheduler.get_last_lr()[0],
+                        "epoch": epoch,
+                    }
+                    bar.set_postfix(
+                        loss=f"{metrics['loss']:.3f}", tok_s=f"{metrics['tokens_per_s']:,.0f}"
+                    )
+                    if on_log is not None:
+                        on_log(step, metrics)
+
+    merged = accelerator.unwrap_model(model)
+    if config.method == "lora":  # one plain folder: loads without peft, like any candidate
+        merged = merged.merge_and_unload()
+    result = SFTResult(
+        task=task,
+        candidate=candidate_uri or str(candidate_dir),
+        model_dir=out_dir,
+        sft_key=key,
+        config_hash=config.training_hash(seed),
+        seed=seed,
+        method=config.method,
+        steps=total,
+        n_examples=len(examples),
+        trainable_params=sum(p.numel() for p in trainable),
+        tokens_seen=tokens,
+        tokens_per_s=tokens / train_time,
+        loss_history=losses,
+        wall_time_s=time.perf_counter() - start,
+        device=str(accelerator.device),
+    )
+    meta = {"kind": "sft", "sft_result": result.model_dump(mode="json")}
+    save_checkpoint(merged.cpu(), tokenizer, out_dir, _card(result, config), meta)
+    return result
+
+
+def _load_model(candidate_dir: Path, config: SFTConfig, trust_remote_code: bool) -> Any:
+    model = AutoModelForCausalLM.from_pretrained(
+        candidate_dir,
+        use_safetensors=True,
+        attn_implementation="sdpa",
+        trust_remote_code=trust_remote_code,
+    )
+    if config.method == "full":
+        return model
+    lora = config.lora
+    return get_peft_model(
+        model,
+        LoraConfig(
+            task_type="CAUSAL_LM",
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=list(lora.target_modules),
+        ),
+    )
+
+
+def _completed(out_dir: Path, key: str) -> SFTResult | None:
+    try:
+        meta = json.loads((out_dir / CHECKPOINT_META).read_text())
+    except (OSError, ValueError):
+        return None
+    if meta.get("kind") != "sft" or not (out_dir / WEIGHTS_FILE).is_file():
+        return None
+    result = SFTResult.model_validate(meta["sft_result"])
+    if result.sft_key != key:
+        return None
+    return result.model_copy(update={"reused": True, "model_dir": out_dir})
+
+
+def _card(result: SFTResult, config: SFTConfig) -> str:
+    settings = json.dumps(config.model_dump(mode="json", exclude={"output_dir"}), indent=1)
+    return f"""---
+library_name: transformers
+pipeline_tag: text-generation
+tags: [sftcast, sftcast-sft, {result.task}]
+---
+# {result.candidate} fine-tuned on {result.task}
+
+Supervised fine-tuning by `sftcast.sft` ({result.method}, seed {result.seed}): {result.steps}
+steps over {result.n_examples} examples, {result.tokens_seen:,} tokens, final loss
+{result.final_loss:.4f}. SFT key `{result.sft_key}`.
+
+```json
+{settings}
+```
+"""

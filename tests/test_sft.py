@@ -1,0 +1,121 @@
+"""SFT on a tiny real candidate: it learns, it is deterministic, LoRA and full both run,
+divergence stops cleanly, a finished fine-tune is reused."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from sftcast.data import DataConfig, build_all
+from sftcast.evaluation import EvaluationConfig, evaluate_task
+from sftcast.sft import SFTConfig, SFTDivergedError, finetune
+from sftcast.zoo import ModelSize
+from sftcast.zoo.data import train_texts
+from sftcast.zoo.model import build_model, save_checkpoint
+from sftcast.zoo.tokenizer import train_tokenizer
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+TINY = ModelSize(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_length=128)
+SIZES = {"train_size": 64, "validation_size": 8, "test_size": 32}
+
+
+@pytest.fixture(scope="module")
+def rows() -> dict[str, dict[str, list[dict]]]:
+    config = DataConfig(tasks={t: {**SIZES, "max_chars": 200} for t in ("cbqa", "rag", "cls")})
+    corpus, tasks, _ = build_all(config)
+    rows = {t: {s: ds.to_list() for s, ds in dd.items()} for t, dd in tasks.items()}
+    rows["_corpus"] = corpus  # type: ignore[assignment]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def candidate(rows, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A freshly initialised tiny Llama with a real BPE tokenizer, saved like a zoo checkpoint."""
+    root = tmp_path_factory.mktemp("candidate")
+    texts = [t for docs in train_texts(rows["_corpus"]).values() for t in docs[:200]]
+    tokenizer = train_tokenizer(texts, 512, root / "tokenizer", model_max_length=128)
+    model = build_model(TINY, tokenizer, seed=0)
+    return save_checkpoint(model, tokenizer, root / "checkpoint-0", "# tiny", {"step": 0})
+
+
+def _config(tmp_path: Path, **overrides) -> SFTConfig:
+    fields = dict(
+        output_dir=tmp_path / "sft", learning_rate=3e-3, epochs=4, batch_size=8, max_length=128
+    )
+    return SFTConfig(**{**fields, **overrides})
+
+
+def _accuracy_on_train(folder: Path, rows) -> float:
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    config = EvaluationConfig(split="train", max_length=128)
+    return evaluate_task(model, tokenizer, "cls", rows["cls"], config)["accuracy"]
+
+
+def test_finetuned_candidate_improves_on_its_training_task(candidate, rows, tmp_path) -> None:
+    result = finetune(candidate, "cls", rows["cls"]["train"], _config(tmp_path), progress=False)
+    assert result.steps == 4 * 8 and result.n_examples == 64
+    assert result.final_loss < sum(result.loss_history[:5]) / 5
+    before = _accuracy_on_train(candidate, rows)
+    after = _accuracy_on_train(result.model_dir, rows)
+    assert after > before + 0.1, (before, after)
+
+
+def test_same_seed_same_model_other_seed_another(candidate, rows, tmp_path) -> None:
+    train = rows["cbqa"]["train"]
+    a = finetune(candidate, "cbqa", train, _config(tmp_path / "a", epochs=1), progress=False)
+    b = finetune(candidate, "cbqa", train, _config(tmp_path / "b", epochs=1), progress=False)
+    c = finetune(
+        candidate, "cbqa", train, _config(tmp_path / "c", epochs=1), seed=1, progress=False
+    )
+    assert a.sft_key == b.sft_key != c.sft_key
+    assert a.loss_history == b.loss_history != c.loss_history
+    wa, wb = (load_file(r.model_dir / "model.safetensors") for r in (a, b))
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    config = EvaluationConfig(max_length=128)
+    scores = [
+        evaluate_task(
+            AutoModelForCausalLM.from_pretrained(r.model_dir),
+            AutoTokenizer.from_pretrained(r.model_dir),
+            "cbqa",
+            rows["cbqa"],
+            config,
+        )
+        for r in (a, b)
+    ]
+    assert scores[0] == scores[1]
+
+
+def test_lora_and_full_both_train_and_save_a_plain_folder(candidate, rows, tmp_path) -> None:
+    train = rows["cls"]["train"][:16]
+    full = finetune(candidate, "cls", train, _config(tmp_path, epochs=1), progress=False)
+    lora = finetune(
+        candidate, "cls", train, _config(tmp_path, epochs=1, method="lora"), progress=False
+    )
+    assert lora.trainable_params < full.trainable_params / 2
+    base = load_file(candidate / "model.safetensors")
+    for result in (full, lora):
+        weights = load_file(result.model_dir / "model.safetensors")
+        assert set(weights) == set(base)  # LoRA merged: loads without peft, like any candidate
+        assert any(not torch.equal(weights[k], base[k]) for k in base)
+
+
+def test_diverging_run_stops_with_a_clear_error_and_saves_nothing(candidate, rows, tmp_path):
+    config = _config(tmp_path, learning_rate=1e30, warmup_ratio=0.0)
+    with pytest.raises(SFTDivergedError, match=r"diverged: loss (nan|inf).*nothing was saved"):
+        finetune(candidate, "cls", rows["cls"]["train"], config, progress=False)
+    assert not any((tmp_path / "sft").rglob("model.safetensors"))
+
+
+def test_finished_finetune_is_reused(candidate, rows, tmp_path) -> None:
+    config = _config(tmp_path, epochs=1)
+    train = rows["cbqa"]["train"][:16]
+    first = finetune(candidate, "cbqa", train, config, progress=False)
+    again = finetune(candidate, "cbqa", train, config, progress=False)
+    assert not first.reused and again.reused
+    assert again.loss_history == first.loss_history and again.model_dir == first.model_dir
