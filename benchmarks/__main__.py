@@ -1,5 +1,8 @@
 """`python -m benchmarks [name ...]`: run the benchmarks, write `benchmarks/results.md`.
 
+A run of only some benchmarks writes `benchmarks/results-<names>.md` instead, so it never
+drops the other sections of the file the README links.
+
 Each benchmark is a module with `run() -> str` returning a Markdown section; add yours to
 BENCHMARKS. Timings on a shared machine are noisy: compare ratios taken within one run.
 """
@@ -55,8 +58,9 @@ def main(names: list[str]) -> None:
         print(f"running {name} ...", flush=True)
         sections.append(importlib.import_module(BENCHMARKS[name]).run())
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
-    RESULTS.write_text("\n".join(sections), encoding="utf-8")
-    print(f"wrote {RESULTS}")
+    out = RESULTS if not names else RESULTS.with_name(f"results-{'-'.join(names)}.md")
+    out.write_text("\n".join(sections), encoding="utf-8")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from pipelines.data import data_pipeline
 from pipelines.runconfig import pipeline_parameters
+from pipelines.selection import select_pipeline
 from pipelines.sft import sft_pipeline
 from pipelines.zoo import zoo_pipeline
 
-PIPELINES = {"data": data_pipeline, "zoo": zoo_pipeline, "sft": sft_pipeline}
+PIPELINES = {
+    "data": data_pipeline,
+    "zoo": zoo_pipeline,
+    "sft": sft_pipeline,
+    "select": select_pipeline,
+}
 
 
 def known_sections() -> set[str]:

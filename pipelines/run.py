@@ -33,7 +33,7 @@ from pipelines.runconfig import RunConfigError  # noqa: E402
 from pipelines.stacks import StackFileError, available_stacks, stores_root  # noqa: E402
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
-DEFAULT_PIPELINE = "zoo"  # until the main `select` pipeline exists (issue #5)
+DEFAULT_PIPELINE = "select"
 console = Console()
 app = typer.Typer(
     add_completion=False,
@@ -47,6 +47,7 @@ class Options:
     config: Path
     no_cache: bool
     dry_run: bool
+    force: bool = False
 
 
 @app.callback(invoke_without_command=True)
@@ -58,9 +59,12 @@ def main(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Compile for the stack and show where each step runs."
     ),
+    force: bool = typer.Option(
+        False, "--force", help="select: promote even if no predictor beats chance."
+    ),
 ) -> None:
-    """Run a pipeline (the default one when no command is given)."""
-    ctx.obj = Options(stack, config.resolve(), no_cache, dry_run)
+    """Run a pipeline (the default one when no command is given: select)."""
+    ctx.obj = Options(stack, config.resolve(), no_cache, dry_run, force)
     if ctx.invoked_subcommand is None:
         _run(ctx.obj, DEFAULT_PIPELINE)
 
@@ -81,6 +85,19 @@ def zoo(ctx: typer.Context) -> None:
 def sft(ctx: typer.Context) -> None:
     """The zoo's candidates fine-tuned on each task, evaluated, and registered in MLflow."""
     _run(ctx.obj, "sft")
+
+
+@app.command("select")
+def select_(
+    ctx: typer.Context,
+    force: bool = typer.Option(
+        False, "--force", help="Promote even if no predictor beats chance on held-out candidates."
+    ),
+) -> None:
+    """The main pipeline: proxies for all candidates, SFT for the labelled ones, the judged
+    comparator, and the best-predicted candidate promoted to `production`."""
+    ctx.obj.force = ctx.obj.force or force
+    _run(ctx.obj, "select")
 
 
 @app.command()
@@ -121,6 +138,86 @@ def _log_validation(report: object, task: str, dataset: str, stack: str) -> None
         log_json(report.to_dict(), "validation_report.json")
 
 
+@app.command()
+def compare(
+    table: Path = typer.Option(..., help="CSV or Parquet file, one row per candidate."),
+    id_column: str = typer.Option(..., help="The column naming each candidate."),
+    target: str = typer.Option(..., help="The post-SFT score to predict (higher is better)."),
+    proxies: str = typer.Option(..., help="Comma-separated proxy columns."),
+    lower_is_better: str = typer.Option("", help="Comma-separated proxies where lower is better."),
+    groups: str | None = typer.Option(
+        None, help="Leave one group of this column out at a time, instead of random splits."
+    ),
+    splits: int = typer.Option(20, help="Random splits of the candidates."),
+    train_fraction: float = typer.Option(0.6, help="Share of candidates to train on per split."),
+    seed: int = typer.Option(0, help="Seed of the splits and of the comparator."),
+    top_k: int = typer.Option(3, help="k of top-k recall."),
+    output: Path | None = typer.Option(None, help="Write the JSON report here."),
+) -> None:
+    """Learning to compare: rank held-out candidates by a comparator over proxies, against
+    each proxy alone; no ZenML, no MLflow."""
+    import json
+
+    from sftcast.comparator import ComparatorInputError, compare_table, read_table, report_table
+
+    def columns(text: str) -> list[str]:
+        return [c.strip() for c in text.split(",") if c.strip()]
+
+    try:
+        report = compare_table(
+            read_table(table),
+            id_column,
+            target,
+            columns(proxies),
+            lower_is_better=columns(lower_is_better),
+            splits=splits,
+            train_fraction=train_fraction,
+            seed=seed,
+            top_k=top_k,
+            groups=groups,
+        )
+    except ComparatorInputError as err:
+        console.print(f"error: {err}", style="red", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from err
+    console.print(report_table(report))
+    if output:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, indent=2) + "\n")
+        console.print(f"report: {output}", markup=False, soft_wrap=True)
+
+
+@app.command()
+def rollback(
+    ctx: typer.Context,
+    task: str = typer.Option(..., help="cbqa, rag or cls"),
+    model_name: str | None = typer.Option(None, help="Registered model; sftcast-<task> if unset."),
+    stack: str | None = typer.Option(None, help="Whose MLflow store; the global --stack if unset."),
+) -> None:
+    """Move the task's `production` alias back to the version that held it before; no
+    pipeline runs."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from pipelines.stacks import load_stack_file
+    from sftcast.data.schema import TASKS
+    from sftcast.promotion import PromotionError
+    from sftcast.promotion import rollback as rollback_production
+
+    if task not in TASKS:
+        raise typer.BadParameter(f"{task!r} is not a task; expected one of {', '.join(TASKS)}")
+    try:
+        # The store the stack's pipelines register in, as `_log_validation` finds it.
+        trackers = load_stack_file(stack or ctx.obj.stack).components.get("experiment_tracker")
+        if not trackers:
+            raise StackFileError(f"stack {stack or ctx.obj.stack!r} has no experiment tracker")
+        mlflow.set_tracking_uri(trackers[0]["configuration"]["tracking_uri"])
+        result = rollback_production(model_name or f"sftcast-{task}")
+    except (StackFileError, PromotionError, MlflowException) as err:
+        console.print(f"error: {err}", style="red", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from err
+    console.print(result.summary, markup=False, soft_wrap=True)
+
+
 def _run(opts: Options, name: str) -> None:
     """Run (or dry-run) one pipeline; known failures become a message and an exit code."""
     from zenml.exceptions import StackValidationError
@@ -148,6 +245,8 @@ def _run_pipeline(opts: Options, name: str) -> None:
     pipeline = PIPELINES[name]
     stack_file = load_stack_file(opts.stack)
     config = load_run_config(opts.config, pipeline, known_sections(), opts.no_cache)
+    if opts.force and "selection" in config["parameters"]:
+        config["parameters"]["selection"] = {**config["parameters"]["selection"], "force": True}
     ensure_repository()
     config_path = with_stack_options(config, pipeline, stack_file)
     if opts.dry_run:
@@ -163,6 +262,40 @@ def _run_pipeline(opts: Options, name: str) -> None:
     except RuntimeError as err:
         raise PipelineFailed(_failure_summary(pipeline.name) or str(err)) from err
     console.print(f"[green]Finished[/green] run {run.name} ({run.id}); `make ui` shows it.")
+    if name == "select":
+        _print_selection(run.id)
+
+
+def _print_selection(run_id: object) -> None:
+    """Per task: pairwise accuracy of PPL-CLM, the best single proxy and the comparator on
+    held-out candidates, and what was promoted (or why not)."""
+    from zenml.client import Client
+
+    run = Client().get_pipeline_run(run_id)
+    table = Table(title="selection (pairwise accuracy on held-out candidates)")
+    for column in ("task", "ppl_clm", "best single proxy", "comparator", "ranked by", "promoted"):
+        table.add_column(column)
+    refusals = []
+    for step_name, step_run in sorted(run.steps.items()):
+        if not step_name.startswith("select_"):
+            continue
+        s = step_run.outputs["selection"][0].load()
+        promoted = f"{s['candidate']} ({s['model']} v{s['version']})"
+        if not s["promoted"]:
+            promoted = f"refused: {s['candidate']}"
+            refusals.append(f"{s['task']}: {s['refused']}")
+        table.add_row(
+            s["task"], _fmt(s["ppl_clm"]),
+            f"{s['best_single_proxy'] or '-'} {_fmt(s['best_single_accuracy'])}".strip(),
+            _fmt(s["ltc"]), s["predictor"], promoted,
+        )  # fmt: skip
+    console.print(table)
+    for line in refusals:
+        console.print(f"[yellow]{line}[/yellow]", soft_wrap=True)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 class PipelineFailed(RuntimeError):

@@ -29,8 +29,10 @@ def sft_stage(
     zoo: ZooConfig,
     sft: SFTConfig,
     evaluation: EvaluationConfig,
-) -> list[Any]:
-    """Wire base evaluation and SFT for `candidates` (URI -> artifact); returns the records."""
+    labelled: list[str] | None = None,
+) -> tuple[list[Any], dict[str, Any]]:
+    """Wire base evaluation for `candidates` (URI -> artifact) and SFT for the `labelled`
+    ones (all by default); returns the SFT records and each candidate's base scores."""
     missing = [t for t in sft.tasks if t not in datasets]
     if missing:
         raise RunConfigError(f"sft.tasks {missing} have no dataset in data.tasks")
@@ -39,7 +41,7 @@ def sft_stage(
         raise RunConfigError(f"sft.replicate_candidates {unknown} are not candidates of this run")
     tasks = list(datasets)
     task_datasets = [datasets[t] for t in tasks]
-    records = []
+    records, base_scores = [], {}
     for uri, candidate in candidates.items():
         slug = step_slug(uri)
         shared = {
@@ -49,7 +51,9 @@ def sft_stage(
             "tasks": tasks,
             "evaluation": evaluation,
         }
-        base = evaluate_candidate(**shared, id=f"evaluate_{slug}")
+        base = base_scores[uri] = evaluate_candidate(**shared, id=f"evaluate_{slug}")
+        if labelled is not None and uri not in labelled:
+            continue
         seeds = sft.replicate_seeds if uri in sft.replicate_candidates else []
         for task in sft.tasks:
             common = {**shared, "task": task, "base_scores": base, "sft": sft, "zoo": zoo}
@@ -60,7 +64,7 @@ def sft_stage(
                 )
                 for s in seeds
             ]
-    return records
+    return records, base_scores
 
 
 @pipeline(name="sftcast_sft")
@@ -69,4 +73,5 @@ def sft_pipeline(
 ) -> None:
     stage = data_stage(data)
     candidates = zoo_stage(stage.corpus, zoo, stage.validations)
-    sft_report(records=sft_stage(candidates, stage.datasets, zoo, sft, evaluation))
+    records, _ = sft_stage(candidates, stage.datasets, zoo, sft, evaluation)
+    sft_report(records=records)

@@ -84,20 +84,43 @@ def finetune_candidate(
     replicate: bool = False,
 ) -> Annotated[SFTRecord, "sft_record"]:
     """Fine-tune, evaluate, and (unless a seed replicate) register the fine-tuned model."""
-    seed = sft.seed if seed is None else seed
-    chash = sft.training_hash(seed)
+    settings = sft.for_task(task)
+    seed = settings.seed if seed is None else seed
     track(
-        chash,
+        settings.training_hash(seed),
         uri,
         task,
         params={
             "candidate": uri,
             "task": task,
             "seed": seed,
-            **sft.model_dump(mode="json", exclude={"output_dir"}),
+            **settings.model_dump(mode="json", exclude={"output_dir"}),
         },
     )
     rows = _task_rows(datasets, tasks)
+    return finetune_and_register(
+        candidate, uri, task, rows, base_scores, sft, evaluation, zoo, seed=seed,
+        replicate=replicate,
+    )  # fmt: skip
+
+
+def finetune_and_register(
+    candidate: Path,
+    uri: str,
+    task: str,
+    rows: TaskRows,
+    base_scores: dict[str, dict[str, float]],
+    sft: SFTConfig,
+    evaluation: EvaluationConfig,
+    zoo: ZooConfig,
+    *,
+    seed: int | None = None,
+    replicate: bool = False,
+) -> SFTRecord:
+    """SFT, evaluation and registration inside the active MLflow run (shared by the SFT step
+    and by `select`, which fine-tunes a best-predicted candidate that has no version yet)."""
+    sft = sft.for_task(task)
+    seed = sft.seed if seed is None else seed
     result = finetune(
         candidate,
         task,
@@ -146,7 +169,7 @@ def finetune_candidate(
             "sftcast.candidate": uri,
             "sftcast.task": task,
             "sftcast.seed": seed,
-            "sftcast.sft_config_hash": chash,
+            "sftcast.sft_config_hash": sft.training_hash(seed),
             "sftcast.sft_config": sft.model_dump(mode="json"),
             "sftcast.variant": info.get("variant_config", {}),
             TAG_PIPELINE_RUN_ID: str(get_step_context().pipeline_run.id),

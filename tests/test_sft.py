@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from pydantic import ValidationError
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -119,3 +120,15 @@ def test_finished_finetune_is_reused(candidate, rows, tmp_path) -> None:
     again = finetune(candidate, "cbqa", train, config, progress=False)
     assert not first.reused and again.reused
     assert again.loss_history == first.loss_history and again.model_dir == first.model_dir
+
+
+def test_per_task_overrides_apply_to_their_task_only() -> None:
+    config = SFTConfig(epochs=2, per_task={"rag": {"epochs": 4, "max_length": 200}})
+    rag, cls = config.for_task("rag"), config.for_task("cls")
+    assert (rag.epochs, rag.max_length, cls.epochs) == (4, 200, 2)
+    assert cls.training_hash() == SFTConfig(epochs=2).training_hash()  # untouched task: same key
+    assert rag.training_hash() != cls.training_hash()
+    with pytest.raises(ValidationError, match="unknown task"):
+        SFTConfig(per_task={"qa": {"epochs": 1}})
+    with pytest.raises(ValidationError, match="epoch"):
+        SFTConfig(per_task={"rag": {"epoch": 3}})  # a typo is named, not ignored

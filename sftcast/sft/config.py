@@ -25,6 +25,19 @@ class LoraSettings(BaseModel):
     )
 
 
+class TaskOverrides(BaseModel):
+    """Settings that differ for one task (a copying task like `rag` needs more steps)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    learning_rate: float | None = Field(None, gt=0)
+    epochs: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+    max_length: int | None = Field(None, ge=8)
+    warmup_ratio: float | None = Field(None, ge=0, lt=1)
+    train_examples: int | None = Field(None, ge=1)
+
+
 class SFTConfig(BaseModel):
     """How each candidate is fine-tuned on each task."""
 
@@ -50,6 +63,7 @@ class SFTConfig(BaseModel):
     registered_model: str = Field(
         "sftcast-{task}", description="MLflow registered model name; {task} is filled in"
     )
+    per_task: dict[str, TaskOverrides] = Field(default_factory=dict)
 
     @field_validator("tasks")
     @classmethod
@@ -61,6 +75,22 @@ class SFTConfig(BaseModel):
             raise ValueError(f"tasks listed twice: {tasks}")
         return tasks
 
+    @field_validator("per_task")
+    @classmethod
+    def _known_override_tasks(cls, per_task: dict[str, TaskOverrides]) -> dict[str, TaskOverrides]:
+        unknown = [t for t in per_task if t not in TASKS]
+        if unknown:
+            raise ValueError(
+                f"per_task names unknown task(s) {unknown}; expected {', '.join(TASKS)}"
+            )
+        return per_task
+
+    def for_task(self, task: str) -> SFTConfig:
+        """The settings one task trains with: these, with its `per_task` entry applied."""
+        overrides = self.per_task.get(task)
+        update = overrides.model_dump(exclude_none=True) if overrides else {}
+        return self.model_copy(update={**update, "per_task": {}})
+
     @field_validator("registered_model")
     @classmethod
     def _has_task(cls, name: str) -> str:
@@ -69,7 +99,8 @@ class SFTConfig(BaseModel):
         return name
 
     def training_hash(self, seed: int | None = None) -> str:
-        """What a fine-tuned model's weights depend on among these settings."""
+        """What a fine-tuned model's weights depend on among these settings (call it on
+        `for_task(task)`: the overrides are not part of the hash, their effect is)."""
         fields = self.model_dump(
             mode="json",
             exclude={
@@ -78,6 +109,7 @@ class SFTConfig(BaseModel):
                 "replicate_candidates",
                 "replicate_seeds",
                 "registered_model",
+                "per_task",
             },
         )
         if seed is not None:

@@ -23,7 +23,7 @@ class _LinearCrossEntropy(torch.autograd.Function):
         ctx: Any, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int
     ) -> torch.Tensor:
         n = hidden.shape[0]
-        # A frozen LM head (LoRA) needs no weight gradient, an inference pass neither.
+        # A frozen LM head (LoRA) needs no weight gradient; an inference pass arrives detached.
         want_hidden, want_weight = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
         grad_hidden = torch.empty_like(hidden) if want_hidden else None
         grad_weight = torch.zeros_like(weight) if want_weight else None
@@ -68,4 +68,6 @@ def linear_cross_entropy(
     """
     if hidden.shape[0] == 0:
         raise ValueError("no target tokens in the batch")
+    if not torch.is_grad_enabled():  # forward always runs without grad mode: tell it here
+        hidden, weight = hidden.detach(), weight.detach()
     return _LinearCrossEntropy.apply(hidden, weight, targets, chunk)

@@ -1,0 +1,57 @@
+"""How well a method ranks the test candidates against their true targets.
+
+Every method gives a preference matrix P (P[i, j]: how strongly it prefers i to j; 0.5 is a
+tie) and ranking scores (higher ranks first): for a single proxy, P is 1/0.5/0 from comparing
+values and the scores are the values; for the comparator, P is f and the scores are Borda
+counts. Ties count half (pairwise accuracy) or as a fraction (top-k recall, ties broken at random).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.stats import kendalltau
+
+
+def preference_from_scores(scores: np.ndarray) -> np.ndarray:
+    """P[i, j] = 1 if i scores higher than j, 0.5 if equal, 0 if lower."""
+    above = scores[:, None] > scores[None, :]
+    return above + 0.5 * (scores[:, None] == scores[None, :])
+
+
+def pairwise_accuracy(preference: np.ndarray, target: np.ndarray) -> float:
+    """Share of unordered pairs with unequal targets that P orders correctly; P = 0.5 counts
+    half. NaN when every target is equal (no pair to score)."""
+    i, j = np.triu_indices(len(target), 1)
+    keep = target[i] != target[j]
+    if not keep.any():
+        return float("nan")
+    i, j = i[keep], j[keep]
+    p = preference[i, j]
+    correct = np.where(p == 0.5, 0.5, (p > 0.5) == (target[i] > target[j]))
+    return float(correct.mean())
+
+
+def kendall_tau(scores: np.ndarray, target: np.ndarray) -> float:
+    """Kendall's tau-b between the ranking and the targets. A constant ranking orders nothing,
+    so it scores 0 (scipy would give NaN); NaN only when every target is equal."""
+    if np.all(target == target[0]):
+        return float("nan")
+    if np.all(scores == scores[0]):
+        return 0.0
+    return float(kendalltau(scores, target).statistic)
+
+
+def topk_recall(scores: np.ndarray, target: np.ndarray, k: int) -> float:
+    """Expected share of the predicted top k that is truly in the top k, with ties in the
+    prediction broken at random; candidates tied with the true k-th best all count as top k.
+    k is capped at the number of candidates; k = 1 is top-1 recall."""
+    k = min(k, len(scores))
+    true_top = target >= np.sort(target)[::-1][k - 1]
+    return float((_chance_in_top(scores, k) * true_top).sum() / k)
+
+
+def _chance_in_top(scores: np.ndarray, k: int) -> np.ndarray:
+    """Each candidate's chance of being among the top k when ties are broken at random."""
+    kth = np.sort(scores)[::-1][k - 1]
+    above, tied = scores > kth, scores == kth
+    return above + tied * (k - above.sum()) / tied.sum()

@@ -1,0 +1,95 @@
+"""The comparator: an XGBoost classifier over pairs of candidates ("learning to compare").
+
+`g(i, j)` is the classifier's probability that candidate i ends up better than j after SFT.
+Its predictions are made antisymmetric, `f(i, j) = (g(i, j) + 1 - g(j, i)) / 2`, so that
+`f(i, j) = 1 - f(j, i)` and the order in which a pair is presented does not matter. Candidates
+are ranked by Borda count over f.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.preprocessing import StandardScaler
+from xgboost import XGBClassifier
+
+from sftcast.comparator.features import (
+    FEATURES_PER_PROXY,
+    labelled_pairs,
+    ordered_pairs,
+    pair_features,
+)
+from sftcast.comparator.table import ComparatorInputError
+
+
+class Comparator:
+    """Fit on training candidates' proxies (direction-corrected) and targets; `preference`
+    then compares any candidates, seen or not. Proxies are standardised on the training
+    candidates only."""
+
+    def __init__(
+        self,
+        n_estimators: int = 200,
+        max_depth: int = 3,
+        learning_rate: float = 0.1,
+        n_jobs: int = 1,  # one thread: comparisons are small, and many run one after another
+        random_state: int = 0,
+    ) -> None:
+        self.params = dict(
+            n_estimators=n_estimators,
+            max_depth=max_depth,
+            learning_rate=learning_rate,
+            n_jobs=n_jobs,
+            random_state=random_state,
+        )
+
+    def fit(self, proxies: np.ndarray, target: np.ndarray) -> Comparator:
+        self.scaler_ = StandardScaler().fit(proxies)
+        pairs, labels = labelled_pairs(np.asarray(target, dtype=float))
+        if not len(pairs):
+            raise ComparatorInputError("every training candidate has the same target")
+        features = pair_features(self.scaler_.transform(proxies), pairs)
+        self.model_ = XGBClassifier(**self.params).fit(features, labels)
+        self.n_proxies_ = proxies.shape[1]
+        return self
+
+    def preference(self, proxies: np.ndarray) -> np.ndarray:
+        """(n, n) matrix f with f[i, j] = P(i beats j), antisymmetric; 0.5 on the diagonal."""
+        z = self.scaler_.transform(proxies)
+        pairs = ordered_pairs(len(z))
+        g = np.full((len(z), len(z)), 0.5)
+        if len(pairs):
+            g[pairs[:, 0], pairs[:, 1]] = self.model_.predict_proba(pair_features(z, pairs))[:, 1]
+        return antisymmetric(g)
+
+    def proxy_importance(self) -> np.ndarray:
+        """Gain per proxy: XGBoost's per-feature gain summed over the proxy's four features
+        (features the trees never split on have none)."""
+        gains = self.model_.get_booster().get_score(importance_type="gain")
+        out = np.zeros(self.n_proxies_)
+        for name, gain in gains.items():  # names are f0, f1, ... for array input
+            out[int(name[1:]) // FEATURES_PER_PROXY] += gain
+        return out
+
+
+def antisymmetric(g: np.ndarray) -> np.ndarray:
+    """`(g + 1 - g.T) / 2`, computed as the winner's value `0.5 + |g - g.T| / 2` and `1 - that`
+    for the loser: `1 - x` is exact for x in [0.5, 1], so `f[i, j] == 1 - f[j, i]` holds in
+    floating point too, and `f > 0.5` for one order means `f < 0.5` for the other."""
+    diff = g - g.T  # a - b == -(b - a) exactly in IEEE arithmetic
+    winner = 0.5 + np.abs(diff) / 2
+    return np.where(diff >= 0, winner, 1 - winner)
+
+
+def borda_scores(preference: np.ndarray) -> np.ndarray:
+    """How many others each candidate beats (f > 0.5); a tie at exactly 0.5 counts half."""
+    off_diagonal = ~np.eye(len(preference), dtype=bool)
+    wins = (preference > 0.5) + 0.5 * (preference == 0.5)
+    return (wins * off_diagonal).sum(axis=1)
+
+
+def mean_win_probability(preference: np.ndarray) -> np.ndarray:
+    """Each candidate's mean f against every other candidate."""
+    n = len(preference)
+    if n < 2:
+        return np.full(n, 0.5)
+    return (preference.sum(axis=1) - np.diag(preference)) / (n - 1)

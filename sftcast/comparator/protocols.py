@@ -1,0 +1,66 @@
+"""Evaluation protocols: splits of *candidates*, never of pairs, so that every test pair is
+made of candidates the comparator has never seen. Pairs are built inside each side."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.model_selection import LeaveOneGroupOut, ShuffleSplit
+
+from sftcast.comparator.table import ComparatorInputError
+
+MIN_SIDE = 2  # a side with fewer candidates has no pair to learn from or to score
+
+
+@dataclass(frozen=True)
+class Split:
+    name: str  # "split 3", "group 'gpt2'"
+    train: np.ndarray  # candidate indices
+    test: np.ndarray
+
+
+def random_splits(
+    n: int, splits: int = 20, train_fraction: float = 0.6, seed: int = 0
+) -> list[Split]:
+    """`splits` seeded random splits, `train_fraction` of the candidates (rounded) to train."""
+    if splits < 1:
+        raise ComparatorInputError(f"splits is {splits}; it must be at least 1")
+    if not 0 < train_fraction < 1:
+        raise ComparatorInputError(f"train fraction is {train_fraction}; it must be in (0, 1)")
+    n_train = round(train_fraction * n)
+    if min(n_train, n - n_train) < MIN_SIDE:
+        raise ComparatorInputError(
+            f"{n} candidates with train fraction {train_fraction} leave {n_train} to train and "
+            f"{n - n_train} to test; each side needs at least {MIN_SIDE}"
+        )
+    # integer sizes: ShuffleSplit's own rounding of fractions can overshoot n
+    shuffle = ShuffleSplit(splits, train_size=n_train, test_size=n - n_train, random_state=seed)
+    return [
+        Split(f"split {k + 1}", np.sort(train), np.sort(test))
+        for k, (train, test) in enumerate(shuffle.split(np.zeros(n)))
+    ]
+
+
+def leave_one_group_out(groups: np.ndarray) -> list[Split]:
+    """One split per group: train on the other groups, test on the held-out one."""
+    names, counts = np.unique(groups, return_counts=True)
+    names = names.tolist()  # plain str, for messages
+    if len(names) < 2:
+        raise ComparatorInputError(
+            f"leave-one-group-out needs at least 2 groups; found {len(names)}"
+        )
+    small = [f"{g!r} ({c})" for g, c in zip(names, counts.tolist(), strict=True) if c < MIN_SIDE]
+    if small:
+        raise ComparatorInputError(
+            f"group(s) {', '.join(small)}: each held-out group needs at least {MIN_SIDE} candidates"
+        )
+    if len(groups) - counts.max() < MIN_SIDE:
+        raise ComparatorInputError(
+            f"holding out group {names[counts.argmax()]!r} leaves fewer than {MIN_SIDE} "
+            "candidates to train on"
+        )
+    return [
+        Split(f"group {str(groups[test[0]])!r}", train, test)
+        for train, test in LeaveOneGroupOut().split(np.zeros(len(groups)), groups=groups)
+    ]

@@ -1,0 +1,176 @@
+"""The candidate table: one row per candidate with its id, the target, the proxies, maybe a group.
+
+`read_table` loads a CSV or Parquet file; `check_table` validates a table and returns the
+`Candidates` the comparator works on. Every problem is a `ComparatorInputError` naming the file
+(when there is one), the row and the column, e.g.
+`scores.csv: row 3 (line 4), column 'ppl': 'abc' is not a number`.
+
+Direction: the target is "higher is better" (a post-SFT score). Proxies named in
+`lower_is_better` (perplexities, losses) are negated here, once, so that higher is better holds
+for every proxy downstream: features, single-proxy rankings and `proxy_mean` alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+MIN_CANDIDATES = 4
+RESERVED = ("ltc", "proxy_mean")  # method names in the report; a proxy may not take them
+
+
+class ComparatorInputError(ValueError):
+    """The table or the options cannot be compared on; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class Candidates:
+    ids: np.ndarray  # str, unique
+    target: np.ndarray  # float, higher is better
+    proxies: np.ndarray  # (candidates, proxies) float, direction-corrected: higher is better
+    proxy_names: tuple[str, ...]
+    groups: np.ndarray | None  # str, for leave-one-group-out
+    source: str
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A CSV (every cell read as text, so ids and bad cells stay as written) or a Parquet file.
+    The file is recorded in `df.attrs` so that `check_table` names it and, for a CSV, the line."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet", ".pq"):
+        raise ComparatorInputError(f"{path}: expected a .csv or .parquet file")
+    if not path.is_file():
+        raise ComparatorInputError(f"{path}: no such file")
+    try:
+        if suffix == ".csv":
+            # skip_blank_lines=False keeps data row r on line r + 1 (the header is line 1).
+            df = pd.read_csv(path, dtype=str, skip_blank_lines=False)
+        else:
+            df = pd.read_parquet(path)
+    except (ValueError, OSError) as err:  # pandas' and pyarrow's parse errors are ValueErrors
+        raise ComparatorInputError(f"{path}: cannot read it: {err}") from err
+    df.attrs.update(source=str(path), csv=suffix == ".csv")
+    return df
+
+
+def check_table(
+    df: pd.DataFrame,
+    id_column: str,
+    target: str,
+    proxies: Sequence[str],
+    lower_is_better: Sequence[str] = (),
+    groups: str | None = None,
+) -> Candidates:
+    source = str(df.attrs.get("source", "table"))
+    proxies = list(proxies)
+    _check_options(source, id_column, target, proxies, lower_is_better, groups)
+    needed = [id_column, target, *proxies, *([groups] if groups else [])]
+    missing = [c for c in needed if c not in df.columns]
+    if missing:
+        raise ComparatorInputError(
+            f"{source}: missing column(s) {', '.join(map(repr, missing))}; "
+            f"the table has: {', '.join(map(str, df.columns))}"
+        )
+    csv = bool(df.attrs.get("csv", False))
+    df = df.reset_index(drop=True)  # positions are rows: row r is df.iloc[r - 1]
+    ids = _labels(df[id_column], id_column, source, csv)
+    _check_unique(ids, id_column, source, csv)
+    if len(ids) < MIN_CANDIDATES:
+        raise ComparatorInputError(
+            f"{source}: {len(ids)} candidate(s); the comparator needs at least {MIN_CANDIDATES}"
+        )
+    values = {c: _numbers(df[c], c, source, csv) for c in [target, *proxies]}
+    if np.all(values[target] == values[target][0]):
+        raise ComparatorInputError(
+            f"{source}: column {target!r}: every candidate has the same target "
+            f"({values[target][0]:g}); there is nothing to rank"
+        )
+    sign = np.array([-1.0 if p in lower_is_better else 1.0 for p in proxies])
+    return Candidates(
+        ids=ids,
+        target=values[target],
+        proxies=np.column_stack([values[p] for p in proxies]) * sign,
+        proxy_names=tuple(proxies),
+        groups=_labels(df[groups], groups, source, csv) if groups else None,
+        source=source,
+    )
+
+
+def _check_options(
+    source: str,
+    id_column: str,
+    target: str,
+    proxies: list[str],
+    lower_is_better: Sequence[str],
+    groups: str | None,
+) -> None:
+    problems = []
+    if not proxies:
+        problems.append("no proxies given")
+    twice = sorted({p for p in proxies if proxies.count(p) > 1})
+    if twice:
+        problems.append(f"proxy column(s) given twice: {', '.join(map(repr, twice))}")
+    for name, column in (("target", target), ("id column", id_column), ("group column", groups)):
+        if column in proxies:
+            problems.append(f"the {name} {column!r} cannot also be a proxy")
+    if id_column == target:
+        problems.append(f"the id column and the target are both {target!r}")
+    reserved = [p for p in proxies if p in RESERVED]
+    if reserved:
+        problems.append(f"proxy column(s) {', '.join(map(repr, reserved))}: reserved method names")
+    stray = [c for c in lower_is_better if c not in proxies]
+    if stray:
+        problems.append(
+            f"lower-is-better column(s) {', '.join(map(repr, stray))} are not among the "
+            f"proxies ({', '.join(proxies)})"
+        )
+    if problems:
+        raise ComparatorInputError(f"{source}: " + "; ".join(problems))
+
+
+def _where(source: str, row: int, csv: bool) -> str:
+    """`source: row r (line l)`: 1-based data row; in a CSV the header is line 1."""
+    return f"{source}: row {row + 1}" + (f" (line {row + 2})" if csv else "")
+
+
+def _first_problem(
+    mask: np.ndarray, problem: str, column: str, raw: pd.Series, source: str, csv: bool
+) -> None:
+    rows = np.flatnonzero(mask)
+    if len(rows):
+        more = f" ({len(rows)} such cells in the column)" if len(rows) > 1 else ""
+        text = problem.format(value=raw.iloc[rows[0]])
+        raise ComparatorInputError(
+            f"{_where(source, rows[0], csv)}, column {column!r}: {text}{more}"
+        )
+
+
+def _numbers(raw: pd.Series, column: str, source: str, csv: bool) -> np.ndarray:
+    values = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+    empty = raw.isna().to_numpy()
+    _first_problem(np.isnan(values) & ~empty, "{value!r} is not a number", column, raw, source, csv)
+    _first_problem(empty | np.isnan(values), "empty or NaN", column, raw, source, csv)
+    _first_problem(np.isinf(values), "{value!r} is not finite", column, raw, source, csv)
+    return values
+
+
+def _labels(raw: pd.Series, column: str, source: str, csv: bool) -> np.ndarray:
+    empty = raw.isna().to_numpy() | (raw.astype(str).str.strip() == "").to_numpy()
+    _first_problem(empty, "empty", column, raw, source, csv)
+    return raw.astype(str).to_numpy()
+
+
+def _check_unique(ids: np.ndarray, column: str, source: str, csv: bool) -> None:
+    seen: dict[str, int] = {}
+    for row, candidate in enumerate(ids):
+        if candidate in seen:
+            raise ComparatorInputError(
+                f"{_where(source, row, csv)}, column {column!r}: duplicate id {candidate!r} "
+                f"(first at row {seen[candidate] + 1})"
+            )
+        seen[candidate] = row

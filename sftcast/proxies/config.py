@@ -1,0 +1,31 @@
+"""Proxy settings: `parameters.proxies` of a run configuration. Unknown keys are errors."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from sftcast.proxies.registry import COMPUTED, PROXIES
+
+
+class ProxyConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    heldout_docs: int = Field(64, ge=1, description="documents per domain of the heldout split")
+    seq_len: int = Field(256, ge=2, description="tokens per held-out block")
+    batch_size: int = Field(16, ge=1)
+    seed: int = Field(0, ge=0, description="which held-out documents, which SC corruption")
+    which: list[str] = Field(default_factory=lambda: list(COMPUTED), min_length=1)
+
+    @field_validator("which")
+    @classmethod
+    def _known(cls, which: list[str]) -> list[str]:
+        unknown = [n for n in which if n not in PROXIES]
+        if unknown:
+            raise ValueError(f"unknown proxy name(s) {unknown}; expected among {list(COMPUTED)}")
+        elsewhere = [n for n in which if n not in COMPUTED]
+        if elsewhere:
+            raise ValueError(
+                f"{elsewhere} come from sftcast.evaluation.evaluate_base scores: map those "
+                "with sftcast.proxies.kshot_proxies instead"
+            )
+        return list(dict.fromkeys(which))  # each once, in the order given

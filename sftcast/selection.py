@@ -1,0 +1,159 @@
+"""From proxies and a labelled pool to one candidate: judge every predictor on held-out
+candidates, rank all candidates with the best one, and say whether it beats chance.
+
+The predictors are those of `sftcast.comparator.compare_table`: the comparator (`ltc`), each
+single proxy and `proxy_mean`. The one with the best mean pairwise accuracy on held-out
+candidates ranks every candidate, labelled or not; promotion is only honest when it beats a
+coin (pairwise accuracy > 0.5).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from sftcast.comparator import (
+    Comparator,
+    ComparatorInputError,
+    borda_scores,
+    compare_table,
+    mean_win_probability,
+)
+
+CHANCE = 0.5
+ID, TARGET = "candidate", "score"
+
+
+class SelectionConfig(BaseModel):
+    """`parameters.selection`: which candidates are fine-tuned, how predictors are judged."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # "all", a fraction of the candidates (seeded sample), or a list of candidate URIs
+    labelled: Literal["all"] | float | list[str] = 0.5
+    seed: int = 0
+    splits: int = Field(20, ge=1)
+    train_fraction: float = Field(0.6, gt=0, lt=1)
+    top_k: int = Field(3, ge=1)
+    force: bool = False  # promote even when no predictor beats chance
+
+    @field_validator("labelled")
+    @classmethod
+    def _fraction(cls, value: Any) -> Any:
+        if isinstance(value, float) and not 0 < value <= 1:
+            raise ValueError(f"labelled fraction must be in (0, 1], got {value}")
+        return value
+
+    def labelled_candidates(self, candidates: Sequence[str]) -> list[str]:
+        """The candidates to fine-tune, in the order given; at least 4 (the comparator's floor)."""
+        if self.labelled == "all":
+            chosen = list(candidates)
+        elif isinstance(self.labelled, list):
+            unknown = [c for c in self.labelled if c not in candidates]
+            if unknown:
+                raise ValueError(f"selection.labelled names unknown candidates {unknown}")
+            chosen = [c for c in candidates if c in self.labelled]
+        else:
+            n = max(4, round(self.labelled * len(candidates)))
+            picked = np.random.default_rng(self.seed).permutation(len(candidates))[:n]
+            chosen = [candidates[i] for i in sorted(picked)]
+        if len(chosen) < 4:
+            raise ValueError(
+                f"{len(chosen)} labelled candidates; the comparator needs at least 4 "
+                f"(of {len(candidates)} candidates)"
+            )
+        return chosen
+
+
+class Selection(BaseModel):
+    task: str
+    predictor: str  # the method that ranked the candidates
+    beats_chance: bool
+    methods: dict[str, dict[str, Any]]  # compare_table's per-method scores
+    ranking: list[str]  # every candidate, best predicted first
+    predicted: dict[str, float]  # each candidate's predicted strength (higher is better)
+    actual: dict[str, float]  # post-SFT score of the labelled candidates
+    feature_importance: dict[str, float]
+    protocol: dict[str, Any]
+
+    @property
+    def best(self) -> str:
+        return self.ranking[0]
+
+
+def oriented(table: pd.DataFrame, proxies: Sequence[str], lower: Sequence[str]) -> np.ndarray:
+    """The proxies as a matrix, lower-is-better ones negated: higher is better everywhere."""
+    x = table[list(proxies)].to_numpy(dtype=float, copy=True)  # pandas 3 views are read-only
+    for j, name in enumerate(proxies):
+        if name in lower:
+            x[:, j] = -x[:, j]
+    return x
+
+
+def predict_strength(
+    table: pd.DataFrame, proxies: Sequence[str], lower: Sequence[str], predictor: str, seed: int
+) -> np.ndarray:
+    """Each candidate's predicted strength under `predictor`, fitted on the labelled rows."""
+    x = oriented(table, proxies, lower)
+    labelled = table[TARGET].notna().to_numpy()
+    if predictor == "ltc":
+        model = Comparator(random_state=seed).fit(x[labelled], table[TARGET].to_numpy()[labelled])
+        preference = model.preference(x)
+        # Borda wins first; the mean win probability breaks their ties
+        return borda_scores(preference) + mean_win_probability(preference) / 2
+    mean, std = x[labelled].mean(axis=0), x[labelled].std(axis=0)
+    z = (x - mean) / np.where(std > 0, std, 1)
+    if predictor == "proxy_mean":
+        return z.mean(axis=1)
+    return z[:, list(proxies).index(predictor)]
+
+
+def select(
+    task: str,
+    table: pd.DataFrame,
+    proxies: Sequence[str],
+    lower_is_better: Sequence[str],
+    config: SelectionConfig,
+) -> Selection:
+    """`table`: one row per candidate (`candidate`, the proxies, `score` NaN when unlabelled)."""
+    labelled = table[table[TARGET].notna()]
+    try:
+        report = compare_table(
+            labelled, ID, TARGET, proxies, lower_is_better, splits=config.splits,
+            train_fraction=config.train_fraction, seed=config.seed, top_k=config.top_k,
+        )  # fmt: skip
+    except ComparatorInputError as err:
+        return _unjudged(task, table, labelled, str(err))
+    methods = report["methods"]
+    scored = {m: v["pairwise_accuracy_mean"] for m, v in methods.items()}
+    predictor = max(scored, key=lambda m: -1.0 if scored[m] is None else scored[m])
+    strength = predict_strength(table, proxies, lower_is_better, predictor, config.seed)
+    order = np.argsort(-strength, kind="stable")
+    ids = table[ID].tolist()
+    return Selection(
+        task=task,
+        predictor=predictor,
+        beats_chance=(scored[predictor] or 0.0) > CHANCE,
+        methods=methods,
+        ranking=[ids[i] for i in order],
+        predicted={ids[i]: float(strength[i]) for i in range(len(ids))},
+        actual=dict(zip(labelled[ID], labelled[TARGET].astype(float), strict=True)),
+        feature_importance=report["feature_importance"],
+        protocol=report["protocol"],
+    )
+
+
+def _unjudged(task: str, table: pd.DataFrame, labelled: pd.DataFrame, why: str) -> Selection:
+    """No predictor could be judged (e.g. every labelled candidate scored the same): nothing
+    beats chance; with `force`, the best labelled candidate by its actual score is taken."""
+    actual = dict(zip(labelled[ID], labelled[TARGET].astype(float), strict=True))
+    ranking = sorted(actual, key=lambda c: -actual[c])
+    ranking += [c for c in table[ID] if c not in actual]
+    return Selection(
+        task=task, predictor="none", beats_chance=False, methods={}, ranking=ranking,
+        predicted=actual, actual=actual, feature_importance={}, protocol={"unjudged": why},
+    )  # fmt: skip

@@ -1,0 +1,215 @@
+"""The comparator (learning to compare): pair features, antisymmetry, splits of candidates,
+metrics on hand-made cases, that it beats single proxies where it should, and the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.run import app
+from sftcast.comparator import (
+    Comparator,
+    ComparatorInputError,
+    antisymmetric,
+    borda_scores,
+    check_table,
+    compare_table,
+    labelled_pairs,
+    leave_one_group_out,
+    mean_win_probability,
+    pair_features,
+    pairwise_accuracy,
+    random_splits,
+    topk_recall,
+)
+from sftcast.comparator.metrics import preference_from_scores
+from sftcast.comparator.report import METHOD_KEYS, REPORT_KEYS
+
+
+def synthetic(n: int = 40, seed: int = 0) -> pd.DataFrame:
+    """target = p1 + p2 with independent p1, p2: neither proxy alone orders the candidates;
+    p2 is given as a loss (lower is better), and one proxy is pure noise."""
+    rng = np.random.default_rng(seed)
+    p1, p2, noise = rng.normal(size=(3, n))
+    return pd.DataFrame(
+        {"id": [f"c{i}" for i in range(n)], "score": p1 + p2, "p1": p1, "loss": -p2, "noise": noise}
+    )
+
+
+# --- features, comparator, ranking ---------------------------------------------------------------
+
+
+def test_pair_features_hand_made() -> None:
+    z = np.array([[1.0, 2.0], [3.0, 5.0]])
+    features = pair_features(z, np.array([[0, 1], [1, 0]]))
+    # per proxy: [p_i - p_j, p_i * p_j, p_i, p_j]
+    assert features.tolist() == [[-2, 3, 1, 3, -3, 10, 2, 5], [2, 3, 3, 1, 3, 10, 5, 2]]
+
+
+def test_prediction_is_antisymmetric() -> None:
+    rng = np.random.default_rng(1)
+    g = rng.uniform(size=(7, 7))
+    f = antisymmetric(g)
+    assert np.all(f == 1 - f.T)  # exactly, in floating point
+    np.testing.assert_allclose(f, (g + 1 - g.T) / 2, atol=1e-15)
+
+    x, y = rng.normal(size=(12, 3)), rng.normal(size=12)
+    model = Comparator(n_estimators=20).fit(x, y)
+    f = model.preference(rng.normal(size=(8, 3)))  # unseen candidates
+    assert np.all(f == 1 - f.T)
+    assert np.all(np.diag(f) == 0.5)
+
+
+def test_borda_and_mean_win_probability() -> None:
+    f = np.array([[0.5, 0.9, 0.5], [0.1, 0.5, 0.3], [0.5, 0.7, 0.5]])
+    assert borda_scores(f).tolist() == [1.5, 0.0, 1.5]  # 0 and 2 tie at exactly 0.5: half each
+    np.testing.assert_allclose(mean_win_probability(f), [0.7, 0.2, 0.6])
+
+
+def test_pairs_with_equal_targets_are_left_out() -> None:
+    pairs, labels = labelled_pairs(np.array([1.0, 1.0, 2.0]))
+    assert sorted(map(tuple, pairs.tolist())) == [(0, 2), (1, 2), (2, 0), (2, 1)]
+    assert dict(zip(map(tuple, pairs.tolist()), labels.tolist(), strict=True)) == {
+        (0, 2): 0, (1, 2): 0, (2, 0): 1, (2, 1): 1,
+    }  # fmt: skip
+    # scoring: the (0, 1) pair, wrongly ordered here, has equal targets and does not count
+    preference = preference_from_scores(np.array([2.0, 1.0, 3.0]))
+    assert pairwise_accuracy(preference, np.array([1.0, 1.0, 2.0])) == 1.0
+    assert np.isnan(pairwise_accuracy(preference, np.array([1.0, 1.0, 1.0])))
+
+
+def test_single_proxy_tie_counts_half() -> None:
+    preference = preference_from_scores(np.array([1.0, 1.0, 2.0]))
+    # (0, 1) tied in the proxy: half; (0, 2) and (1, 2) right
+    assert pairwise_accuracy(preference, np.array([1.0, 2.0, 3.0])) == pytest.approx(2.5 / 3)
+
+
+def test_top_k_recall_with_ties_in_the_prediction() -> None:
+    target = np.array([4.0, 3.0, 2.0, 1.0])
+    assert topk_recall(np.array([9.0, 1.0, 2.0, 3.0]), target, 1) == 1.0
+    assert topk_recall(np.array([9.0, 9.0, 2.0, 3.0]), target, 1) == 0.5  # best among two tied
+    assert topk_recall(np.array([1.0, 2.0, 3.0, 4.0]), target, 2) == 0.0
+    assert topk_recall(np.array([4.0, 1.0, 3.0, 3.0]), target, 2) == 0.5  # 0 in; 1 out
+    assert topk_recall(np.array([1.0, 2.0, 3.0, 4.0]), target, 10) == 1.0  # k capped at n
+
+
+# --- protocols ------------------------------------------------------------------------------------
+
+
+def test_random_splits_never_leak_candidates() -> None:
+    plan = random_splits(40, splits=20, train_fraction=0.6, seed=3)
+    assert len(plan) == 20
+    for split in plan:
+        assert not set(split.train) & set(split.test)
+        assert sorted([*split.train, *split.test]) == list(range(40))
+        assert (len(split.train), len(split.test)) == (24, 16)
+    assert len({tuple(s.test) for s in plan}) > 1
+    again = random_splits(40, splits=20, train_fraction=0.6, seed=3)
+    assert all(np.array_equal(a.test, b.test) for a, b in zip(plan, again, strict=True))
+
+
+def test_leave_one_group_out_holds_out_exactly_one_group() -> None:
+    groups = np.array(["a", "b", "a", "c", "b", "c", "a"])
+    plan = leave_one_group_out(groups)
+    assert sorted(set(groups[s.test]).pop() for s in plan) == ["a", "b", "c"]
+    for split in plan:
+        (held_out,) = set(groups[split.test])
+        assert set(split.test) == set(np.flatnonzero(groups == held_out))
+        assert set(split.train) == set(np.flatnonzero(groups != held_out))
+
+
+def test_split_sides_need_two_candidates() -> None:
+    with pytest.raises(ComparatorInputError, match="each side needs at least 2"):
+        random_splits(5, train_fraction=0.9)
+    with pytest.raises(ComparatorInputError, match="'b' \\(1\\)"):
+        leave_one_group_out(np.array(["a", "a", "b", "c", "c"]))
+
+
+# --- the comparison -------------------------------------------------------------------------------
+
+
+def test_comparator_beats_every_single_proxy_on_a_sum_of_two() -> None:
+    report = compare_table(
+        synthetic(), "id", "score", ["p1", "loss", "noise"], lower_is_better=["loss"], splits=5
+    )
+    accuracy = {name: m["pairwise_accuracy_mean"] for name, m in report["methods"].items()}
+    assert accuracy["ltc"] > max(accuracy[p] for p in ("p1", "loss", "noise"))
+    assert accuracy["loss"] > 0.6  # negated: its direction was corrected
+    importance = report["feature_importance"]
+    assert importance["noise"] < min(importance["p1"], importance["loss"])
+
+
+def test_leave_one_group_out_report() -> None:
+    df = synthetic(24).assign(family=["x", "y", "z"] * 8)
+    report = compare_table(df, "id", "score", ["p1", "loss"], ["loss"], groups="family")
+    assert report["protocol"]["name"] == "leave_one_group_out"
+    assert report["protocol"]["groups"] == ["x", "y", "z"]
+
+
+@pytest.mark.parametrize(
+    ("change", "kwargs", "message"),
+    [
+        (lambda d: d.assign(id="same"), {}, "duplicate id 'same'"),
+        (lambda d: d.assign(score=1.0), {}, "every candidate has the same target"),
+        (lambda d: d.head(3), {}, "3 candidate\\(s\\); the comparator needs at least 4"),
+        (lambda d: d, {"lower_is_better": ["ppl"]}, "'ppl' are not among the proxies"),
+        (lambda d: d, {"proxies": ["p1", "score"]}, "the target 'score' cannot also be a proxy"),
+    ],
+)
+def test_check_table_errors(change, kwargs, message: str) -> None:
+    args = {"id_column": "id", "target": "score", "proxies": ["p1", "loss"], **kwargs}
+    with pytest.raises(ComparatorInputError, match=message):
+        check_table(change(synthetic(6)), **args)
+
+
+# --- the command ----------------------------------------------------------------------------------
+
+
+def invoke(table: Path, *extra: str):
+    args = ["compare", "--table", str(table), "--id-column", "id", "--target", "score"]
+    return CliRunner().invoke(app, [*args, "--proxies", "p1,loss,noise", *extra])
+
+
+def test_compare_command_writes_the_report(tmp_path: Path) -> None:
+    table, output = tmp_path / "scores.csv", tmp_path / "out" / "report.json"
+    synthetic(12).to_csv(table, index=False)
+    result = invoke(table, "--lower-is-better", "loss", "--splits", "2", "--output", str(output))
+    assert result.exit_code == 0, result.output
+    assert "ltc" in result.output and "pairwise accuracy" in result.output
+    report = json.loads(output.read_text())
+    assert set(report) == set(REPORT_KEYS)
+    assert report["target"] == "score"
+    assert (report["n_candidates"], report["n_pairs"]) == (12, 66)
+    assert isinstance(report["protocol"], dict) and report["protocol"]["splits"] == 2
+    assert set(report["methods"]) == {"p1", "loss", "noise", "proxy_mean", "ltc"}
+    for metrics in report["methods"].values():
+        assert set(metrics) == set(METHOD_KEYS)
+        assert all(isinstance(v, float) for v in metrics.values())
+    assert set(report["feature_importance"]) == {"p1", "loss", "noise"}
+    assert all(isinstance(v, float) for v in report["feature_importance"].values())
+
+
+def test_compare_command_errors(tmp_path: Path) -> None:
+    table = tmp_path / "scores.csv"
+
+    def fails(df: pd.DataFrame, *extra: str) -> str:
+        df.to_csv(table, index=False)
+        result = invoke(table, *extra)
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("error: ")
+        return result.output
+
+    assert "missing column(s) 'noise'" in fails(synthetic(8).drop(columns="noise"))
+    bad = synthetic(8).astype({"p1": object})
+    bad.loc[2, "p1"] = "abc"
+    assert f"{table}: row 3 (line 4), column 'p1': 'abc' is not a number" in fails(bad)
+    empty = synthetic(8)
+    empty.loc[4, "loss"] = np.nan
+    assert f"{table}: row 5 (line 6), column 'loss': empty or NaN" in fails(empty)
+    assert "3 candidate(s); the comparator needs at least 4" in fails(synthetic(3))
+    assert "'ppl' are not among the proxies" in fails(synthetic(8), "--lower-is-better", "ppl")

@@ -1,0 +1,98 @@
+"""The main pipeline, for real, on a tiny zoo: proxies for every candidate, SFT for the
+labelled ones, the predictors judged, the best-predicted candidate promoted; a failed run
+leaves `production` where it was."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pipelines.run import app
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("zenml-runs")]
+TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}
+SMALL = {"train_size": 40, "validation_size": 10, "test_size": 12, "max_chars": 200}
+MODEL = "test-sel-cls"
+
+
+def _variant(name: str, lr: float) -> dict:
+    return {"name": name, "family": "test", "objective": "clm", "learning_rate": lr, "steps": 6,
+            "checkpoint_steps": [3, 6], "batch_size": 4, "seq_len": 64}  # fmt: skip
+
+
+@pytest.fixture
+def select_config(tmp_path: Path) -> Path:
+    parameters = {
+        "data": {"output_dir": str(tmp_path / "data"),
+                 "tasks": dict.fromkeys(("cbqa", "rag", "cls"), SMALL)},
+        "zoo": {"root": str(tmp_path / "zoo"), "tokenizer_vocab_size": 512,
+                "model": {**TINY, "max_length": 128},
+                "variants": [_variant("clm-a", 4e-3), _variant("clm-b", 1e-3)]},
+        "sft": {"output_dir": str(tmp_path / "sft"), "tasks": ["cls"], "epochs": 2, "batch_size": 8,
+                "max_length": 128, "registered_model": "test-sel-{task}"},
+        "evaluation": {"max_length": 128, "shots": {"cbqa": 1, "rag": 1, "cls": 1},
+                       "demo_context_tokens": 16},
+        "proxies": {"heldout_docs": 4, "seq_len": 64},
+        "selection": {"labelled": "all", "splits": 5},
+    }  # fmt: skip
+    path = tmp_path / "select.yaml"
+    path.write_text(yaml.safe_dump({"parameters": parameters}))
+    return path
+
+
+def test_select_promotes_the_best_predicted_and_a_failed_run_changes_nothing(
+    zenml_client, tracking, select_config, tmp_path
+) -> None:
+    result = CliRunner().invoke(
+        app, ["--config", str(select_config), "--no-cache", "select", "--force"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "selection" in result.output and "cls" in result.output
+    run = zenml_client.get_pipeline("sftcast_select").last_run
+    summary = run.steps["select_cls"].outputs["selection"][0].load()
+    assert summary["promoted"] and len(summary["ranking"]) == 4
+
+    # every candidate got its proxies, each with its wall time
+    rows = [
+        s.outputs["proxies"][0].load() for n, s in run.steps.items() if n.startswith("proxies_")
+    ]
+    assert len(rows) == 4
+    for row in rows:
+        assert {"ppl_clm", "ppl_sc", "kshot_cls", "kshot_rag"} <= set(row["values"])
+        assert set(row["seconds"]) >= {"ppl_clm", "ppl_sc"}
+
+    # production holds the best-predicted candidate's version, with the evidence on it
+    client = tracking()
+    holder = client.get_model_version_by_alias(MODEL, "production")
+    assert holder.tags["sftcast.candidate"] == summary["candidate"]
+    assert holder.tags["sftcast.promotion.pipeline_run_id"] == str(run.id)
+    assert holder.tags["sftcast.promotion.predictor"] == summary["predictor"]
+    evidence = json.loads(holder.tags["sftcast.promotion.evidence"])
+    assert evidence["evidence"]["ranking"] == summary["ranking"]
+
+    # a run that fails (a bad user dataset) stops before registering and leaves production
+    versions = {v.version for v in client.search_model_versions(f"name = '{MODEL}'")}
+    bad = tmp_path / "bad_cls"
+    bad.mkdir()
+    for split in ("train", "test"):
+        lines = [
+            {"id": f"{split}{i}", "text": f"An article {i}.", "label": "weather"} for i in range(5)
+        ]
+        (bad / f"{split}.jsonl").write_text("\n".join(json.dumps(x) for x in lines))
+    config = yaml.safe_load(select_config.read_text())
+    config["parameters"]["data"]["tasks"]["cls"] = {"source": str(bad)}
+    select_config.write_text(yaml.safe_dump(config))
+    failed = CliRunner().invoke(app, ["--config", str(select_config), "select", "--force"])
+    assert failed.exit_code == 1, failed.output
+    assert "weather" in failed.output
+    client = tracking()
+    assert client.get_model_version_by_alias(MODEL, "production").version == holder.version
+    assert {v.version for v in client.search_model_versions(f"name = '{MODEL}'")} == versions
+
+    # one promotion so far: nothing to roll back to, said clearly
+    rolled = CliRunner().invoke(app, ["rollback", "--task", "cls", "--model-name", MODEL])
+    assert rolled.exit_code == 2 and "error:" in rolled.output

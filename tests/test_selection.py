@@ -1,0 +1,67 @@
+"""Choosing the labelled pool, judging the predictors, ranking every candidate."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from sftcast.selection import SelectionConfig, predict_strength, select
+
+CANDIDATES = [f"zoo:v{i}@{s}" for i in range(4) for s in (50, 100, 150)]
+
+
+def test_labelled_pool_all_fraction_or_list() -> None:
+    assert SelectionConfig(labelled="all").labelled_candidates(CANDIDATES) == CANDIDATES
+    half = SelectionConfig(labelled=0.5, seed=1).labelled_candidates(CANDIDATES)
+    assert len(half) == 6 and set(half) <= set(CANDIDATES)
+    assert half == SelectionConfig(labelled=0.5, seed=1).labelled_candidates(CANDIDATES)
+    assert len(SelectionConfig(labelled=0.1).labelled_candidates(CANDIDATES)) == 4  # the floor
+    listed = SelectionConfig(labelled=CANDIDATES[:5]).labelled_candidates(CANDIDATES)
+    assert listed == CANDIDATES[:5]
+    with pytest.raises(ValueError, match="unknown candidates"):
+        SelectionConfig(labelled=["zoo:nope@1", *CANDIDATES[:4]]).labelled_candidates(CANDIDATES)
+    with pytest.raises(ValueError, match="at least 4"):
+        SelectionConfig(labelled=CANDIDATES[:3]).labelled_candidates(CANDIDATES)
+    with pytest.raises(ValidationError, match="fraction"):
+        SelectionConfig(labelled=1.5)
+
+
+def _table(n: int = 30, labelled: int = 20, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    p1, p2, noise = rng.normal(size=(3, n))
+    table = pd.DataFrame({"candidate": [f"c{i}" for i in range(n)], "p1": p1, "loss": -p2,
+                          "noise": noise, "score": p1 + p2})  # fmt: skip
+    table.loc[labelled:, "score"] = np.nan  # the rest are unlabelled
+    return table
+
+
+def test_best_predictor_ranks_every_candidate_and_beats_chance() -> None:
+    table = _table()
+    truth = table["p1"] - table["loss"]  # the unlabelled candidates' real strength
+    chosen = select("cls", table, ["p1", "loss", "noise"], ["loss"], SelectionConfig(splits=5))
+    assert chosen.beats_chance and chosen.predictor in {"ltc", "proxy_mean"}
+    assert sorted(chosen.ranking) == sorted(table["candidate"])  # labelled or not
+    assert set(chosen.actual) == set(table["candidate"][:20])
+    best_true = set(table["candidate"][truth.rank(ascending=False) <= 5])
+    assert chosen.best in best_true
+    assert (
+        chosen.methods["noise"]["pairwise_accuracy_mean"]
+        < chosen.methods[chosen.predictor]["pairwise_accuracy_mean"]
+    )
+
+
+def test_a_lower_is_better_proxy_ranks_ascending() -> None:
+    table = _table()
+    strength = predict_strength(table, ["p1", "loss"], ["loss"], "loss", seed=0)
+    assert np.argmax(strength) == int(np.argmin(table["loss"]))
+
+
+def test_equal_scores_leave_nothing_to_judge_and_nothing_beats_chance() -> None:
+    table = _table(n=8, labelled=6)
+    table.loc[:5, "score"] = [0.5, 0.5, 0.5, 0.5, 0.5, 0.5]
+    chosen = select("cbqa", table, ["p1", "loss"], ["loss"], SelectionConfig(splits=3))
+    assert chosen.predictor == "none" and not chosen.beats_chance
+    assert "same target" in chosen.protocol["unjudged"]
+    assert chosen.ranking[:6] == list(table["candidate"][:6])
