@@ -36,7 +36,10 @@ def select_pipeline(
         labelled = selection.labelled_candidates(uris)
     except ValueError as err:
         raise RunConfigError(str(err)) from err
-    records, base_scores = sft_stage(candidates, stage.datasets, zoo, sft, evaluation, labelled)
+    # no seed replicates here: the noise study is the `sft` pipeline's report
+    records, base_scores = sft_stage(
+        candidates, stage.datasets, zoo, sft, evaluation, labelled, replicates=False
+    )
     proxy_rows = [
         candidate_proxies(
             candidate=candidates[uri], uri=uri, corpus=stage.corpus,

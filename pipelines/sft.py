@@ -30,9 +30,11 @@ def sft_stage(
     sft: SFTConfig,
     evaluation: EvaluationConfig,
     labelled: list[str] | None = None,
+    replicates: bool = True,
 ) -> tuple[list[Any], dict[str, Any]]:
     """Wire base evaluation for `candidates` (URI -> artifact) and SFT for the `labelled`
-    ones (all by default); returns the SFT records and each candidate's base scores."""
+    ones (all by default), with `sft.replicate_seeds` unless `replicates` is off; returns
+    the SFT records and each candidate's base scores."""
     missing = [t for t in sft.tasks if t not in datasets]
     if missing:
         raise RunConfigError(f"sft.tasks {missing} have no dataset in data.tasks")
@@ -54,7 +56,7 @@ def sft_stage(
         base = base_scores[uri] = evaluate_candidate(**shared, id=f"evaluate_{slug}")
         if labelled is not None and uri not in labelled:
             continue
-        seeds = sft.replicate_seeds if uri in sft.replicate_candidates else []
+        seeds = sft.replicate_seeds if replicates and uri in sft.replicate_candidates else []
         for task in sft.tasks:
             common = {**shared, "task": task, "base_scores": base, "sft": sft, "zoo": zoo}
             records.append(finetune_candidate(**common, id=f"sft_{task}_{slug}"))
