@@ -274,7 +274,7 @@ def _print_selection(run_id: object) -> None:
     run = Client().get_pipeline_run(run_id)
     table = Table(title="selection (pairwise accuracy on held-out candidates)")
     for column in ("task", "ppl_clm", "best single proxy", "comparator", "ranked by", "promoted"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # candidate URIs whole, never cut short
     refusals = []
     for step_name, step_run in sorted(run.steps.items()):
         if not step_name.startswith("select_"):
