@@ -22,7 +22,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from benchmarks.sft import BATCH, MAX_LENGTH, candidate, on_cpu
 from sftcast.data.schema import NEWS_TOPICS
 from sftcast.evaluation.scoring import label_token_ids, tokenprob_scores
-from sftcast.prompts import encode_example
+from sftcast.prompts import encode_example, pad_right
 from sftcast.sft import SFTConfig, finetune
 
 ROUNDS = 3
@@ -51,9 +51,7 @@ def per_label_scores(
     for start in range(0, len(seqs), batch_size):
         chunk = seqs[start : start + batch_size]
         rows = [list(prompts[i]) + list(labels[j]) for i, j in chunk]
-        ids = torch.full((len(rows), max(map(len, rows))), pad_id, dtype=torch.long)
-        for r, row in enumerate(rows):
-            ids[r, : len(row)] = torch.tensor(row)
+        ids = pad_right(rows, pad_id)
         hidden = model.get_decoder()(input_ids=ids).last_hidden_state
         # Row r reads its label's k-th token at position len(prompt) - 1 + k.
         at = [

@@ -28,6 +28,8 @@ import mlflow
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 
+from sftcast.tracking import tag_value
+
 PRODUCTION = "production"
 TAG_HISTORY = "sftcast.production_history"
 TAG_PROMOTED_FROM = "sftcast.promoted_from"
@@ -36,9 +38,6 @@ TAG_PREDICTOR = "sftcast.promotion.predictor"
 TAG_PIPELINE_RUN_ID = "sftcast.promotion.pipeline_run_id"
 TAG_TIME = "sftcast.promotion.time"
 TAG_ROLLED_BACK_FROM = "sftcast.rolled_back_from"
-# Other registry backends cap tag values at 5000-8000 characters; MLflow's own allows more.
-MAX_TAG_CHARS = 5000
-_TRUNCATED = "...[truncated]"
 
 
 class PromotionError(RuntimeError):
@@ -116,7 +115,7 @@ def promote(
     record = {"forced": forced, "beats_chance": beats_chance, "evidence": evidence}
     tags = {
         TAG_PROMOTED_FROM: current or "none",
-        TAG_EVIDENCE: _truncate(json.dumps(record, default=str)),
+        TAG_EVIDENCE: tag_value(json.dumps(record, default=str)),
         TAG_PREDICTOR: predictor,
         TAG_PIPELINE_RUN_ID: pipeline_run_id,
         TAG_TIME: datetime.now(UTC).isoformat(timespec="seconds"),
@@ -168,9 +167,3 @@ def _chain(history: str | None, current: str | None) -> list[str]:
     if current not in versions:
         return [*versions, current]
     return versions[: len(versions) - versions[::-1].index(current)]
-
-
-def _truncate(text: str) -> str:
-    if len(text) <= MAX_TAG_CHARS:
-        return text
-    return text[: MAX_TAG_CHARS - len(_TRUNCATED)] + _TRUNCATED

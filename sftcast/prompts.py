@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import torch
 from transformers import PreTrainedTokenizerBase
 
 from sftcast.data.schema import NEWS_TOPICS
@@ -89,6 +90,14 @@ class Encoded:
     @property
     def input_ids(self) -> list[int]:
         return self.prompt_ids + self.target_ids
+
+
+def pad_right(rows: Sequence[Sequence[int]], pad_id: int) -> torch.Tensor:
+    """[len(rows), longest] int64 ids, each row followed by `pad_id`."""
+    ids = torch.full((len(rows), max(map(len, rows))), pad_id, dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return ids
 
 
 def _ids(tokenizer: PreTrainedTokenizerBase, text: str) -> list[int]:

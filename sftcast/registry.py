@@ -9,15 +9,15 @@ of creating a duplicate, so a rerun after a crash never registers a candidate tw
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from importlib.metadata import version
-from pathlib import Path
 from typing import Any
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from sftcast.tracking import tag_value
 
 TAG_SFT_KEY = "sftcast.sft_key"
 TAG_CANDIDATE = "sftcast.candidate"
@@ -33,14 +33,16 @@ def find_version(name: str, sft_key: str) -> ModelVersion | None:
 
 
 def register_finetuned(
-    model_dir: Path,
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
     name: str,
     sft_key: str,
     tags: Mapping[str, Any],
     metrics: Mapping[str, float],
     description: str = "",
 ) -> ModelVersion:
-    """Log the folder as a transformers model in the active run and register it under `name`.
+    """Log the model (already loaded from its folder, for evaluation) and its tokenizer as a
+    transformers model in the active run, and register it under `name`.
 
     `tags` and `metrics` (as `metric.<name>` tags) go on the version, so the registry alone
     answers "which candidate, trained how, scoring what, made by which pipeline run".
@@ -48,8 +50,6 @@ def register_finetuned(
     existing = find_version(name, sft_key)
     if existing is not None:
         return existing
-    model = AutoModelForCausalLM.from_pretrained(model_dir, use_safetensors=True)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
     info = mlflow.transformers.log_model(
         transformers_model={"model": model, "tokenizer": tokenizer},
         name="model",
@@ -57,7 +57,7 @@ def register_finetuned(
         pip_requirements=[f"{p}=={version(p)}" for p in REQUIREMENTS],
     )
     version_tags = {
-        **{k: _tag_value(v) for k, v in tags.items()},
+        **{k: tag_value(v) for k, v in tags.items()},
         **{f"{METRIC_TAG_PREFIX}{k}": f"{v:.6g}" for k, v in metrics.items()},
         TAG_SFT_KEY: sft_key,
     }
@@ -65,11 +65,6 @@ def register_finetuned(
     if description:
         mlflow.MlflowClient().update_model_version(name, registered.version, description)
     return registered
-
-
-def _tag_value(value: Any) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
-    return text[:5000]  # MLflow's tag value limit is 8000 characters
 
 
 def load_version(name: str, version: str | int) -> tuple[Any, Any]:

@@ -15,12 +15,14 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sklearn.preprocessing import StandardScaler
 
 from sftcast.comparator import (
     Comparator,
     ComparatorInputError,
     borda_scores,
     compare_table,
+    direction_signs,
     mean_win_probability,
 )
 
@@ -87,11 +89,17 @@ class Selection(BaseModel):
 
 def oriented(table: pd.DataFrame, proxies: Sequence[str], lower: Sequence[str]) -> np.ndarray:
     """The proxies as a matrix, lower-is-better ones negated: higher is better everywhere."""
-    x = table[list(proxies)].to_numpy(dtype=float, copy=True)  # pandas 3 views are read-only
-    for j, name in enumerate(proxies):
-        if name in lower:
-            x[:, j] = -x[:, j]
-    return x
+    return table[list(proxies)].to_numpy(dtype=float) * direction_signs(proxies, lower)
+
+
+def fit_comparator(
+    table: pd.DataFrame, proxies: Sequence[str], lower: Sequence[str], seed: int
+) -> Comparator:
+    """The comparator trained on every labelled row of `table`."""
+    labelled = table[table[TARGET].notna()]
+    return Comparator(random_state=seed).fit(
+        oriented(labelled, proxies, lower), labelled[TARGET].to_numpy(dtype=float)
+    )
 
 
 def predict_strength(
@@ -99,14 +107,12 @@ def predict_strength(
 ) -> np.ndarray:
     """Each candidate's predicted strength under `predictor`, fitted on the labelled rows."""
     x = oriented(table, proxies, lower)
-    labelled = table[TARGET].notna().to_numpy()
     if predictor == "ltc":
-        model = Comparator(random_state=seed).fit(x[labelled], table[TARGET].to_numpy()[labelled])
-        preference = model.preference(x)
+        preference = fit_comparator(table, proxies, lower, seed).preference(x)
         # Borda wins first; the mean win probability breaks their ties
         return borda_scores(preference) + mean_win_probability(preference) / 2
-    mean, std = x[labelled].mean(axis=0), x[labelled].std(axis=0)
-    z = (x - mean) / np.where(std > 0, std, 1)
+    # standardised on the labelled rows, as compare_table's proxy_mean is on its training side
+    z = StandardScaler().fit(x[table[TARGET].notna().to_numpy()]).transform(x)
     if predictor == "proxy_mean":
         return z.mean(axis=1)
     return z[:, list(proxies).index(predictor)]

@@ -18,6 +18,9 @@ TAG_PIPELINE_RUN_NAME = "zenml.pipeline_run_name"
 TAG_PIPELINE_NAME = "zenml.pipeline_name"
 TAG_STEP_NAME = "zenml.step_name"
 TAG_CONFIG_HASH = "sftcast.config_hash"
+# Other registry backends cap tag values at 5000-8000 characters; MLflow's own allows more.
+MAX_TAG_CHARS = 5000
+TRUNCATED = "...[truncated]"
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -30,6 +33,15 @@ def to_jsonable(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     return obj
+
+
+def tag_value(value: Any) -> str:
+    """A tag value: text as is, anything else as sorted JSON; cut to MAX_TAG_CHARS with a
+    visible marker when longer."""
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    if len(text) <= MAX_TAG_CHARS:
+        return text
+    return text[: MAX_TAG_CHARS - len(TRUNCATED)] + TRUNCATED
 
 
 def config_hash(*configs: Any, length: int = 12) -> str:

@@ -15,13 +15,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 from zenml import get_step_context, step
 
-from sftcast.comparator import Comparator
 from sftcast.data import load_corpus
 from sftcast.evaluation import EvaluationConfig
 from sftcast.evaluation.report import SFTRecord
 from sftcast.promotion import PromotionRefused, promote
 from sftcast.proxies import ProxyConfig, compute_proxies, directions, kshot_proxies
-from sftcast.selection import ID, TARGET, Selection, SelectionConfig, oriented, select
+from sftcast.selection import ID, TARGET, Selection, SelectionConfig, fit_comparator, select
 from sftcast.sft import SFTConfig
 from sftcast.tracking import log_json
 from sftcast.zoo import ZooConfig
@@ -155,10 +154,7 @@ def _register_comparator(
 ) -> None:
     """The comparator trained on every labelled candidate, as a registry version carrying its
     features, protocol and held-out scores, with its gain per proxy as a chart."""
-    labelled = table[table[TARGET].notna()]
-    comparator = Comparator(random_state=selection.seed).fit(
-        oriented(labelled, proxies, lower), labelled[TARGET].to_numpy(dtype=float)
-    )
+    comparator = fit_comparator(table, proxies, lower, selection.seed)
     gains = dict(zip(proxies, comparator.proxy_importance().tolist(), strict=True))
     chart = Figure(figsize=(6, 3.2), layout="tight")
     ax = chart.subplots()

@@ -162,7 +162,8 @@ def finetune_and_register(
         return record
     name = sft.model_name(task)
     version = register_finetuned(
-        result.model_dir,
+        model,
+        tokenizer,
         name,
         result.sft_key,
         tags={

@@ -14,7 +14,13 @@ from sftcast.comparator.model import (
 )
 from sftcast.comparator.protocols import Split, leave_one_group_out, random_splits
 from sftcast.comparator.report import compare_table, evaluate_split, report_table
-from sftcast.comparator.table import Candidates, ComparatorInputError, check_table, read_table
+from sftcast.comparator.table import (
+    Candidates,
+    ComparatorInputError,
+    check_table,
+    direction_signs,
+    read_table,
+)
 
 __all__ = [
     "Candidates",
@@ -25,6 +31,7 @@ __all__ = [
     "borda_scores",
     "check_table",
     "compare_table",
+    "direction_signs",
     "evaluate_split",
     "kendall_tau",
     "labelled_pairs",

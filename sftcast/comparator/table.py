@@ -90,15 +90,21 @@ def check_table(
             f"{source}: column {target!r}: every candidate has the same target "
             f"({values[target][0]:g}); there is nothing to rank"
         )
-    sign = np.array([-1.0 if p in lower_is_better else 1.0 for p in proxies])
     return Candidates(
         ids=ids,
         target=values[target],
-        proxies=np.column_stack([values[p] for p in proxies]) * sign,
+        proxies=np.column_stack([values[p] for p in proxies])
+        * direction_signs(proxies, lower_is_better),
         proxy_names=tuple(proxies),
         groups=_labels(df[groups], groups, source, csv) if groups else None,
         source=source,
     )
+
+
+def direction_signs(proxies: Sequence[str], lower_is_better: Sequence[str]) -> np.ndarray:
+    """-1 for the lower-is-better proxies, +1 for the others: multiplied in, higher is better
+    for every proxy."""
+    return np.array([-1.0 if p in lower_is_better else 1.0 for p in proxies])
 
 
 def _check_options(

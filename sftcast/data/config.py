@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sftcast.data.schema import CORPUS_DOMAINS, SPLITS, TASKS
+from sftcast.data.schema import CORPUS_DOMAINS, SPLITS, TASKS, check_tasks
 
 BUILTIN = "builtin"
 
@@ -131,9 +131,7 @@ class DataConfig(BaseModel):
     @field_validator("tasks")
     @classmethod
     def _all_tasks(cls, tasks: dict[str, TaskConfig]) -> dict[str, TaskConfig]:
-        unknown = sorted(set(tasks) - set(TASKS))
-        if unknown:
-            raise ValueError(f"unknown task(s) {unknown}; expected keys from {', '.join(TASKS)}")
+        check_tasks(tasks, "data.tasks")
         # A YAML file that configures one task still gets the defaults for the others.
         return {task: tasks.get(task, TaskConfig()) for task in TASKS}
 

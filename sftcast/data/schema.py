@@ -7,6 +7,7 @@ One place for column names, types, label sets and split names, shared by the bui
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -76,6 +77,13 @@ SCHEMAS: dict[str, TaskSchema] = {
         label_column="label",
     ),
 }
+
+
+def check_tasks(names: Iterable[str], where: str) -> None:
+    """Raise ValueError naming every one of `names` that is not a task (`where`: the setting)."""
+    unknown = sorted(set(names) - set(TASKS))
+    if unknown:
+        raise ValueError(f"unknown task(s) {unknown} in {where}; expected {', '.join(TASKS)}")
 
 
 def schema_for(task: str) -> TaskSchema:

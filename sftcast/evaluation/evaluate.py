@@ -18,7 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from sftcast.data.schema import NEWS_TOPICS, TASKS
+from sftcast.data.schema import NEWS_TOPICS, check_tasks
 from sftcast.evaluation.metrics import exact_match, mean_ratio_of_change, rouge_l, token_f1
 from sftcast.evaluation.scoring import greedy_generate, label_token_ids, tokenprob_scores
 from sftcast.prompts import FORMATS, encode_example
@@ -46,9 +46,8 @@ class EvaluationConfig(BaseModel):
     @field_validator("shots")
     @classmethod
     def _shots(cls, shots: dict[str, int]) -> dict[str, int]:
+        check_tasks(shots, "evaluation.shots")
         for task, k in shots.items():
-            if task not in TASKS:
-                raise ValueError(f"unknown task {task!r} in shots; expected {', '.join(TASKS)}")
             if k < 0:
                 raise ValueError(f"shots[{task!r}] must be >= 0, got {k}")
         return shots
@@ -184,11 +183,9 @@ def evaluate_finetuned(
         fmt: evaluate_task(model, tokenizer, task, datasets[task], config, fmt=fmt)
         for fmt in config.formats
     }
-    others = {
-        t: evaluate_task(model, tokenizer, t, ds, config, shots=config.shots.get(t, 0))
-        for t, ds in datasets.items()
-        if t != task
-    }
+    others = evaluate_base(
+        model, tokenizer, {t: ds for t, ds in datasets.items() if t != task}, config
+    )
     mrc = mean_ratio_of_change(
         {t: primary(t, s) for t, s in others.items()}, {t: primary(t, base[t]) for t in others}
     )

@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
+from sftcast.prompts import pad_right
+
 
 def label_token_ids(tokenizer: PreTrainedTokenizerBase, labels: Sequence[str]) -> list[list[int]]:
     """Per label, the first token of the label with and of it without a leading space.
@@ -35,15 +37,6 @@ def label_token_ids(tokenizer: PreTrainedTokenizerBase, labels: Sequence[str]) -
     return variants
 
 
-def _right_padded(prompts: Sequence[Sequence[int]], pad_id: int, device: torch.device):
-    width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-    for i, p in enumerate(prompts):
-        ids[i, : len(p)] = torch.tensor(p)
-    lengths = torch.tensor([len(p) for p in prompts])
-    return ids.to(device), lengths.to(device)
-
-
 @torch.inference_mode()
 def tokenprob_scores(
     model: PreTrainedModel,
@@ -62,7 +55,8 @@ def tokenprob_scores(
     out = torch.empty(len(prompts), len(label_ids))
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        ids, lengths = _right_padded([prompts[i] for i in chunk], pad_id, device)
+        ids = pad_right([prompts[i] for i in chunk], pad_id).to(device)
+        lengths = torch.tensor([len(prompts[i]) for i in chunk], device=device)
         # Right padding under a causal mask never reaches a real token: no mask needed.
         hidden = model.get_decoder()(input_ids=ids).last_hidden_state
         last = hidden[torch.arange(len(chunk), device=device), lengths - 1]

@@ -86,7 +86,7 @@ def perplexity(
             n = int((part.labels[:, 1:] != IGNORE_INDEX).sum())
             if n == 0:
                 continue
-            part = ObjectiveBatch(*(t.to(device) for t in part))
+            part = part.to(device)
             total += lm_loss(model, part).item() * n  # lm_loss is the mean over those n
             count += n
     if count == 0:

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sftcast.data.schema import TASKS
+from sftcast.data.schema import TASKS, check_tasks
 from sftcast.tracking import config_hash
 
 
@@ -68,9 +68,7 @@ class SFTConfig(BaseModel):
     @field_validator("tasks")
     @classmethod
     def _known_tasks(cls, tasks: list[str]) -> list[str]:
-        unknown = [t for t in tasks if t not in TASKS]
-        if unknown:
-            raise ValueError(f"unknown task(s) {unknown}; expected some of {', '.join(TASKS)}")
+        check_tasks(tasks, "sft.tasks")
         if len(set(tasks)) != len(tasks):
             raise ValueError(f"tasks listed twice: {tasks}")
         return tasks
@@ -78,11 +76,7 @@ class SFTConfig(BaseModel):
     @field_validator("per_task")
     @classmethod
     def _known_override_tasks(cls, per_task: dict[str, TaskOverrides]) -> dict[str, TaskOverrides]:
-        unknown = [t for t in per_task if t not in TASKS]
-        if unknown:
-            raise ValueError(
-                f"per_task names unknown task(s) {unknown}; expected {', '.join(TASKS)}"
-            )
+        check_tasks(per_task, "sft.per_task")
         return per_task
 
     def for_task(self, task: str) -> SFTConfig:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from sftcast.prompts import Encoded, encode_example
+from sftcast.prompts import Encoded, encode_example, pad_right
 from sftcast.zoo.objectives import IGNORE_INDEX, ObjectiveBatch
 
 BUCKET_WINDOW = 32  # batches per sorting window
@@ -33,15 +33,12 @@ def encode_split(
 
 def collate(examples: Sequence[Encoded], pad_id: int) -> ObjectiveBatch:
     """Right-padded ids; labels are the target tokens only (prompt and padding: ignored)."""
-    width = max(len(e.input_ids) for e in examples)
-    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
-    mask = torch.zeros((len(examples), width), dtype=torch.long)
-    for i, e in enumerate(examples):
-        n, p = len(e.input_ids), len(e.prompt_ids)
-        ids[i, :n] = torch.tensor(e.input_ids)
-        labels[i, p:n] = torch.tensor(e.target_ids)
-        mask[i, :n] = 1
+    ids = pad_right([e.input_ids for e in examples], pad_id)
+    labels = pad_right(
+        [[IGNORE_INDEX] * len(e.prompt_ids) + e.target_ids for e in examples], IGNORE_INDEX
+    )
+    lengths = torch.tensor([len(e.input_ids) for e in examples])
+    mask = (torch.arange(ids.shape[1]) < lengths[:, None]).long()
     return ObjectiveBatch(ids, labels, mask)
 
 

@@ -144,7 +144,7 @@ def finetune(
                 examples, config.batch_size, seed * 1000 + epoch, tokenizer.pad_token_id
             ):
                 t0 = time.perf_counter()
-                batch = type(batch)(*(t.to(accelerator.device) for t in batch))
+                batch = batch.to(accelerator.device)
                 with accelerator.autocast():
                     loss = lm_loss(body, batch)
                 value = loss.item()

@@ -41,6 +41,10 @@ class ObjectiveBatch(NamedTuple):
     labels: torch.Tensor  # [batch, seq_len] int64, IGNORE_INDEX where no loss
     attention_mask: torch.Tensor  # [batch, seq_len] int64, 0 on right padding
 
+    def to(self, device: torch.device) -> ObjectiveBatch:
+        """The batch on `device` (a no-op for tensors already there)."""
+        return ObjectiveBatch(*(t.to(device, non_blocking=True) for t in self))
+
 
 Row = tuple[np.ndarray, np.ndarray]  # (input ids, labels) of one row, at most seq_len long
 RowFn = Callable[[np.ndarray, np.random.Generator, SpecialIds, int], Row]

@@ -254,7 +254,7 @@ class _Loop:
 
     def _update(self, batch: ObjectiveBatch) -> float:
         if self.device.type != "cpu":
-            batch = ObjectiveBatch(*(t.to(self.device, non_blocking=True) for t in batch))
+            batch = batch.to(self.device)
         with autocast(self.device):
             loss = lm_loss(self.model, batch)
         loss.backward()
