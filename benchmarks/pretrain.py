@@ -269,7 +269,7 @@ def report(
         f"{'met' if demo_s < 180 else 'NOT met'})",
         "",
         f"`configs/demo.yaml`: {len(demo_zoo.variants)} variants, "
-        f"{len(demo_zoo.candidates())} checkpoints; tokenizer training and data preparation "
+        f"{len(demo_zoo.zoo_candidates())} checkpoints; tokenizer training and data preparation "
         "included.",
         "",
         "| variant | objective | lr | steps | tokens | tok/s | MFU | wall s "

@@ -34,6 +34,10 @@ from pipelines.stacks import StackFileError, available_stacks, stores_root  # no
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
 DEFAULT_PIPELINE = "select"
+LOOPBACK = "127.0.0.1"  # the only address `ui` binds
+# `ui` serves the UI only: MLflow's job runner (LLM judges, trace roll-ups, nothing sftcast
+# logs) would add eight more processes (MLflow 3.17).
+UI_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 console = Console()
 app = typer.Typer(
     add_completion=False,
@@ -125,14 +129,12 @@ def _log_validation(report: object, task: str, dataset: str, stack: str) -> None
     """Record the report in the stack's MLflow store, where its pipelines log."""
     import mlflow
 
-    from pipelines.stacks import load_stack_file
-    from sftcast.tracking import ensure_experiment, log_json
+    from sftcast.tracking import ensure_experiment, log_json, safe_tags
 
-    tracker = load_stack_file(stack).components["experiment_tracker"][0]
-    mlflow.set_tracking_uri(tracker["configuration"]["tracking_uri"])
+    mlflow.set_tracking_uri(stack_tracking_uri(stack))
     experiment_id = ensure_experiment("sftcast_validate", stores_root() / "mlruns" / "artifacts")
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"validate-{task}"):
-        mlflow.set_tags({"sftcast.task": task, "sftcast.dataset": dataset})
+        mlflow.set_tags(safe_tags({"sftcast.task": task, "sftcast.dataset": dataset}))
         mlflow.log_metric("validation_failures", len(report.failures))
         mlflow.log_metric("validation_success", int(report.success))
         log_json(report.to_dict(), "validation_report.json")
@@ -198,7 +200,6 @@ def rollback(
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    from pipelines.stacks import load_stack_file
     from sftcast.data.schema import TASKS
     from sftcast.promotion import PromotionError
     from sftcast.promotion import rollback as rollback_production
@@ -206,16 +207,70 @@ def rollback(
     if task not in TASKS:
         raise typer.BadParameter(f"{task!r} is not a task; expected one of {', '.join(TASKS)}")
     try:
-        # The store the stack's pipelines register in, as `_log_validation` finds it.
-        trackers = load_stack_file(stack or ctx.obj.stack).components.get("experiment_tracker")
-        if not trackers:
-            raise StackFileError(f"stack {stack or ctx.obj.stack!r} has no experiment tracker")
-        mlflow.set_tracking_uri(trackers[0]["configuration"]["tracking_uri"])
+        mlflow.set_tracking_uri(stack_tracking_uri(stack or ctx.obj.stack))
         result = rollback_production(model_name or f"sftcast-{task}")
     except (StackFileError, PromotionError, MlflowException) as err:
         console.print(f"error: {err}", style="red", markup=False, soft_wrap=True)
         raise typer.Exit(2) from err
     console.print(result.summary, markup=False, soft_wrap=True)
+
+
+@app.command()
+def ui(
+    ctx: typer.Context,
+    port: int = typer.Option(5000, min=1, max=65535, help="Port on 127.0.0.1."),
+    stack: str | None = typer.Option(None, help="Whose MLflow store; the global --stack if unset."),
+) -> None:
+    """Serve the stack's MLflow store (runs and registry) in the MLflow UI, on 127.0.0.1
+    only; Ctrl-C stops it."""
+    from sftcast.tracking import is_local_store
+
+    name = stack or ctx.obj.stack
+    try:
+        uri = stack_tracking_uri(name)
+    except StackFileError as err:
+        console.print(f"error: {err}", style="red", markup=False, soft_wrap=True)
+        raise typer.Exit(2) from err
+    if not is_local_store(uri):
+        console.print(
+            f"error: stack {name!r} tracks to the MLflow server at {uri}: open that one",
+            style="red", markup=False, soft_wrap=True,
+        )  # fmt: skip
+        raise typer.Exit(2)
+    command = mlflow_server_command(uri, stores_root() / "mlruns" / "artifacts", port)
+    console.print(f"MLflow UI on http://{LOOPBACK}:{port} over {uri}", markup=False, soft_wrap=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The server in this process's place: Ctrl-C and SIGTERM reach it (it forwards them to
+    # its workers), and whoever started `ui` holds the server's own process id.
+    os.execve(command[0], command, {**os.environ, **UI_SERVER_ENV})
+
+
+def mlflow_server_command(tracking_uri: str, artifact_root: Path, port: int) -> list[str]:
+    """`mlflow server` over one store, bound to the loopback interface and nothing else; one
+    worker is plenty for one person's browser."""
+    return [
+        sys.executable, "-m", "mlflow", "server",
+        "--backend-store-uri", tracking_uri,
+        "--default-artifact-root", str(artifact_root),
+        "--host", LOOPBACK,
+        "--port", str(port),
+        "--workers", "1",
+    ]  # fmt: skip
+
+
+def stack_tracking_uri(stack: str) -> str:
+    """The MLflow store a stack's pipelines track and register in: its experiment
+    tracker's `tracking_uri`."""
+    from pipelines.stacks import load_stack_file
+
+    trackers = load_stack_file(stack).components.get("experiment_tracker")
+    if not trackers:
+        raise StackFileError(f"stack {stack!r} has no experiment tracker")
+    uri = (trackers[0].get("configuration") or {}).get("tracking_uri")
+    if not uri:
+        raise StackFileError(f"stack {stack!r}: its experiment tracker has no tracking_uri")
+    return uri
 
 
 def _run(opts: Options, name: str) -> None:

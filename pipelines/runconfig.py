@@ -3,11 +3,17 @@
 A run configuration is a ZenML run configuration whose `parameters` hold one section per
 concern (`data`, `zoo`, ...). Every pipeline takes the sections it needs; a section no
 pipeline knows is an error, so a typo never goes unnoticed.
+
+`load_run_config` is also the pre-flight: every section the pipeline takes is validated by its
+own model, the sections are checked against each other, and every external candidate of
+`zoo.candidates` is verified, so a bad configuration stops the command (exit code 2) with the
+file, the key and the problem named, before ZenML runs any step and before MLflow is touched.
 """
 
 from __future__ import annotations
 
 import inspect
+import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -47,7 +53,16 @@ def load_run_config(
     if not isinstance(raw, dict):
         raise RunConfigError(f"{path}: expected a mapping at the top level")
 
+    # ZenML ignores keys it does not know: a typo (`enable_cach`) would silently do nothing.
+    stray = sorted(map(str, set(raw) - set(PipelineRunConfiguration.model_fields)))
+    if stray:
+        raise RunConfigError(
+            f"{path}: unknown top-level key(s) {', '.join(stray)}; a ZenML run configuration "
+            "takes parameters, steps, settings, enable_cache, run_name, ..."
+        )
     parameters = raw.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise RunConfigError(f"{path}: parameters: expected a mapping of sections")
     unknown = set(parameters) - known_sections
     if unknown:
         raise RunConfigError(
@@ -61,8 +76,81 @@ def load_run_config(
     try:
         PipelineRunConfiguration.model_validate(config)
     except ValidationError as err:
-        raise RunConfigError(f"{path}: {err}") from err
+        raise RunConfigError(f"{path}: {_first_errors(err, show_input=True)}") from err
+    preflight(path, pipeline, config["parameters"])
     return config
+
+
+def preflight(path: Path, pipeline: Pipeline, parameters: dict[str, Any]) -> dict[str, Any]:
+    """Validate what `pipeline` will be given before anything runs: each parameter section by
+    the model the pipeline's signature names, then the sections against each other, then every
+    external candidate URI (`zoo.candidates`) by fetching and verifying it. Returns the
+    validated sections; raises `RunConfigError` naming the file and the key path."""
+    from pydantic import TypeAdapter, ValidationError
+
+    hints = typing.get_type_hints(pipeline.entrypoint)
+    signature = inspect.signature(pipeline.entrypoint)
+    sections: dict[str, Any] = {}
+    for name, param in signature.parameters.items():
+        if name not in parameters:
+            if param.default is inspect.Parameter.empty:
+                raise RunConfigError(
+                    f"{path}: parameters.{name}: missing; the {pipeline.name} pipeline takes "
+                    f"the sections {', '.join(signature.parameters)}"
+                )
+            continue
+        try:
+            sections[name] = TypeAdapter(hints[name]).validate_python(parameters[name])
+        except ValidationError as err:
+            problems = _first_errors(err, prefix=f"parameters.{name}", show_input=True)
+            raise RunConfigError(f"{path}: {problems}") from err
+    _check_across_sections(path, sections)
+    if "zoo" in sections:
+        _check_external_candidates(path, sections["zoo"])
+    return sections
+
+
+def _check_across_sections(path: Path, sections: dict[str, Any]) -> None:
+    """What one section says about another's: candidate URIs named in `selection.labelled` and
+    `sft.replicate_candidates` must be candidates of the run."""
+    zoo = sections.get("zoo")
+    if zoo is None:
+        return
+    uris = zoo.all_candidates()
+    if (selection := sections.get("selection")) is not None:
+        try:
+            selection.labelled_candidates(uris)
+        except ValueError as err:
+            raise RunConfigError(f"{path}: parameters.selection.labelled: {err}") from err
+    if (sft := sections.get("sft")) is not None:
+        unknown = [u for u in sft.replicate_candidates if u not in uris]
+        if unknown:
+            raise RunConfigError(
+                f"{path}: parameters.sft.replicate_candidates: {unknown} are not candidates "
+                f"of this run ({len(uris)} candidates: zoo.variants' checkpoints and "
+                "zoo.candidates)"
+            )
+
+
+def _check_external_candidates(path: Path, zoo: Any) -> None:
+    """Every `zoo.candidates` URI fetched and verified as its step would (safetensors only,
+    remote code and pickle conversion only when the config allows them); every refusal is
+    reported, each with its index, URI and problem."""
+    from sftcast.zoo import CandidateError, resolve_candidate
+
+    problems = []
+    for i, uri in enumerate(zoo.candidates):
+        try:
+            resolve_candidate(
+                uri,
+                zoo_root=zoo.root,
+                trust_remote_code=zoo.trust_remote_code,
+                allow_pickle=zoo.allow_pickle,
+            )
+        except CandidateError as err:
+            problems.append(f"{path}: parameters.zoo.candidates[{i}]: {err}")
+    if problems:
+        raise RunConfigError("\n".join(problems))
 
 
 def with_stack_options(config: dict[str, Any], pipeline: Pipeline, stack_file: StackFile) -> Path:
@@ -126,9 +214,21 @@ def compile_for_stack(pipeline: Pipeline, config_path: Path, stack_file: StackFi
     return snapshot, stack
 
 
-def _first_errors(err: Any, limit: int = 3) -> str:
-    """The first few problems of a pydantic error on one line: `where: what`."""
-    problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors()]
+def _first_errors(err: Any, limit: int = 3, prefix: str = "", show_input: bool = False) -> str:
+    """The first few problems of a pydantic error on one line: `where: what`, where is the
+    key path under `prefix` (`parameters.zoo.variants[0].steps`); with `show_input`, the
+    offending value too when it is short (`(got -0.001)`)."""
+    problems = []
+    for e in err.errors():
+        where = prefix
+        for part in e["loc"]:
+            where += f"[{part}]" if isinstance(part, int) else f".{part}" if where else str(part)
+        problem = f"{where or 'configuration'}: {e['msg'].removeprefix('Value error, ')}"
+        shown = repr(e.get("input"))
+        said = f"got {shown}" in problem or f"got {e.get('input')}" in problem  # said already
+        if show_input and e["type"] != "missing" and len(shown) <= 80 and not said:
+            problem += f" (got {shown})"
+        problems.append(problem)
     more = f" (and {len(problems) - limit} more)" if len(problems) > limit else ""
     return "; ".join(problems[:limit]) + more
 

@@ -3,24 +3,18 @@ one fine-tune + evaluation + registration per candidate x task, and the report."
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from zenml import pipeline
 
 from pipelines.data import data_stage
 from pipelines.runconfig import RunConfigError
-from pipelines.zoo import zoo_stage
+from pipelines.zoo import step_slug, zoo_stage
 from sftcast.data import DataConfig
 from sftcast.evaluation import EvaluationConfig
 from sftcast.sft import SFTConfig
 from sftcast.zoo import ZooConfig
 from steps.sft import evaluate_candidate, finetune_candidate, sft_report
-
-
-def step_slug(uri: str) -> str:
-    """`zoo:clm-lr4e-3@150` -> `clm-lr4e-3_150`: a readable step-id fragment."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", uri.removeprefix("zoo:").replace("@", "_")).strip("_")
 
 
 def sft_stage(

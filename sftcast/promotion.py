@@ -28,7 +28,7 @@ import mlflow
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 
-from sftcast.tracking import tag_value
+from sftcast.tracking import safe_tags
 
 PRODUCTION = "production"
 TAG_HISTORY = "sftcast.production_history"
@@ -115,12 +115,12 @@ def promote(
     record = {"forced": forced, "beats_chance": beats_chance, "evidence": evidence}
     tags = {
         TAG_PROMOTED_FROM: current or "none",
-        TAG_EVIDENCE: tag_value(json.dumps(record, default=str)),
+        TAG_EVIDENCE: json.dumps(record, default=str),
         TAG_PREDICTOR: predictor,
         TAG_PIPELINE_RUN_ID: pipeline_run_id,
         TAG_TIME: datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    for key, value in tags.items():
+    for key, value in safe_tags(tags).items():
         client.set_model_version_tag(name, version, key, value)
     # The history before the alias: if the alias move fails, `_chain` drops this entry.
     client.set_registered_model_tag(name, TAG_HISTORY, json.dumps([*chain, version]))

@@ -4,7 +4,10 @@ per fine-tuned candidate, carrying its lineage and metrics as tags.
 Registration goes through `mlflow.register_model` on the logged model's `models:/m-...` URI:
 ZenML's registry step registers `runs:/<id>/model`, which MLflow 3 cannot load back.
 Registering is idempotent: a version whose `sftcast.sft_key` tag matches is returned instead
-of creating a duplicate, so a rerun after a crash never registers a candidate twice.
+of creating a duplicate, so a rerun after a crash never registers a candidate twice. Two runs
+registering the same key at once both pass that check; MLflow has no unique constraint on
+tags, so each one looks again after registering and the lowest version of the key wins: the
+other deletes its own version (and the race ends with exactly one, whatever the timing).
 """
 
 from __future__ import annotations
@@ -61,9 +64,16 @@ def register_finetuned(
         **{f"{METRIC_TAG_PREFIX}{k}": f"{v:.6g}" for k, v in metrics.items()},
         TAG_SFT_KEY: sft_key,
     }
+    # Tags go in with the version, in one transaction: a crash never leaves a version without
+    # its key, which the rerun would not recognise.
     registered = mlflow.register_model(info.model_uri, name, tags=version_tags)
+    client = mlflow.MlflowClient()
+    winner = find_version(name, sft_key)
+    if winner is not None and str(winner.version) != str(registered.version):
+        client.delete_model_version(name, registered.version)  # lost a concurrent race
+        return winner
     if description:
-        mlflow.MlflowClient().update_model_version(name, registered.version, description)
+        client.update_model_version(name, registered.version, description)
     return registered
 
 

@@ -43,6 +43,16 @@ class SelectionConfig(BaseModel):
     top_k: int = Field(3, ge=1)
     force: bool = False  # promote even when no predictor beats chance
 
+    @field_validator("labelled", mode="before")
+    @classmethod
+    def _one_of(cls, value: Any) -> Any:
+        """One clear error instead of one per member of the union."""
+        if isinstance(value, bool) or not (
+            value == "all" or isinstance(value, int | float | list | tuple)
+        ):
+            raise ValueError("expected 'all', a fraction in (0, 1] or a list of candidate URIs")
+        return value
+
     @field_validator("labelled")
     @classmethod
     def _fraction(cls, value: Any) -> Any:

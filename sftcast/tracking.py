@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,32 @@ TAG_CONFIG_HASH = "sftcast.config_hash"
 # Other registry backends cap tag values at 5000-8000 characters; MLflow's own allows more.
 MAX_TAG_CHARS = 5000
 TRUNCATED = "...[truncated]"
+REDACTED = "[redacted]"
+# Environment variables whose values must never reach MLflow (params, tags, version tags).
+SECRET_NAME = re.compile(
+    r"TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|ACCESS_?KEY|PRIVATE|CREDENTIAL", re.IGNORECASE
+)
+# Token shapes worth catching even when they do not come from the environment:
+# Hugging Face, GitHub, AWS access key ids, OpenAI-style keys, bearer headers.
+SECRET_SHAPES = re.compile(
+    r"\bhf_[A-Za-z0-9]{20,}|\bgh[pousr]_[A-Za-z0-9]{20,}|\bAKIA[0-9A-Z]{16}\b"
+    r"|\bsk-[A-Za-z0-9_-]{20,}|(?i:bearer\s+)[A-Za-z0-9._~+/-]{16,}"
+)
+MIN_SECRET_CHARS = 6  # shorter values ("1", "true") would redact half of every text
+
+
+def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
+    """Values of secret-looking environment variables, longest first."""
+    env = os.environ if env is None else env
+    found = {v for k, v in env.items() if SECRET_NAME.search(k) and len(v) >= MIN_SECRET_CHARS}
+    return sorted(found, key=len, reverse=True)
+
+
+def redact(text: str, env: Mapping[str, str] | None = None) -> str:
+    """`text` with every secret-looking environment value and token shape replaced."""
+    for value in secret_values(env):
+        text = text.replace(value, REDACTED)
+    return SECRET_SHAPES.sub(REDACTED, text)
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -36,9 +65,13 @@ def to_jsonable(obj: Any) -> Any:
 
 
 def tag_value(value: Any) -> str:
-    """A tag value: text as is, anything else as sorted JSON; cut to MAX_TAG_CHARS with a
-    visible marker when longer."""
-    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    """A tag or param value: text and scalars as MLflow writes them, anything else as sorted
+    JSON; secrets redacted; cut to MAX_TAG_CHARS with a visible marker when longer."""
+    if isinstance(value, str | bool | int | float) or value is None:
+        text = str(value)  # as MLflow itself writes a scalar: `True`, `3`, `0.5`
+    else:
+        text = json.dumps(value, sort_keys=True, default=str)
+    text = redact(text)
     if len(text) <= MAX_TAG_CHARS:
         return text
     return text[: MAX_TAG_CHARS - len(TRUNCATED)] + TRUNCATED
@@ -48,6 +81,12 @@ def config_hash(*configs: Any, length: int = 12) -> str:
     """A stable short hash of configurations (pydantic models, dicts, scalars)."""
     canonical = json.dumps([to_jsonable(c) for c in configs], sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:length]
+
+
+def safe_tags(tags: Mapping[str, Any]) -> dict[str, str]:
+    """Tags (or params) as MLflow takes them, through `tag_value`: the one way sftcast writes
+    them, so no secret reaches the store."""
+    return {k: tag_value(v) for k, v in tags.items()}
 
 
 def lineage_tags(

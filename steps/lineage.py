@@ -16,6 +16,7 @@ from sftcast.tracking import (
     TAG_PIPELINE_RUN_NAME,
     config_hash,
     lineage_tags,
+    safe_tags,
     to_jsonable,
 )
 
@@ -36,12 +37,12 @@ def track(*configs: Any, params: dict[str, Any] | None = None) -> str:
     run = context.pipeline_run
     chash = config_hash(*configs)
     tags = lineage_tags(str(run.id), run.name, context.pipeline.name, context.step_name, chash)
-    mlflow.set_tags(tags)
+    mlflow.set_tags(safe_tags(tags))
     # The parent MLflow run stands for the whole pipeline run: give it the run's identity.
     if parent_id := mlflow.active_run().data.tags.get("mlflow.parentRunId"):
         client = mlflow.MlflowClient()
         for key in (TAG_PIPELINE_RUN_ID, TAG_PIPELINE_RUN_NAME, TAG_PIPELINE_NAME):
             client.set_tag(parent_id, key, tags[key])
     if params:
-        mlflow.log_params({k: str(to_jsonable(v))[:500] for k, v in params.items()})
+        mlflow.log_params(safe_tags(to_jsonable(params)))
     return chash

@@ -22,7 +22,7 @@ from sftcast.promotion import PromotionRefused, promote
 from sftcast.proxies import ProxyConfig, compute_proxies, directions, kshot_proxies
 from sftcast.selection import ID, TARGET, Selection, SelectionConfig, fit_comparator, select
 from sftcast.sft import SFTConfig
-from sftcast.tracking import log_json
+from sftcast.tracking import log_json, safe_tags
 from sftcast.zoo import ZooConfig
 from steps.lineage import MLFLOW_STEP, track
 from steps.sft import _task_rows, finetune_and_register
@@ -42,7 +42,7 @@ def candidate_proxies(
     values = {**result.values, **kshot_proxies(base_scores)}
     mlflow.log_metrics({f"proxy.{k}": v for k, v in values.items() if math.isfinite(v)})
     mlflow.log_metrics({f"seconds.{k}": v for k, v in result.seconds.items()})
-    mlflow.set_tag("sftcast.candidate", uri)
+    mlflow.set_tags(safe_tags({"sftcast.candidate": uri}))
     return {"candidate": uri, "values": values, "seconds": result.seconds,
             "base_scores": base_scores}  # fmt: skip
 
@@ -141,7 +141,8 @@ def select_and_promote(
         summary |= {"promoted": True, "previous": result.previous, "changed": result.changed}
     except PromotionRefused as refused:
         summary |= {"promoted": False, "refused": str(refused)}
-    mlflow.set_tags({"sftcast.promoted": summary["promoted"], "sftcast.best": chosen.best})
+    outcome = {"sftcast.promoted": summary["promoted"], "sftcast.best": chosen.best}
+    mlflow.set_tags(safe_tags(outcome))
     return summary
 
 
@@ -171,15 +172,17 @@ def _register_comparator(
     mlflow.register_model(
         info.model_uri,
         f"sftcast-comparator-{chosen.task}",
-        tags={
-            "sftcast.features": json.dumps(proxies),
-            "sftcast.lower_is_better": json.dumps(lower),
-            "sftcast.protocol": json.dumps(chosen.protocol),
-            "sftcast.feature_importance": json.dumps(gains),
-            "metric.pairwise_accuracy_mean": f"{ltc['pairwise_accuracy_mean']}",
-            "metric.kendall_tau_mean": f"{ltc['kendall_tau_mean']}",
-            "metric.top1_recall": f"{ltc['top1_recall']}",
-        },
+        tags=safe_tags(
+            {
+                "sftcast.features": json.dumps(proxies),
+                "sftcast.lower_is_better": json.dumps(lower),
+                "sftcast.protocol": json.dumps(chosen.protocol),
+                "sftcast.feature_importance": json.dumps(gains),
+                "metric.pairwise_accuracy_mean": f"{ltc['pairwise_accuracy_mean']}",
+                "metric.kendall_tau_mean": f"{ltc['kendall_tau_mean']}",
+                "metric.top1_recall": f"{ltc['top1_recall']}",
+            }
+        ),
     )
 
 

@@ -21,7 +21,7 @@ from sftcast.evaluation.report import (
 )
 from sftcast.registry import register_finetuned
 from sftcast.sft import SFTConfig, finetune
-from sftcast.tracking import TAG_PIPELINE_RUN_ID, log_json
+from sftcast.tracking import TAG_PIPELINE_RUN_ID, log_json, safe_tags
 from sftcast.zoo import ZooConfig
 from sftcast.zoo.fetch import parse_zoo_uri
 from steps.lineage import MLFLOW_STEP, track
@@ -51,7 +51,7 @@ def evaluate_candidate(
     model, tokenizer = _load(candidate)
     scores = evaluate_base(model, tokenizer, _task_rows(datasets, tasks), evaluation)
     mlflow.log_metrics({f"base.{t}.{m}": v for t, s in scores.items() for m, v in s.items()})
-    mlflow.set_tag("sftcast.candidate", uri)
+    mlflow.set_tags(safe_tags({"sftcast.candidate": uri}))
     return scores
 
 
@@ -156,7 +156,7 @@ def finetune_and_register(
         **{k: v for k, v in info.items() if k != "variant_config"},
     )
     mlflow.set_tags(
-        {"sftcast.candidate": uri, "sftcast.task": task, "sftcast.reused": result.reused}
+        safe_tags({"sftcast.candidate": uri, "sftcast.task": task, "sftcast.reused": result.reused})
     )
     if replicate:  # a noise measurement, not a model anyone should deploy
         return record

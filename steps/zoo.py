@@ -9,6 +9,7 @@ import mlflow
 from zenml import step
 
 from sftcast.data import load_corpus
+from sftcast.tracking import safe_tags
 from sftcast.zoo import ZooConfig, pretrain_variant, resolve_candidate
 from sftcast.zoo.fetch import install_run, parse_zoo_uri
 from sftcast.zoo.train import train_zoo_tokenizer
@@ -45,20 +46,36 @@ def pretrain(
             "final_loss": result.loss_history[-1],
         }
     )
-    mlflow.set_tags({"sftcast.reused": result.reused, "sftcast.resumed_from": result.resumed_from})
+    mlflow.set_tags(
+        safe_tags({"sftcast.reused": result.reused, "sftcast.resumed_from": result.resumed_from})
+    )
     mlflow.log_artifact(str(result.checkpoints[max(result.checkpoints)] / "README.md"))
     return result.run_dir
 
 
 @step(**MLFLOW_STEP)
 def fetch_candidate(
-    uri: str, zoo: ZooConfig, zoo_run: Path | None = None, trust_remote_code: bool = False
+    uri: str,
+    zoo: ZooConfig,
+    zoo_run: Path | None = None,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
 ) -> Annotated[Path, "candidate"]:
-    """A candidate URI as a verified local Hugging Face folder (safetensors only)."""
-    track(uri, params={"candidate": uri, "trust_remote_code": trust_remote_code})
+    """A candidate URI as a verified local Hugging Face folder (safetensors only; pickle-only
+    weights converted to safetensors when `allow_pickle`)."""
+    track(
+        uri,
+        params={
+            "candidate": uri,
+            "trust_remote_code": trust_remote_code,
+            "allow_pickle": allow_pickle,
+        },
+    )
     root = zoo.root.resolve()
     if zoo_run is not None:  # the run arrived as an artifact: on k8s this pod's disk is empty
         install_run(zoo_run, root, zoo.variant(parse_zoo_uri(uri)[0]).run_name)
-    path = resolve_candidate(uri, zoo_root=root, trust_remote_code=trust_remote_code)
-    mlflow.set_tag("sftcast.candidate", uri)
+    path = resolve_candidate(
+        uri, zoo_root=root, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
+    )
+    mlflow.set_tags(safe_tags({"sftcast.candidate": uri}))
     return path

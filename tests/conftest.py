@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="sftcast-tests-"))
@@ -95,3 +96,46 @@ def tracking():
         return mlflow.MlflowClient()
 
     return point
+
+
+# The `select` pipeline on a tiny zoo: 2 variants x 2 checkpoints, SFT on `cls` only.
+TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}
+SMALL = {"train_size": 40, "validation_size": 10, "test_size": 12, "max_chars": 200}
+
+
+def _variant(name: str, lr: float) -> dict:
+    return {"name": name, "family": "test", "objective": "clm", "learning_rate": lr, "steps": 6,
+            "checkpoint_steps": [3, 6], "batch_size": 4, "seq_len": 64}  # fmt: skip
+
+
+@pytest.fixture
+def make_select_config(tmp_path: Path):
+    """Write a run configuration of the tiny `select` pipeline under `tmp_path`, registering
+    fine-tuned models as `registered_model` (`{task}` is filled in), with `sft` settings
+    overridden; returns its path."""
+
+    def make(registered_model: str = "test-sel-{task}", **sft: object) -> Path:
+        parameters = {
+            "data": {"output_dir": str(tmp_path / "data"),
+                     "tasks": dict.fromkeys(("cbqa", "rag", "cls"), SMALL)},
+            "zoo": {"root": str(tmp_path / "zoo"), "tokenizer_vocab_size": 512,
+                    "model": {**TINY, "max_length": 128},
+                    "variants": [_variant("clm-a", 4e-3), _variant("clm-b", 1e-3)]},
+            "sft": {"output_dir": str(tmp_path / "sft"), "tasks": ["cls"], "epochs": 2,
+                    "batch_size": 8, "max_length": 128, "registered_model": registered_model,
+                    **sft},
+            "evaluation": {"max_length": 128, "shots": {"cbqa": 1, "rag": 1, "cls": 1},
+                           "demo_context_tokens": 16},
+            "proxies": {"heldout_docs": 4, "seq_len": 64},
+            "selection": {"labelled": "all", "splits": 5},
+        }  # fmt: skip
+        path = tmp_path / ("-".join(["select", *(f"{k}{v}" for k, v in sft.items())]) + ".yaml")
+        path.write_text(yaml.safe_dump({"parameters": parameters}))
+        return path
+
+    return make
+
+
+@pytest.fixture
+def select_config(make_select_config) -> Path:
+    return make_select_config()

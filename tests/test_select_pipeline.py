@@ -5,7 +5,6 @@ leaves `production` where it was."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import yaml
@@ -14,34 +13,7 @@ from typer.testing import CliRunner
 from pipelines.run import app
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("zenml-runs")]
-TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}
-SMALL = {"train_size": 40, "validation_size": 10, "test_size": 12, "max_chars": 200}
-MODEL = "test-sel-cls"
-
-
-def _variant(name: str, lr: float) -> dict:
-    return {"name": name, "family": "test", "objective": "clm", "learning_rate": lr, "steps": 6,
-            "checkpoint_steps": [3, 6], "batch_size": 4, "seq_len": 64}  # fmt: skip
-
-
-@pytest.fixture
-def select_config(tmp_path: Path) -> Path:
-    parameters = {
-        "data": {"output_dir": str(tmp_path / "data"),
-                 "tasks": dict.fromkeys(("cbqa", "rag", "cls"), SMALL)},
-        "zoo": {"root": str(tmp_path / "zoo"), "tokenizer_vocab_size": 512,
-                "model": {**TINY, "max_length": 128},
-                "variants": [_variant("clm-a", 4e-3), _variant("clm-b", 1e-3)]},
-        "sft": {"output_dir": str(tmp_path / "sft"), "tasks": ["cls"], "epochs": 2, "batch_size": 8,
-                "max_length": 128, "registered_model": "test-sel-{task}"},
-        "evaluation": {"max_length": 128, "shots": {"cbqa": 1, "rag": 1, "cls": 1},
-                       "demo_context_tokens": 16},
-        "proxies": {"heldout_docs": 4, "seq_len": 64},
-        "selection": {"labelled": "all", "splits": 5},
-    }  # fmt: skip
-    path = tmp_path / "select.yaml"
-    path.write_text(yaml.safe_dump({"parameters": parameters}))
-    return path
+MODEL = "test-sel-cls"  # conftest.py: `select_config` registers as test-sel-{task}
 
 
 def test_select_promotes_the_best_predicted_and_a_failed_run_changes_nothing(

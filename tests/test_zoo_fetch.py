@@ -215,3 +215,106 @@ def test_install_run_refuses_a_path_as_name(zoo: Path, tmp_path: Path) -> None:
 
     with pytest.raises(CandidateError, match="invalid run name"):
         install_run(zoo / VARIANT.run_name, tmp_path, "../escape")
+
+
+def _pickle_only(folder: Path) -> dict[str, torch.Tensor]:
+    """Replace the folder's safetensors by a pickle of the model's full state dict, tied
+    tensors included (embedding and head share one storage, as `torch.save` keeps them)."""
+    model, _ = load_candidate(str(folder))
+    state = {k: v.detach() for k, v in model.state_dict().items()}
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")
+    return state
+
+
+def test_pickle_only_weights_are_converted_when_allowed(
+    folder: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = _pickle_only(folder)
+    refused(str(folder), "only pickle weights")  # still refused by default
+    with caplog.at_level("WARNING", logger="sftcast.zoo.fetch"):
+        path = resolve_candidate(str(folder), allow_pickle=True)
+    assert path.parent == folder.parent and path != folder  # a cache folder next to it
+    assert (path / "model.safetensors").is_file() and not list(path.glob("*.bin"))
+    assert "converting pickle weights (pytorch_model.bin)" in caplog.text
+    assert (folder / "pytorch_model.bin").is_file()  # the source is left as it was
+    assert not list(folder.glob("*.safetensors"))
+    model, tokenizer = load_candidate(str(folder), allow_pickle=True)  # verified, bit-exact
+    loaded = model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in state.items())
+    assert tokenizer.bos_token == "<s>"
+
+    caplog.clear()  # the same pickles again: the converted folder is reused, not rewritten
+    with caplog.at_level("WARNING", logger="sftcast.zoo.fetch"):
+        assert resolve_candidate(str(folder), allow_pickle=True) == path
+    assert "converting" not in caplog.text
+
+    cached = resolve_candidate(str(folder), allow_pickle=True, cache_dir=tmp_path / "cache")
+    assert cached.parent == tmp_path / "cache" / "safetensors"
+    again = load_file(cached / "model.safetensors")
+    assert again.keys() == load_file(path / "model.safetensors").keys()
+
+
+class _RunsCode:
+    """A pickle that would create a folder when unpickled by plain `pickle`."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.makedirs, (str(self.marker),))
+
+
+def test_allowed_pickle_still_runs_no_code(folder: Path, tmp_path: Path) -> None:
+    (folder / "model.safetensors").unlink()
+    marker = tmp_path / "pwned"
+    torch.save({"model.norm.weight": _RunsCode(marker)}, folder / "pytorch_model.bin")
+    err = refused(str(folder), "refused by torch.load", allow_pickle=True)
+    assert "pytorch_model.bin" in str(err) and "weights_only" in str(err)
+    assert not marker.exists()
+    assert not [p for p in folder.parent.iterdir() if "safetensors" in p.name]  # nothing left
+
+
+def test_allowed_pickle_keeps_the_remote_code_check(folder: Path) -> None:
+    _pickle_only(folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"}
+    (folder / "config.json").write_text(json.dumps(config))
+    refused(str(folder), "trust_remote_code", allow_pickle=True)
+    assert not [p for p in folder.parent.iterdir() if "safetensors" in p.name]
+
+
+def test_zoo_checkpoint_linked_outside_the_root_is_refused(zoo: Path, tmp_path: Path) -> None:
+    """A checkpoint folder that is a symlink leaving the zoo root never resolves."""
+    root = tmp_path / "zoo"
+    run = root / VARIANT.run_name
+    run.mkdir(parents=True)
+    (run / "checkpoint-6").symlink_to(zoo / VARIANT.run_name / "checkpoint-6")
+    refused("zoo:tiny-fetch@6", "resolves outside the zoo root", zoo_root=root)
+
+
+def _hub_cache(cache: Path, repo: str, folder: Path) -> Path:
+    """`folder` as the Hugging Face cache holds a snapshot of `repo` at `main`."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    entry = cache / f"models--{repo.replace('/', '--')}"
+    (entry / "refs").mkdir(parents=True)
+    (entry / "refs" / "main").write_text(commit)
+    snapshot = entry / "snapshots" / commit
+    shutil.copytree(folder, snapshot)
+    return snapshot
+
+
+def test_hf_snapshot_in_the_local_cache_resolves_and_converts(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    cache = tmp_path / "hub"
+    snapshot = _hub_cache(cache, "sftcast/tiny", folder)
+    assert resolve_candidate("hf:sftcast/tiny@main", cache_dir=cache) == snapshot
+
+    _pickle_only(snapshot)
+    refused("hf:sftcast/tiny@main", "only pickle weights", cache_dir=cache)
+    path = resolve_candidate("hf:sftcast/tiny@main", cache_dir=cache, allow_pickle=True)
+    assert path.parent == cache / "safetensors" and (path / "model.safetensors").is_file()

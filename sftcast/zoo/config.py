@@ -11,10 +11,11 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -150,6 +151,22 @@ class Variant(BaseModel):
         return f"{self.name}-{self.config_hash[:8]}"
 
 
+def _external_uri(uri: str) -> str:
+    """An entry of `zoo.candidates`: `hf:<repo>@<revision>` or a local folder; the zoo's own
+    checkpoints come from `variants`. The folder itself is verified before a run starts."""
+    uri = uri.strip()
+    if not uri:
+        raise ValueError("empty candidate URI; expected hf:<owner>/<repo>@<revision> or a path")
+    if uri.startswith("zoo:"):
+        name = uri.removeprefix("zoo:").partition("@")[0]
+        path = "" if is_valid_name(name) else f"{name!r} is not a variant name (no paths); "
+        raise ValueError(
+            f"{uri!r}: {path}the zoo's own checkpoints come from zoo.variants; zoo.candidates "
+            "takes hf:<owner>/<repo>@<revision> URIs and local Hugging Face folders"
+        )
+    return uri
+
+
 class ZooConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -157,6 +174,11 @@ class ZooConfig(BaseModel):
     tokenizer_vocab_size: int = Field(4096, ge=512, le=65536)
     model: ModelSize = Field(default_factory=ModelSize)
     variants: list[Variant] = Field(min_length=1)
+    # Checkpoints the zoo does not train (users bring their own): hf:<repo>@<revision> or a
+    # local Hugging Face folder, verified like the zoo's before anything runs.
+    candidates: list[Annotated[str, AfterValidator(_external_uri)]] = Field(default_factory=list)
+    trust_remote_code: bool = Field(False, description="allow custom modelling code (auto_map)")
+    allow_pickle: bool = Field(False, description="convert pickle-only weights to safetensors")
 
     @model_validator(mode="after")
     def _resolve_variants(self) -> ZooConfig:
@@ -164,6 +186,9 @@ class ZooConfig(BaseModel):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"duplicate variant names: {duplicates}")
+        twice = sorted({u for u in self.candidates if self.candidates.count(u) > 1})
+        if twice:
+            raise ValueError(f"candidates listed twice: {twice}")
         # Re-validate with the zoo's size filled in, so seq_len is checked against it.
         self.variants = [
             Variant.model_validate(
@@ -183,9 +208,13 @@ class ZooConfig(BaseModel):
                 return v
         raise KeyError(f"no variant {name!r} in the zoo; known: {[v.name for v in self.variants]}")
 
-    def candidates(self) -> list[str]:
+    def zoo_candidates(self) -> list[str]:
         """Every checkpoint of every variant as a `zoo:<variant>@<step>` URI."""
         return [f"zoo:{v.name}@{s}" for v in self.variants for s in v.checkpoint_steps]
+
+    def all_candidates(self) -> list[str]:
+        """The zoo's checkpoints, then the external `candidates`."""
+        return [*self.zoo_candidates(), *self.candidates]
 
     @classmethod
     def from_run_config(cls, path: str | Path) -> ZooConfig:

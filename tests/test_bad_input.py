@@ -1,0 +1,738 @@
+"""Bad input at every entry of the command line (issue #6): run configurations, external
+candidate URIs, `validate` datasets and `compare` tables. Each case goes through the real CLI
+and must end in a clear error that names the offending input (file, key path, URI, row,
+column), with exit code 2 for configuration and input errors and 1 for a dataset that fails
+validation; none may start a pipeline, and none may change the MLflow registry."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+import zenml.logger  # noqa: F401 (ZenML's log stream binds the real stdout, not a CliRunner's)
+from safetensors.torch import load_file, save_file
+from test_validation import valid_rows  # the same tiny valid rows the validation tests use
+from typer.testing import CliRunner
+
+import pipelines.run as run_module
+import pipelines.stacks
+from pipelines.run import app
+from sftcast.zoo import ModelSize
+from sftcast.zoo.model import CHECKPOINT_META, build_model, save_checkpoint
+from sftcast.zoo.tokenizer import train_tokenizer
+
+TINY = ModelSize(hidden_size=16, num_layers=1, num_heads=2, intermediate_size=32, max_length=32)
+GUARD_MODEL = "bad-input-guard"  # a registered model with a version and an alias: must survive
+TEXTS = [
+    "Shares rose after the merger was announced on Monday.",
+    "The striker scored twice in the second half.",
+    "Parliament passed the bill after a long debate.",
+    "A new phone chip was unveiled at the fair.",
+] * 4
+
+
+@dataclass
+class Env:
+    tmp: Path  # this case's own folder
+    good: Path  # the tiny real candidate: never damaged, copied by the cases that break it
+
+    def broken(self, damage: Callable[[Path], Any]) -> str:
+        """A copy of the good candidate, damaged by `damage`; its path as a URI."""
+        copy = self.tmp / "candidate"
+        shutil.copytree(self.good, copy)
+        damage(copy)
+        return str(copy)
+
+
+# A case makes its input under `env.tmp` and returns the CLI arguments and what the message
+# must contain ("{tmp}" stands for the case's folder).
+Case = Callable[[Env], tuple[list[str], list[str]]]
+
+
+@pytest.fixture(scope="module")
+def good_candidate(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny real Llama checkpoint in Hugging Face format (safetensors, config, tokenizer,
+    the recorded sha256 of its weights), as the zoo writes one."""
+    root = tmp_path_factory.mktemp("bad-input")
+    tokenizer = train_tokenizer(TEXTS, 512, root / "tokenizer", model_max_length=32)
+    model = build_model(TINY, tokenizer, seed=0)
+    return save_checkpoint(model, tokenizer, root / "good", "# tiny\n", {"step": 1})
+
+
+# --- run configurations -------------------------------------------------------------------------
+
+
+def _variant(name: str) -> dict[str, Any]:
+    return {"name": name, "steps": 6, "checkpoint_steps": [3, 6], "batch_size": 2, "seq_len": 32}
+
+
+def base_parameters(tmp: Path) -> dict[str, Any]:
+    """A valid `select` configuration (4 zoo candidates); the cases break one thing in it."""
+    return {
+        "data": {"output_dir": str(tmp / "data")},
+        "zoo": {
+            "root": str(tmp / "zoo"),
+            "tokenizer_vocab_size": 512,
+            "model": TINY.model_dump(),
+            "variants": [_variant("a"), _variant("b")],
+        },
+        "sft": {"output_dir": str(tmp / "sft"), "tasks": ["cls"]},
+        "evaluation": {},
+        "proxies": {},
+        "selection": {"labelled": "all"},
+    }
+
+
+def write_config(tmp: Path, parameters: dict[str, Any], **top: Any) -> Path:
+    path = tmp / "run.yaml"
+    path.write_text(yaml.safe_dump({"parameters": parameters, **top}))
+    return path
+
+
+def config(edit: Callable[[dict[str, Any]], Any], *needles: str, command: str = "select") -> Case:
+    """The base configuration with `edit` applied to its parameters."""
+
+    def make(env: Env) -> tuple[list[str], list[str]]:
+        parameters = base_parameters(env.tmp)
+        edit(parameters)
+        path = write_config(env.tmp, parameters)
+        return ["--config", str(path), command], [str(path), *needles]
+
+    return make
+
+
+def config_text(text: str, *needles: str) -> Case:
+    """A configuration file with this exact content."""
+
+    def make(env: Env) -> tuple[list[str], list[str]]:
+        path = env.tmp / "run.yaml"
+        path.write_text(text)
+        return ["--config", str(path), "select"], [str(path), *needles]
+
+    return make
+
+
+def missing_config(env: Env) -> tuple[list[str], list[str]]:
+    path = env.tmp / "absent.yaml"
+    return ["--config", str(path), "select"], ["no run configuration", str(path)]
+
+
+def unknown_top_level_key(env: Env) -> tuple[list[str], list[str]]:
+    path = write_config(env.tmp, base_parameters(env.tmp), enable_cach=False)
+    return ["--config", str(path), "select"], [str(path), "unknown top-level key", "enable_cach"]
+
+
+def setting(section: str, key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda p: p[section].__setitem__(key, value)
+
+
+def variant_setting(i: int, key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda p: p["zoo"]["variants"][i].__setitem__(key, value)
+
+
+def every_variant(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(p: dict[str, Any]) -> None:
+        for v in p["zoo"]["variants"]:
+            v[key] = value
+
+    return edit
+
+
+# --- external candidates (zoo.candidates) -------------------------------------------------------
+
+
+def candidate(uri: Callable[[Env], str] | str, *needles: str, **zoo_flags: bool) -> Case:
+    """The base configuration with one external candidate; the message must name the key,
+    the URI and the problem (`needles`)."""
+
+    def make(env: Env) -> tuple[list[str], list[str]]:
+        text = uri(env) if callable(uri) else uri
+        parameters = base_parameters(env.tmp)
+        parameters["zoo"] |= {"candidates": [str(env.good), text], **zoo_flags}
+        path = write_config(env.tmp, parameters)
+        return ["--config", str(path), "select"], [
+            str(path),
+            "parameters.zoo.candidates[1]",
+            repr(text),
+            *needles,
+        ]
+
+    return make
+
+
+def damaged(damage: Callable[[Path], Any]) -> Callable[[Env], str]:
+    return lambda env: env.broken(damage)
+
+
+def truncate(folder: Path) -> None:
+    (folder / CHECKPOINT_META).unlink()  # no recorded digest: the header check must catch it
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+
+
+def flip_a_byte(folder: Path) -> None:
+    weights = folder / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-10] ^= 0xFF  # inside the tensor data: the header still parses
+    weights.write_bytes(bytes(data))
+
+
+def pickle_only(folder: Path) -> None:
+    state = load_file(folder / "model.safetensors")
+    (folder / "model.safetensors").unlink()
+    torch.save(state, folder / "pytorch_model.bin")
+
+
+class _RunsCode:
+    """Unpickled by plain `pickle`, this would create a folder."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.makedirs, (self.marker,))
+
+
+def code_in_pickle(folder: Path) -> None:
+    (folder / "model.safetensors").unlink()
+    marker = str(folder.parent / "unpickled-code-ran")
+    torch.save({"model.norm.weight": _RunsCode(marker)}, folder / "pytorch_model.bin")
+
+
+def edit_config_json(**changes: Any) -> Callable[[Path], None]:
+    def damage(folder: Path) -> None:
+        config_path = folder / "config.json"
+        config_path.write_text(json.dumps({**json.loads(config_path.read_text()), **changes}))
+        (folder / CHECKPOINT_META).unlink(missing_ok=True)
+
+    return damage
+
+
+def drop_tensor(folder: Path) -> None:
+    state = load_file(folder / "model.safetensors")
+    del state["model.norm.weight"]
+    save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
+    (folder / CHECKPOINT_META).unlink()
+
+
+def drop_tokenizer(folder: Path) -> None:
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (folder / name).unlink()
+
+
+# --- validate --task T --dataset D --------------------------------------------------------------
+
+
+def dataset(edit: Callable[[dict[str, list[dict[str, Any]]], Path], Any], *needles: str) -> Case:
+    """Valid `cls` JSONL files, then `edit(rows, folder)` (before writing) may change rows or,
+    after, overwrite files; `needles` may name files under the folder as `{dir}/...`."""
+
+    def make(env: Env) -> tuple[list[str], list[str]]:
+        folder = env.tmp / "my_cls"
+        folder.mkdir()
+        rows = valid_rows("cls")
+        after = edit(rows, folder)
+        for split, split_rows in rows.items():
+            text = "".join(json.dumps(r) + "\n" for r in split_rows)
+            (folder / f"{split}.jsonl").write_text(text, encoding="utf-8")
+        if callable(after):
+            after(folder)
+        args = ["validate", "--task", "cls", "--dataset", str(folder)]
+        return args, [str(folder), *(n.replace("{dir}", str(folder)) for n in needles)]
+
+    return make
+
+
+def set_cell(split: str, row: int, **changes: Any) -> Callable[..., None]:
+    return lambda rows, folder: rows[split][row - 1].update(changes)
+
+
+def drop_column(split: str, column: str) -> Callable[..., None]:
+    def edit(rows: dict[str, list[dict[str, Any]]], folder: Path) -> None:
+        for r in rows[split]:
+            del r[column]
+
+    return edit
+
+
+def overwrite(name: str, content: bytes) -> Callable[..., Callable[[Path], None]]:
+    return lambda rows, folder: lambda f: (f / name).write_bytes(content)
+
+
+def replace_line(name: str, line: int, raw: bytes) -> Callable[..., Callable[[Path], None]]:
+    def after(folder: Path) -> None:
+        lines = (folder / name).read_bytes().split(b"\n")
+        lines[line - 1] = raw
+        (folder / name).write_bytes(b"\n".join(lines))
+
+    return lambda rows, folder: after
+
+
+def duplicate_id(rows: dict[str, list[dict[str, Any]]], folder: Path) -> None:
+    rows["train"][2]["id"] = rows["train"][0]["id"]
+
+
+def missing_dataset(env: Env) -> tuple[list[str], list[str]]:
+    folder = env.tmp / "nowhere"
+    return ["validate", "--task", "cls", "--dataset", str(folder)], [str(folder)]
+
+
+def unknown_task(env: Env) -> tuple[list[str], list[str]]:
+    folder = env.tmp / "my_cls"
+    folder.mkdir()
+    return ["validate", "--task", "poetry", "--dataset", str(folder)], ["'poetry' is not a task"]
+
+
+# --- compare --table ----------------------------------------------------------------------------
+
+
+def scores(n: int = 8) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "model": [f"m{i}" for i in range(n)],
+            "sft_score": [0.1 * i + 0.05 * (i % 3) for i in range(n)],
+            "ppl": [30.0 - i for i in range(n)],
+            "kshot": [0.02 * i for i in range(n)],
+        }
+    )
+
+
+def table(
+    edit: Callable[[pd.DataFrame], pd.DataFrame | None] = lambda df: df,
+    *needles: str,
+    name: str = "scores.csv",
+    raw: bytes | None = None,
+    extra: tuple[str, ...] = (),
+) -> Case:
+    """A results table (`raw` bytes, or `scores()` after `edit`) given to `compare`."""
+
+    def make(env: Env) -> tuple[list[str], list[str]]:
+        path = env.tmp / name
+        if raw is not None:
+            path.write_bytes(raw)
+        elif name.endswith(".csv"):
+            df = scores()
+            edited = edit(df)
+            (df if edited is None else edited).to_csv(path, index=False)
+        args = ["compare", "--table", str(path), "--id-column", "model", "--target", "sft_score"]
+        args += ["--proxies", "ppl,kshot", "--lower-is-better", "ppl", *extra]
+        return args, [str(path), *needles]
+
+    return make
+
+
+def set_value(row: int, column: str, value: Any) -> Callable[[pd.DataFrame], pd.DataFrame]:
+    def edit(df: pd.DataFrame) -> pd.DataFrame:
+        df = df.astype({column: object})
+        df.loc[row - 1, column] = value
+        return df
+
+    return edit
+
+
+CASES = [
+    # run configurations (exit 2)
+    pytest.param(missing_config, 2, id="config-missing-file"),
+    pytest.param(config_text("parameters: [unclosed\n", "not valid YAML"), 2, id="config-bad-yaml"),
+    pytest.param(config_text("- a\n- b\n", "expected a mapping"), 2, id="config-not-a-mapping"),
+    pytest.param(unknown_top_level_key, 2, id="config-unknown-top-level-key"),
+    pytest.param(
+        config(lambda p: p.__setitem__("sfft", {}), "unknown parameter section", "sfft"),
+        2,
+        id="config-unknown-section",
+    ),
+    pytest.param(
+        config(lambda p: p.pop("proxies"), "parameters.proxies: missing"),
+        2,
+        id="config-missing-section",
+    ),
+    pytest.param(
+        config(lambda p: p.update(proxies=None), "parameters.proxies", "got None"),
+        2,
+        id="config-section-not-a-mapping",
+    ),
+    pytest.param(
+        config(setting("sft", "learnin_rate", 0.1), "parameters.sft.learnin_rate", "Extra inputs"),
+        2,
+        id="config-unknown-key",
+    ),
+    pytest.param(
+        config(variant_setting(0, "steps", "many"), "parameters.zoo.variants[0].steps", "'many'"),
+        2,
+        id="config-wrong-type",
+    ),
+    pytest.param(
+        config(
+            setting("sft", "learning_rate", -0.001),
+            "parameters.sft.learning_rate: Input should be greater than 0 (got -0.001)",
+        ),
+        2,
+        id="config-negative-sft-learning-rate",
+    ),
+    pytest.param(
+        config(
+            variant_setting(1, "learning_rate", -1.0), "parameters.zoo.variants[1].learning_rate"
+        ),
+        2,
+        id="config-negative-zoo-learning-rate",
+    ),
+    pytest.param(
+        config(setting("zoo", "variants", []), "parameters.zoo.variants", "at least 1 item"),
+        2,
+        id="config-empty-variant-list",
+    ),
+    pytest.param(
+        config(
+            variant_setting(0, "checkpoint_steps", [3, 5]),
+            "parameters.zoo.variants[0].checkpoint_steps",
+            "end at steps=6",
+        ),
+        2,
+        id="config-checkpoint-steps-not-ending-at-steps",
+    ),
+    pytest.param(
+        # empty checkpoint_steps means the last step only: 2 candidates, too few to select
+        config(
+            every_variant("checkpoint_steps", []),
+            "parameters.selection.labelled",
+            "needs at least 4",
+        ),
+        2,
+        id="config-empty-checkpoint-steps-too-few-candidates",
+    ),
+    pytest.param(
+        config(variant_setting(0, "objective", "clm2"), "parameters.zoo.variants[0].objective"),
+        2,
+        id="config-unknown-objective",
+    ),
+    pytest.param(
+        config(
+            lambda p: p["zoo"]["variants"].append(_variant("a")),
+            "parameters.zoo",
+            "duplicate variant names",
+        ),
+        2,
+        id="config-duplicate-variant",
+    ),
+    pytest.param(
+        config(setting("sft", "tasks", ["cls", "poetry"]), "parameters.sft.tasks", "'poetry'"),
+        2,
+        id="config-unknown-task",
+    ),
+    pytest.param(
+        config(
+            lambda p: p["data"].__setitem__("tasks", {"cls": {"train_size": 0}}),
+            "parameters.data.tasks.cls.train_size",
+            command="data",
+        ),
+        2,
+        id="config-data-pipeline-zero-train-size",
+    ),
+    pytest.param(
+        config(
+            setting("zoo", "tokenizer_vocab_size", 10),
+            "parameters.zoo.tokenizer_vocab_size",
+            command="zoo",
+        ),
+        2,
+        id="config-zoo-pipeline-tiny-vocabulary",
+    ),
+    pytest.param(
+        config(
+            setting("sft", "method", "qlora"), "parameters.sft.method", "'qlora'", command="sft"
+        ),
+        2,
+        id="config-sft-pipeline-unknown-method",
+    ),
+    pytest.param(
+        config(
+            setting("selection", "labelled", ["zoo:a@3", "zoo:b@6", "zoo:a@6", "zoo:nope@1"]),
+            "parameters.selection.labelled",
+            "zoo:nope@1",
+        ),
+        2,
+        id="config-labelled-unknown-candidate",
+    ),
+    pytest.param(
+        config(setting("selection", "labelled", "some"), "parameters.selection.labelled"),
+        2,
+        id="config-labelled-not-all-fraction-or-list",
+    ),
+    pytest.param(
+        config(setting("selection", "labelled", 1.5), "parameters.selection.labelled", "1.5"),
+        2,
+        id="config-labelled-fraction-above-one",
+    ),
+    pytest.param(
+        config(
+            setting("sft", "replicate_candidates", ["zoo:../x@1"]),
+            "parameters.sft.replicate_candidates",
+            "zoo:../x@1",
+        ),
+        2,
+        id="config-replicate-candidate-path-traversal",
+    ),
+    # external candidates (exit 2, before any step)
+    pytest.param(
+        candidate(lambda env: str(env.tmp / "nowhere"), "no such folder"),
+        2,
+        id="candidate-missing-folder",
+    ),
+    pytest.param(
+        candidate(lambda env: os.path.relpath("/etc"), "not a Hugging Face model folder"),
+        2,
+        id="candidate-path-traversal",
+    ),
+    pytest.param(
+        config(
+            setting("zoo", "candidates", ["zoo:../x@1"]),
+            "parameters.zoo.candidates[0]",
+            "'zoo:../x@1': '../x' is not a variant name (no paths)",
+        ),
+        2,
+        id="candidate-zoo-uri-path-traversal",
+    ),
+    pytest.param(
+        candidate(damaged(truncate), "corrupted or truncated model.safetensors"),
+        2,
+        id="candidate-truncated-safetensors",
+    ),
+    pytest.param(
+        candidate(damaged(flip_a_byte), "does not match its recorded sha256"),
+        2,
+        id="candidate-corrupted-digest",
+    ),
+    pytest.param(
+        candidate(damaged(pickle_only), "only pickle weights", "allow_pickle"),
+        2,
+        id="candidate-pickle-only",
+    ),
+    pytest.param(
+        candidate(damaged(code_in_pickle), "refused by torch.load", allow_pickle=True),
+        2,
+        id="candidate-allowed-pickle-holding-code",
+    ),
+    pytest.param(
+        candidate(
+            damaged(edit_config_json(auto_map={"AutoModelForCausalLM": "evil.EvilLM"})),
+            "trust_remote_code",
+        ),
+        2,
+        id="candidate-remote-code-without-flag",
+    ),
+    pytest.param(
+        candidate(damaged(edit_config_json(intermediate_size=48)), "weight shapes do not match"),
+        2,
+        id="candidate-shape-mismatch",
+    ),
+    pytest.param(
+        candidate(damaged(drop_tensor), "weights missing"), 2, id="candidate-missing-tensor"
+    ),
+    pytest.param(
+        candidate(damaged(drop_tokenizer), "no tokenizer files"), 2, id="candidate-no-tokenizer"
+    ),
+    pytest.param(
+        candidate("s3://bucket/model", "unknown URI scheme"), 2, id="candidate-unknown-scheme"
+    ),
+    pytest.param(
+        candidate("hf:someone/model", "pin a revision"), 2, id="candidate-malformed-hf-uri"
+    ),
+    pytest.param(
+        candidate("hf:sftcast/not-cached@main", "could not fetch"),
+        2,
+        id="candidate-hf-not-cached-offline",
+    ),
+    pytest.param(
+        config(setting("zoo", "candidates", ["  "]), "parameters.zoo.candidates[0]", "empty"),
+        2,
+        id="candidate-empty-uri",
+    ),
+    pytest.param(
+        config(
+            setting("zoo", "candidates", ["/models/x", "/models/x"]),
+            "parameters.zoo",
+            "listed twice",
+            "/models/x",
+        ),
+        2,
+        id="candidate-listed-twice",
+    ),
+    # validate --task T --dataset D (exit 1: the dataset failed validation)
+    pytest.param(
+        dataset(drop_column("train", "label"), "{dir}/train.jsonl", "missing column(s) 'label'"),
+        1,
+        id="validate-missing-column",
+    ),
+    pytest.param(
+        dataset(
+            set_cell("test", 3, label="weather"),
+            "{dir}/test.jsonl",
+            "row 3 (line 3)",
+            "label",
+            "'weather'",
+        ),
+        1,
+        id="validate-wrong-label",
+    ),
+    pytest.param(
+        dataset(overwrite("test.jsonl", b""), "{dir}/test.jsonl", "empty (0 bytes)"),
+        1,
+        id="validate-empty-split",
+    ),
+    pytest.param(
+        dataset(duplicate_id, "{dir}/train.jsonl", "row 1 (line 1)", "id", "duplicate id"),
+        1,
+        id="validate-duplicate-ids",
+    ),
+    pytest.param(
+        dataset(
+            replace_line("train.jsonl", 3, b'{"id": "n3", "text": "caf\xe9", "label": "politics"}'),
+            "{dir}/train.jsonl",
+            "row 3 (line 3)",
+            "invalid UTF-8 byte 0xe9",
+        ),
+        1,
+        id="validate-non-utf8",
+    ),
+    pytest.param(
+        dataset(
+            replace_line("validation.jsonl", 2, b'{"id": "n6", "text": "x",'),
+            "{dir}/validation.jsonl",
+            "row 2 (line 2)",
+            "invalid JSON",
+        ),
+        1,
+        id="validate-bad-json-line",
+    ),
+    pytest.param(missing_dataset, 1, id="validate-missing-dataset"),
+    pytest.param(unknown_task, 2, id="validate-unknown-task"),
+    # compare --table (exit 2)
+    pytest.param(
+        table(lambda df: df.drop(columns="kshot"), "missing column(s) 'kshot'"),
+        2,
+        id="compare-missing-column",
+    ),
+    pytest.param(
+        table(set_value(3, "ppl", "abc"), "row 3 (line 4), column 'ppl'", "'abc'"),
+        2,
+        id="compare-non-numeric",
+    ),
+    pytest.param(
+        table(set_value(5, "kshot", float("nan")), "row 5 (line 6), column 'kshot'", "NaN"),
+        2,
+        id="compare-nan",
+    ),
+    pytest.param(
+        table(lambda df: df.head(3), "3 candidate(s)", "at least 4"),
+        2,
+        id="compare-too-few-candidates",
+    ),
+    pytest.param(
+        table(set_value(4, "model", "m0"), "row 4 (line 5), column 'model'", "duplicate id 'm0'"),
+        2,
+        id="compare-duplicate-ids",
+    ),
+    pytest.param(
+        table(lambda df: df, "no such file", name="absent.parquet"), 2, id="compare-missing-file"
+    ),
+    pytest.param(
+        table(name="scores.parquet", raw=b"not parquet at all"), 2, id="compare-unreadable-file"
+    ),
+    pytest.param(table(name="scores.xlsx", raw=b"PK"), 2, id="compare-wrong-file-type"),
+    pytest.param(
+        table(
+            lambda df: df, "'loss'", "not among the proxies", extra=("--lower-is-better", "loss")
+        ),
+        2,
+        id="compare-lower-is-better-not-a-proxy",
+    ),
+]
+
+
+def registry_snapshot(client: Any) -> dict[str, Any]:
+    """Every registered model with its tags, aliases and versions (source, tags, status)."""
+    snapshot = {}
+    for model in client.search_registered_models(max_results=1000):
+        versions = client.search_model_versions(f"name = '{model.name}'", max_results=1000)
+        snapshot[model.name] = {
+            "tags": dict(model.tags),
+            "aliases": dict(model.aliases),
+            "versions": {
+                v.version: (v.source, v.run_id, dict(v.tags), v.status, v.description)
+                for v in versions
+            },
+        }
+    return snapshot
+
+
+@pytest.mark.parametrize(("make", "exit_code"), CASES)
+def test_bad_input_is_named_and_changes_nothing(
+    make: Case,
+    exit_code: int,
+    good_candidate: Path,
+    tmp_path: Path,
+    tracking,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import huggingface_hub.constants
+
+    client = tracking()
+    if not client.search_registered_models(filter_string=f"name = '{GUARD_MODEL}'"):
+        client.create_registered_model(GUARD_MODEL, tags={"sftcast.task": "cls"})
+        version = client.create_model_version(GUARD_MODEL, source=str(good_candidate))
+        client.set_registered_model_alias(GUARD_MODEL, "production", version.version)
+    before = registry_snapshot(client)
+
+    started: list[str] = []  # past the pre-flight, `_run_pipeline` prepares ZenML first
+
+    def no_pipeline(*args: Any, **kwargs: Any) -> None:
+        started.append("ensure_repository")
+        raise RuntimeError("a pipeline was about to start")
+
+    monkeypatch.setattr(pipelines.stacks, "ensure_repository", no_pipeline)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(run_module.console, "width", 1000)  # report tables on one line per row
+    args, needles = make(Env(tmp_path, good_candidate))
+    result = CliRunner().invoke(app, args)
+
+    assert not started, f"the pre-flight let it through:\n{result.output}"
+    assert result.exit_code == exit_code, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # a message, no traceback
+    for needle in needles:
+        assert needle.replace("{tmp}", str(tmp_path)) in result.output, (needle, result.output)
+    assert registry_snapshot(tracking()) == before
+    assert not (tmp_path / "unpickled-code-ran").exists()
+
+
+def test_enough_cases() -> None:
+    assert len(CASES) >= 30
+    ids = [c.id for c in CASES]
+    assert len(set(ids)) == len(ids)
+    for entry in ("config-", "candidate-", "validate-", "compare-"):
+        assert sum(i.startswith(entry) for i in ids) >= 4, entry
+
+
+def test_good_input_passes_the_preflight(good_candidate: Path, tmp_path: Path) -> None:
+    """The base configuration of the cases, with the good candidate and with a pickle-only
+    copy allowed to convert, passes: each case fails for its own breakage only."""
+    from pipelines.registry import PIPELINES, known_sections
+    from pipelines.runconfig import load_run_config
+
+    parameters = base_parameters(tmp_path)
+    env = Env(tmp_path, good_candidate)
+    pickled = env.broken(pickle_only)
+    parameters["zoo"] |= {"candidates": [str(good_candidate), pickled], "allow_pickle": True}
+    path = write_config(tmp_path, parameters)
+    config_ = load_run_config(path, PIPELINES["select"], known_sections())
+    assert config_["parameters"]["zoo"]["candidates"] == [str(good_candidate), pickled]
+    converted = [p for p in tmp_path.iterdir() if p.name.startswith("candidate.safetensors-")]
+    assert len(converted) == 1 and (converted[0] / "model.safetensors").is_file()
