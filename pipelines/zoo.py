@@ -49,13 +49,7 @@ def zoo_stage(corpus: Any, zoo: ZooConfig, after: list[str]) -> dict[str, Any]:
                 uri=uri, zoo=zoo, zoo_run=run, id=f"fetch_{variant.name}_{step}"
             )
     for uri in zoo.candidates:  # the user's own checkpoints: verified, never trained here
-        candidates[uri] = fetch_candidate(
-            uri=uri,
-            zoo=zoo,
-            trust_remote_code=zoo.trust_remote_code,
-            allow_pickle=zoo.allow_pickle,
-            id=f"fetch_{step_slug(uri)}",
-        )
+        candidates[uri] = fetch_candidate(uri=uri, zoo=zoo, id=f"fetch_{step_slug(uri)}")
     return candidates
 
 

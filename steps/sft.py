@@ -84,8 +84,7 @@ def finetune_candidate(
     replicate: bool = False,
 ) -> Annotated[SFTRecord, "sft_record"]:
     """Fine-tune, evaluate, and (unless a seed replicate) register the fine-tuned model."""
-    settings = sft.for_task(task)
-    seed = settings.seed if seed is None else seed
+    settings, seed = _task_settings(sft, task, seed)
     track(
         settings.training_hash(seed),
         uri,
@@ -104,6 +103,12 @@ def finetune_candidate(
     )  # fmt: skip
 
 
+def _task_settings(sft: SFTConfig, task: str, seed: int | None) -> tuple[SFTConfig, int]:
+    """The task's SFT settings, and the seed: the given one, or the settings' own."""
+    settings = sft.for_task(task)
+    return settings, settings.seed if seed is None else seed
+
+
 def finetune_and_register(
     candidate: Path,
     uri: str,
@@ -119,8 +124,7 @@ def finetune_and_register(
 ) -> SFTRecord:
     """SFT, evaluation and registration inside the active MLflow run (shared by the SFT step
     and by `select`, which fine-tunes a best-predicted candidate that has no version yet)."""
-    sft = sft.for_task(task)
-    seed = sft.seed if seed is None else seed
+    sft, seed = _task_settings(sft, task, seed)
     result = finetune(
         candidate,
         task,

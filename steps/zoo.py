@@ -55,27 +55,15 @@ def pretrain(
 
 @step(**MLFLOW_STEP)
 def fetch_candidate(
-    uri: str,
-    zoo: ZooConfig,
-    zoo_run: Path | None = None,
-    trust_remote_code: bool = False,
-    allow_pickle: bool = False,
+    uri: str, zoo: ZooConfig, zoo_run: Path | None = None
 ) -> Annotated[Path, "candidate"]:
     """A candidate URI as a verified local Hugging Face folder (safetensors only; pickle-only
-    weights converted to safetensors when `allow_pickle`)."""
-    track(
-        uri,
-        params={
-            "candidate": uri,
-            "trust_remote_code": trust_remote_code,
-            "allow_pickle": allow_pickle,
-        },
-    )
+    weights converted to safetensors when `zoo.allow_pickle`)."""
+    flags = {"trust_remote_code": zoo.trust_remote_code, "allow_pickle": zoo.allow_pickle}
+    track(uri, params={"candidate": uri, **flags})
     root = zoo.root.resolve()
     if zoo_run is not None:  # the run arrived as an artifact: on k8s this pod's disk is empty
         install_run(zoo_run, root, zoo.variant(parse_zoo_uri(uri)[0]).run_name)
-    path = resolve_candidate(
-        uri, zoo_root=root, trust_remote_code=trust_remote_code, allow_pickle=allow_pickle
-    )
+    path = resolve_candidate(uri, zoo_root=root, **flags)
     mlflow.set_tags(safe_tags({"sftcast.candidate": uri}))
     return path
