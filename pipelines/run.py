@@ -8,6 +8,7 @@ python pipelines/run.py validate --task cls --dataset my_data/
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -24,6 +25,12 @@ os.environ.setdefault("ZENML_LOGGING_VERBOSITY", "WARN")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 if str(REPO_ROOT) not in sys.path:  # `python pipelines/run.py` puts pipelines/ first instead
     sys.path.insert(0, str(REPO_ROOT))
+
+# ZenML 0.98's MLflow tracker warns at every step that it could not disable autologging for
+# fastai, which is not installed and which sftcast never uses: one line of noise per step.
+logging.getLogger(
+    "zenml.integrations.mlflow.experiment_trackers.mlflow_experiment_tracker"
+).addFilter(lambda record: "Failed to disable MLflow autologging" not in record.getMessage())
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402

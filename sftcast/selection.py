@@ -1,5 +1,6 @@
 """From proxies and a labelled pool to one candidate: judge every predictor on held-out
-candidates, rank all candidates with the best one, and say whether it beats chance.
+candidates, rank all candidates with the best one (or the one the config names), and say
+whether it beats chance.
 
 The predictors are those of `sftcast.comparator.compare_table`: the comparator (`ltc`), each
 single proxy and `proxy_mean`. The one with the best mean pairwise accuracy on held-out
@@ -25,6 +26,7 @@ from sftcast.comparator import (
     direction_signs,
     mean_win_probability,
 )
+from sftcast.proxies.registry import directions
 
 CHANCE = 0.5
 ID, TARGET = "candidate", "score"
@@ -42,6 +44,18 @@ class SelectionConfig(BaseModel):
     train_fraction: float = Field(0.6, gt=0, lt=1)
     top_k: int = Field(3, ge=1)
     force: bool = False  # promote even when no predictor beats chance
+    # "auto": the predictor with the best held-out pairwise accuracy ranks the candidates; or
+    # one named method ("ltc", "proxy_mean", a proxy) ranks them whatever its score, for a
+    # team that trusts it. Either way it is judged, and promotion needs it to beat chance.
+    predictor: str = "auto"
+
+    @field_validator("predictor")
+    @classmethod
+    def _known_predictor(cls, value: str) -> str:
+        known = ["auto", "ltc", "proxy_mean", *directions()]
+        if value not in known:
+            raise ValueError(f"unknown predictor {value!r}; expected one of {known}")
+        return value
 
     @field_validator("labelled", mode="before")
     @classmethod
@@ -143,33 +157,61 @@ def select(
             train_fraction=config.train_fraction, seed=config.seed, top_k=config.top_k,
         )  # fmt: skip
     except ComparatorInputError as err:
-        return _unjudged(task, table, labelled, str(err))
+        return _unjudged(task, table, proxies, lower_is_better, config, str(err))
     methods = report["methods"]
     scored = {m: v["pairwise_accuracy_mean"] for m, v in methods.items()}
-    predictor = max(scored, key=lambda m: -1.0 if scored[m] is None else scored[m])
+    if config.predictor == "auto":
+        predictor = max(scored, key=lambda m: -1.0 if scored[m] is None else scored[m])
+    elif config.predictor in scored:
+        predictor = config.predictor
+    else:
+        raise ValueError(
+            f"{task}: selection.predictor {config.predictor!r} was not computed for these "
+            f"candidates; the predictors are {sorted(scored)}"
+        )
     strength = predict_strength(table, proxies, lower_is_better, predictor, config.seed)
-    order = np.argsort(-strength, kind="stable")
+    return _ranked(
+        task, table, predictor, strength, beats_chance=(scored[predictor] or 0.0) > CHANCE,
+        methods=methods, feature_importance=report["feature_importance"],
+        protocol=report["protocol"],
+    )  # fmt: skip
+
+
+def _ranked(
+    task: str, table: pd.DataFrame, predictor: str, strength: np.ndarray, **judged: Any
+) -> Selection:
+    """Every candidate of `table` ordered by `strength` (ties keep the table's order)."""
     ids = table[ID].tolist()
+    labelled = table[table[TARGET].notna()]
     return Selection(
         task=task,
         predictor=predictor,
-        beats_chance=(scored[predictor] or 0.0) > CHANCE,
-        methods=methods,
-        ranking=[ids[i] for i in order],
+        ranking=[ids[i] for i in np.argsort(-strength, kind="stable")],
         predicted={ids[i]: float(strength[i]) for i in range(len(ids))},
         actual=dict(zip(labelled[ID], labelled[TARGET].astype(float), strict=True)),
-        feature_importance=report["feature_importance"],
-        protocol=report["protocol"],
+        **judged,
     )
 
 
-def _unjudged(task: str, table: pd.DataFrame, labelled: pd.DataFrame, why: str) -> Selection:
+def _unjudged(
+    task: str,
+    table: pd.DataFrame,
+    proxies: Sequence[str],
+    lower_is_better: Sequence[str],
+    config: SelectionConfig,
+    why: str,
+) -> Selection:
     """No predictor could be judged (e.g. every labelled candidate scored the same): nothing
-    beats chance; with `force`, the best labelled candidate by its actual score is taken."""
-    actual = dict(zip(labelled[ID], labelled[TARGET].astype(float), strict=True))
-    ranking = sorted(actual, key=lambda c: -actual[c])
-    ranking += [c for c in table[ID] if c not in actual]
-    return Selection(
-        task=task, predictor="none", beats_chance=False, methods={}, ranking=ranking,
-        predicted=actual, actual=actual, feature_importance={}, protocol={"unjudged": why},
-    )  # fmt: skip
+    beats chance. A proxy the config names still ranks every candidate; otherwise the labelled
+    candidates come first by their actual score. Only `force` promotes either."""
+    unjudged: dict[str, Any] = {
+        "beats_chance": False, "methods": {}, "feature_importance": {},
+        "protocol": {"unjudged": why},
+    }  # fmt: skip
+    if config.predictor not in ("auto", "ltc"):  # the comparator cannot be fitted on ties
+        strength = predict_strength(table, proxies, lower_is_better, config.predictor, config.seed)
+        return _ranked(task, table, config.predictor, strength, **unjudged)
+    # the labelled by their actual score, then the unlabelled (one below the lowest score)
+    actual = table[TARGET].to_numpy(dtype=float)
+    floor = np.nanmin(actual) - 1 if np.isfinite(actual).any() else 0.0
+    return _ranked(task, table, "none", np.nan_to_num(actual, nan=floor), **unjudged)

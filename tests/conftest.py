@@ -98,7 +98,7 @@ def tracking():
     return point
 
 
-# The `select` pipeline on a tiny zoo: 2 variants x 2 checkpoints, SFT on `cls` only.
+# The `select` pipeline on a tiny zoo: 2 (or 3) variants x 2 checkpoints, SFT on `cls` only.
 TINY = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}
 SMALL = {"train_size": 40, "validation_size": 10, "test_size": 12, "max_chars": 200}
 
@@ -111,25 +111,34 @@ def _variant(name: str, lr: float) -> dict:
 @pytest.fixture
 def make_select_config(tmp_path: Path):
     """Write a run configuration of the tiny `select` pipeline under `tmp_path`, registering
-    fine-tuned models as `registered_model` (`{task}` is filled in), with `sft` settings
-    overridden; returns its path."""
+    fine-tuned models as `registered_model` (`{task}` is filled in), with `variants` zoo
+    variants (2 checkpoints each) and `selection` and `sft` settings overridden; returns its
+    path."""
 
-    def make(registered_model: str = "test-sel-{task}", **sft: object) -> Path:
+    def make(
+        registered_model: str = "test-sel-{task}",
+        *,
+        variants: int = 2,
+        selection: dict | None = None,
+        **sft: object,
+    ) -> Path:
         parameters = {
             "data": {"output_dir": str(tmp_path / "data"),
                      "tasks": dict.fromkeys(("cbqa", "rag", "cls"), SMALL)},
             "zoo": {"root": str(tmp_path / "zoo"), "tokenizer_vocab_size": 512,
                     "model": {**TINY, "max_length": 128},
-                    "variants": [_variant("clm-a", 4e-3), _variant("clm-b", 1e-3)]},
+                    "variants": [_variant(f"clm-{name}", lr) for name, lr in
+                                 zip("abc", (4e-3, 1e-3, 2e-3), strict=False)][:variants]},
             "sft": {"output_dir": str(tmp_path / "sft"), "tasks": ["cls"], "epochs": 2,
                     "batch_size": 8, "max_length": 128, "registered_model": registered_model,
                     **sft},
             "evaluation": {"max_length": 128, "shots": {"cbqa": 1, "rag": 1, "cls": 1},
                            "demo_context_tokens": 16},
             "proxies": {"heldout_docs": 4, "seq_len": 64},
-            "selection": {"labelled": "all", "splits": 5},
+            "selection": {"labelled": "all", "splits": 5, **(selection or {})},
         }  # fmt: skip
-        path = tmp_path / ("-".join(["select", *(f"{k}{v}" for k, v in sft.items())]) + ".yaml")
+        name = "-".join(["select", f"v{variants}", *(f"{k}{v}" for k, v in sft.items())])
+        path = tmp_path / f"{name}{'-sel' if selection else ''}.yaml"
         path.write_text(yaml.safe_dump({"parameters": parameters}))
         return path
 

@@ -473,6 +473,11 @@ CASES = [
         id="config-labelled-fraction-above-one",
     ),
     pytest.param(
+        config(setting("selection", "predictor", "ppl"), "parameters.selection.predictor", "ppl"),
+        2,
+        id="config-unknown-predictor",
+    ),
+    pytest.param(
         config(
             setting("sft", "replicate_candidates", ["zoo:../x@1"]),
             "parameters.sft.replicate_candidates",

@@ -154,6 +154,14 @@ def test_signal_to_noise_compares_candidate_spread_with_seed_spread() -> None:
     assert row["ratio"] == pytest.approx(10.0)
     assert row["clear_signal"] == 1.0
 
+    # a second replicated candidate: variances pooled (not stds averaged)
+    records += [_record("cls", "d", s, x, s > 0) for s, x in enumerate((0.40, 0.46, 0.34))]
+    row = signal_to_noise(records)["cls"]
+    assert row["replicated"] == 2
+    assert row["seed_std"] == pytest.approx((0.0004 / 2 + 0.0036 / 2) ** 0.5)  # not 0.04
+    assert row["candidate_std"] == pytest.approx(0.170783, abs=1e-6)  # std(.5, .7, .3, .4)
+    assert row["clear_signal"] == 1.0  # 3.8x
+
 
 def test_amuro_char_figure_has_a_panel_per_family_and_lines_per_variant() -> None:
     records = [

@@ -11,6 +11,7 @@ import yaml
 from typer.testing import CliRunner
 
 from pipelines.run import app
+from pipelines.sft import step_slug
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("zenml-runs")]
 MODEL = "test-sel-cls"  # conftest.py: `select_config` registers as test-sel-{task}
@@ -68,3 +69,32 @@ def test_select_promotes_the_best_predicted_and_a_failed_run_changes_nothing(
     # one promotion so far: nothing to roll back to, said clearly
     rolled = CliRunner().invoke(app, ["rollback", "--task", "cls", "--model-name", MODEL])
     assert rolled.exit_code == 2 and "error:" in rolled.output
+
+
+def test_an_unlabelled_best_predicted_candidate_is_fine_tuned_then_promoted(
+    zenml_client, tracking, make_select_config
+) -> None:
+    # 6 candidates, the 4 labelled all but two step-6 checkpoints; `tokens_seen` pinned as the
+    # predictor puts a step-6 checkpoint first (ties keep the zoo's order: clm-a before clm-c)
+    labelled = ["zoo:clm-a@3", "zoo:clm-b@3", "zoo:clm-c@3", "zoo:clm-c@6"]
+    config = make_select_config(
+        "test-unl-{task}", variants=3,
+        selection={"labelled": labelled, "predictor": "tokens_seen"},
+    )  # fmt: skip
+    result = CliRunner().invoke(app, ["--config", str(config), "select", "--force"])
+    assert result.exit_code == 0, result.output
+    run = zenml_client.get_pipeline("sftcast_select").last_run
+    assert f"sft_cls_{step_slug('zoo:clm-a@6')}" not in run.steps  # not labelled
+    summary = run.steps["select_cls"].outputs["selection"][0].load()
+    assert summary["predictor"] == "tokens_seen" and summary["labelled"] == 4
+    assert summary["candidate"] == "zoo:clm-a@6" and summary["promoted"]
+
+    # fine-tuned inside select_cls, registered as a fifth version, and that version promoted
+    client = tracking()
+    versions = client.search_model_versions("name = 'test-unl-cls'")
+    assert sorted(v.tags["sftcast.candidate"] for v in versions) == sorted(
+        [*labelled, "zoo:clm-a@6"]
+    )
+    holder = client.get_model_version_by_alias("test-unl-cls", "production")
+    assert holder.tags["sftcast.candidate"] == "zoo:clm-a@6"
+    assert float(holder.tags["metric.score"]) == pytest.approx(summary["score"])

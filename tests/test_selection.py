@@ -65,3 +65,26 @@ def test_equal_scores_leave_nothing_to_judge_and_nothing_beats_chance() -> None:
     assert chosen.predictor == "none" and not chosen.beats_chance
     assert "same target" in chosen.protocol["unjudged"]
     assert chosen.ranking[:6] == list(table["candidate"][:6])
+
+
+def test_a_named_predictor_ranks_even_when_another_scores_better() -> None:
+    # real proxy names: the config only accepts predictors the pipeline computes
+    table = _table().rename(columns={"p1": "kshot_cls", "loss": "ppl_clm", "noise": "weight_norm"})
+    proxies, lower = ["kshot_cls", "ppl_clm", "weight_norm"], ["ppl_clm"]
+    auto = select("cls", table, proxies, lower, SelectionConfig(splits=5))
+    pinned = select(
+        "cls", table, proxies, lower, SelectionConfig(splits=5, predictor="weight_norm")
+    )
+    assert auto.predictor != "weight_norm" and pinned.predictor == "weight_norm"
+    assert pinned.ranking == list(table.sort_values("weight_norm", ascending=False)["candidate"])
+    accuracy = pinned.methods["weight_norm"]["pairwise_accuracy_mean"]
+    assert pinned.beats_chance == (accuracy > 0.5)  # judged like any other
+
+    # nothing to judge: the named proxy still ranks every candidate, and nothing beats chance
+    table.loc[:19, "score"] = 0.5
+    tied = select("cls", table, proxies, lower, SelectionConfig(splits=5, predictor="ppl_clm"))
+    assert tied.predictor == "ppl_clm" and not tied.beats_chance and "unjudged" in tied.protocol
+    assert tied.ranking == list(table.sort_values("ppl_clm")["candidate"])
+
+    with pytest.raises(ValidationError, match="unknown predictor 'ppl'"):
+        SelectionConfig(predictor="ppl")

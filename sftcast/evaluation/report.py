@@ -50,8 +50,10 @@ def records_table(records: Sequence[SFTRecord]) -> pd.DataFrame:
 
 
 def signal_to_noise(records: Sequence[SFTRecord]) -> dict[str, dict[str, float]]:
-    """Per task: std of scores across candidates (main seed), mean std across seeds of the
-    replicated candidates, their ratio, and whether the signal is clear."""
+    """Per task: std of scores across candidates (main seed), the pooled std across seeds of
+    the replicated candidates (root of their mean variance: the standard estimate of one
+    within-candidate std, larger than the mean of their stds), their ratio, and whether the
+    signal is clear."""
     out: dict[str, dict[str, float]] = {}
     for task in sorted({r.task for r in records}):
         rows = [r for r in records if r.task == task]
@@ -59,12 +61,13 @@ def signal_to_noise(records: Sequence[SFTRecord]) -> dict[str, dict[str, float]]
         by_candidate: dict[str, list[float]] = defaultdict(list)
         for r in rows:
             by_candidate[r.candidate].append(r.score)
-        replicated = [np.std(s, ddof=1) for s in by_candidate.values() if len(s) > 1]
+        replicated = [np.var(s, ddof=1) for s in by_candidate.values() if len(s) > 1]
         spread = float(np.std(main, ddof=1)) if len(main) > 1 else math.nan
-        noise = float(np.mean(replicated)) if replicated else math.nan
+        noise = float(np.sqrt(np.mean(replicated))) if replicated else math.nan
         ratio = spread / noise if noise > 0 else (math.inf if spread > 0 else math.nan)
         out[task] = {
             "candidates": len(main),
+            "replicated": len(replicated),
             "candidate_std": spread,
             "seed_std": noise,
             "ratio": ratio,
