@@ -150,6 +150,12 @@ def select(
     config: SelectionConfig,
 ) -> Selection:
     """`table`: one row per candidate (`candidate`, the proxies, `score` NaN when unlabelled)."""
+    methods = ["ltc", "proxy_mean", *proxies]  # what compare_table judges and can rank with
+    if config.predictor not in ("auto", *methods):
+        raise ValueError(
+            f"{task}: selection.predictor {config.predictor!r} was not computed for these "
+            f"candidates; the predictors are {sorted(methods)}"
+        )
     labelled = table[table[TARGET].notna()]
     try:
         report = compare_table(
@@ -162,13 +168,8 @@ def select(
     scored = {m: v["pairwise_accuracy_mean"] for m, v in methods.items()}
     if config.predictor == "auto":
         predictor = max(scored, key=lambda m: -1.0 if scored[m] is None else scored[m])
-    elif config.predictor in scored:
-        predictor = config.predictor
     else:
-        raise ValueError(
-            f"{task}: selection.predictor {config.predictor!r} was not computed for these "
-            f"candidates; the predictors are {sorted(scored)}"
-        )
+        predictor = config.predictor
     strength = predict_strength(table, proxies, lower_is_better, predictor, config.seed)
     return _ranked(
         task, table, predictor, strength, beats_chance=(scored[predictor] or 0.0) > CHANCE,
