@@ -36,10 +36,12 @@ def select_pipeline(
         labelled = selection.labelled_candidates(uris)
     except ValueError as err:
         raise RunConfigError(str(err)) from err
-    # no seed replicates here: the noise study is the `sft` pipeline's report
+    # no seed replicates, prompt formats or forgetting here: they are the `sft` pipeline's study
+    scoring = selection.finetuned_evaluation(evaluation)
     records, base_scores = sft_stage(
-        candidates, stage.datasets, zoo, sft, evaluation, labelled, replicates=False
-    )
+        candidates, stage.datasets, zoo, sft, evaluation, labelled, replicates=False,
+        finetuned_evaluation=scoring,
+    )  # fmt: skip
     proxy_rows = [
         candidate_proxies(
             candidate=candidates[uri], uri=uri, corpus=stage.corpus,
@@ -54,6 +56,6 @@ def select_pipeline(
             task=task, proxy_rows=proxy_rows, records=records,
             candidates=[candidates[u] for u in uris], uris=uris,
             datasets=[stage.datasets[t] for t in tasks], tasks=tasks,
-            selection=selection, sft=sft, evaluation=evaluation, zoo=zoo,
+            selection=selection, sft=sft, evaluation=scoring, zoo=zoo,
             id=f"select_{task}",
         )  # fmt: skip

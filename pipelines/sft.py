@@ -25,10 +25,12 @@ def sft_stage(
     evaluation: EvaluationConfig,
     labelled: list[str] | None = None,
     replicates: bool = True,
+    finetuned_evaluation: EvaluationConfig | None = None,
 ) -> tuple[list[Any], dict[str, Any]]:
     """Wire base evaluation for `candidates` (URI -> artifact) and SFT for the `labelled`
-    ones (all by default), with `sft.replicate_seeds` unless `replicates` is off; returns
-    the SFT records and each candidate's base scores."""
+    ones (all by default), with `sft.replicate_seeds` unless `replicates` is off; fine-tuned
+    models are scored with `finetuned_evaluation` (default: `evaluation`). Returns the SFT
+    records and each candidate's base scores."""
     missing = [t for t in sft.tasks if t not in datasets]
     if missing:
         raise RunConfigError(f"sft.tasks {missing} have no dataset in data.tasks")
@@ -53,6 +55,7 @@ def sft_stage(
         seeds = sft.replicate_seeds if replicates and uri in sft.replicate_candidates else []
         for task in sft.tasks:
             common = {**shared, "task": task, "base_scores": base, "sft": sft, "zoo": zoo}
+            common["evaluation"] = finetuned_evaluation or evaluation
             records.append(finetune_candidate(**common, id=f"sft_{task}_{slug}"))
             records += [
                 finetune_candidate(

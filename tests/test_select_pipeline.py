@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from pipelines.run import app
 from pipelines.sft import step_slug
+from sftcast.registry import version_metrics
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("zenml-runs")]
 MODEL = "test-sel-cls"  # conftest.py: `select_config` registers as test-sel-{task}
@@ -46,6 +47,10 @@ def test_select_promotes_the_best_predicted_and_a_failed_run_changes_nothing(
     assert holder.tags["sftcast.promotion.predictor"] == summary["predictor"]
     evidence = json.loads(holder.tags["sftcast.promotion.evidence"])
     assert evidence["evidence"]["ranking"] == summary["ranking"]
+    # scored in the training format only: prompt formats and MRC are the `sft` pipeline's
+    metrics = version_metrics(holder)
+    assert metrics["cls.train.accuracy"] == pytest.approx(metrics["score"])
+    assert "mrc" not in metrics and not any(".plain." in m for m in metrics)
 
     # a run that fails (a bad user dataset) stops before registering and leaves production
     versions = {v.version for v in client.search_model_versions(f"name = '{MODEL}'")}

@@ -12,6 +12,8 @@ from typer.testing import CliRunner
 from pipelines.run import app
 from sftcast.data.io import load_task_dataset
 from sftcast.evaluation import EvaluationConfig, evaluate_task
+from sftcast.evaluation.evaluate import PRIMARY_METRIC
+from sftcast.prompts import FORMATS
 from sftcast.registry import TAG_SFT_KEY, load_version, version_metrics
 from sftcast.tracking import TAG_PIPELINE_RUN_ID
 
@@ -75,7 +77,9 @@ def test_sft_pipeline_registers_each_finetuned_candidate_once(
             assert v.tags[TAG_PIPELINE_RUN_ID] == str(run.id)
             assert v.tags["sftcast.seed"] == "0" and v.tags["sftcast.sft_config_hash"]
             assert '"objective": "clm"' in v.tags["sftcast.variant"]
-            assert {"score", "base_score", "sft_gain"} <= set(version_metrics(v))
+            metrics = version_metrics(v)
+            assert {"score", "base_score", "sft_gain", "mrc"} <= set(metrics)
+            assert {f"{task}.{fmt}.{PRIMARY_METRIC[task]}" for fmt in FORMATS} <= set(metrics)
 
     # a registered version loads back by models:/ and reproduces its logged test metric
     version = max(

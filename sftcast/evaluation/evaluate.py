@@ -41,6 +41,8 @@ class EvaluationConfig(BaseModel):
     max_length: int = Field(256, ge=8)
     batch_size: int = Field(32, ge=1)
     formats: list[str] = Field(default_factory=lambda: list(FORMATS))
+    # score a fine-tuned model on the tasks it was not trained on too (few-shot), for MRC
+    forgetting: bool = True
     seed: int = 0  # which train rows become demonstrations
 
     @field_validator("shots")
@@ -183,8 +185,10 @@ def evaluate_finetuned(
         fmt: evaluate_task(model, tokenizer, task, datasets[task], config, fmt=fmt)
         for fmt in config.formats
     }
-    others = evaluate_base(
-        model, tokenizer, {t: ds for t, ds in datasets.items() if t != task}, config
+    others = (
+        evaluate_base(model, tokenizer, {t: ds for t, ds in datasets.items() if t != task}, config)
+        if config.forgetting
+        else {}
     )
     mrc = mean_ratio_of_change(
         {t: primary(t, s) for t, s in others.items()}, {t: primary(t, base[t]) for t in others}
