@@ -50,8 +50,14 @@ def register_finetuned(
     `tags` and `metrics` (as `metric.<name>` tags) go on the version, so the registry alone
     answers "which candidate, trained how, scoring what, made by which pipeline run".
     """
+    metric_tags = {f"{METRIC_TAG_PREFIX}{k}": f"{v:.6g}" for k, v in metrics.items()}
     existing = find_version(name, sft_key)
     if existing is not None:
+        # a study run (`sft`) after `select` adds the metrics select skipped; none is rewritten
+        client = mlflow.MlflowClient()
+        for key, value in metric_tags.items():
+            if key not in existing.tags:
+                client.set_model_version_tag(name, existing.version, key, value)
         return existing
     info = mlflow.transformers.log_model(
         transformers_model={"model": model, "tokenizer": tokenizer},
@@ -61,7 +67,7 @@ def register_finetuned(
     )
     version_tags = {
         **{k: tag_value(v) for k, v in tags.items()},
-        **{f"{METRIC_TAG_PREFIX}{k}": f"{v:.6g}" for k, v in metrics.items()},
+        **metric_tags,
         TAG_SFT_KEY: sft_key,
     }
     # Tags go in with the version, in one transaction: a crash never leaves a version without

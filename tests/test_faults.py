@@ -177,18 +177,10 @@ def _assert_no_secret(client) -> None:
     assert not leaked
 
 
-def test_a_race_to_register_one_candidate_keeps_exactly_one_version(
-    tracking, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Both registrations pass the "already registered?" check before either registers (a
-    barrier forces that interleaving); the store must end with one version of the key."""
-    import mlflow
+def _tiny_model() -> tuple[object, object]:
     from tokenizers import Tokenizer, models
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    import sftcast.registry as registry
-
-    tracking()
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1}, unk_token="[UNK]"))
     )
@@ -196,6 +188,45 @@ def test_a_race_to_register_one_candidate_keeps_exactly_one_version(
         LlamaConfig(vocab_size=2, hidden_size=8, num_hidden_layers=1, num_attention_heads=1,
                     intermediate_size=16)
     )  # fmt: skip
+    return model, tokenizer
+
+
+def test_registering_a_key_again_adds_missing_metrics_and_rewrites_none(tracking) -> None:
+    """`select` registers with the training-format score only; an `sft` run of the same SFT key
+    later adds its formats and MRC to that version, and leaves every existing tag alone."""
+    import mlflow
+
+    from sftcast.registry import register_finetuned, version_metrics
+
+    client = tracking()
+    model, tokenizer = _tiny_model()
+    with mlflow.start_run():
+        first = register_finetuned(
+            model, tokenizer, "test-refill", "key-1", tags={"who": "select"},
+            metrics={"score": 0.5},
+        )  # fmt: skip
+    with mlflow.start_run():
+        again = register_finetuned(
+            model, tokenizer, "test-refill", "key-1", tags={"who": "sft"},
+            metrics={"score": 0.9, "mrc": -0.1},
+        )  # fmt: skip
+    assert again.version == first.version and len(_versions(client, "test-refill")) == 1
+    version = client.get_model_version("test-refill", first.version)
+    assert version_metrics(version) == {"score": 0.5, "mrc": -0.1}
+    assert version.tags["who"] == "select"
+
+
+def test_a_race_to_register_one_candidate_keeps_exactly_one_version(
+    tracking, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both registrations pass the "already registered?" check before either registers (a
+    barrier forces that interleaving); the store must end with one version of the key."""
+    import mlflow
+
+    import sftcast.registry as registry
+
+    tracking()
+    model, tokenizer = _tiny_model()
     barrier = threading.Barrier(2)
     first_lookup = registry.find_version
 
