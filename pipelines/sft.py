@@ -40,6 +40,7 @@ def sft_stage(
     tasks = list(datasets)
     task_datasets = [datasets[t] for t in tasks]
     records, base_scores = [], {}
+    scoring = finetuned_evaluation or evaluation
     for uri, candidate in candidates.items():
         slug = step_slug(uri)
         shared = {
@@ -54,8 +55,10 @@ def sft_stage(
             continue
         seeds = sft.replicate_seeds if replicates and uri in sft.replicate_candidates else []
         for task in sft.tasks:
-            common = {**shared, "task": task, "base_scores": base, "sft": sft, "zoo": zoo}
-            common["evaluation"] = finetuned_evaluation or evaluation
+            common = {
+                **shared, "evaluation": scoring, "task": task, "base_scores": base, "sft": sft,
+                "zoo": zoo,
+            }  # fmt: skip
             records.append(finetune_candidate(**common, id=f"sft_{task}_{slug}"))
             records += [
                 finetune_candidate(

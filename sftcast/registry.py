@@ -20,7 +20,7 @@ import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from sftcast.tracking import tag_value
+from sftcast.tracking import safe_tags
 
 TAG_SFT_KEY = "sftcast.sft_key"
 TAG_CANDIDATE = "sftcast.candidate"
@@ -66,7 +66,7 @@ def register_finetuned(
         pip_requirements=[f"{p}=={version(p)}" for p in REQUIREMENTS],
     )
     version_tags = {
-        **{k: tag_value(v) for k, v in tags.items()},
+        **safe_tags(tags),
         **metric_tags,
         TAG_SFT_KEY: sft_key,
     }
