@@ -8,7 +8,7 @@ sftcast validate --task cls --dataset my_data/
 
 Exit codes: 0 done; 1 a pipeline failed, or a dataset failed validation; 2 bad input or
 environment (options, configuration, stack file, environment variables, kubeconfig, an MLflow
-store that does not answer, a port in use), each named in one line that starts `error:`.
+store that does not answer, a port in use), named in one line, `error: ...`.
 """
 
 from __future__ import annotations

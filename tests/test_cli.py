@@ -20,7 +20,7 @@ import yaml
 from typer.testing import CliRunner
 
 import pipelines.run as run_module
-from pipelines.run import GLOBAL_OPTION_COMMANDS, LOOPBACK, app
+from pipelines.run import GLOBAL_OPTION_COMMANDS, LOOPBACK, UI_SERVER_ENV, app
 from sftcast.tracking import TrackingUnavailable, check_tracking_uri
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -220,6 +220,13 @@ def test_ui_on_a_taken_port_exits_non_zero(monkeypatch: pytest.MonkeyPatch) -> N
     assert not started
     assert result.exit_code == 2, result.output
     assert f"port {port} on {LOOPBACK} is not free" in result.output
+
+
+def test_ui_allows_loopback_hosts_only() -> None:
+    """Named, the allowed hosts keep MLflow from printing its hint to serve on 0.0.0.0 (which
+    `ui` never does), and admit no Host header but the loopback's."""
+    hosts = UI_SERVER_ENV["MLFLOW_SERVER_ALLOWED_HOSTS"].split(",")
+    assert {h.split(":")[0] for h in hosts} == {LOOPBACK, "localhost"}
 
 
 def test_piped_output_has_no_colour_codes(tmp_path: Path) -> None:
