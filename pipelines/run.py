@@ -1,9 +1,14 @@
-"""sftcast's one command-line entry.
+"""sftcast's one command line: the `sftcast` console script, or `python pipelines/run.py`.
 
-python pipelines/run.py                       # the default pipeline on the local stack
-python pipelines/run.py --stack k8s --dry-run # where each step would run, and with what
-python pipelines/run.py sft                   # one pipeline by name
-python pipelines/run.py validate --task cls --dataset my_data/
+sftcast                                  # the default pipeline (select) on the local stack
+sftcast --stack k8s --dry-run            # where each step would run, and with what
+sftcast select --stack k8s --dry-run     # the same: global options may follow the command
+sftcast sft                              # one pipeline by name
+sftcast validate --task cls --dataset my_data/
+
+Exit codes: 0 done; 1 a pipeline failed, or a dataset failed validation; 2 bad input or
+environment (options, configuration, stack file, environment variables, kubeconfig, an MLflow
+store that does not answer, a port in use), named in one line, `error: ...`.
 """
 
 from __future__ import annotations
@@ -12,7 +17,9 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any, NoReturn
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Before ZenML is imported: a project-local ZenML config (export ZENML_CONFIG_PATH to use
@@ -23,8 +30,12 @@ os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
 os.environ.setdefault("ZENML_CUSTOM_SOURCE_ROOT", str(REPO_ROOT))
 os.environ.setdefault("ZENML_LOGGING_VERBOSITY", "WARN")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-if str(REPO_ROOT) not in sys.path:  # `python pipelines/run.py` puts pipelines/ first instead
-    sys.path.insert(0, str(REPO_ROOT))
+# ZenML colours its log lines whatever the output; rich (sftcast's own output) already
+# colours only a terminal.
+if os.environ.get("NO_COLOR") or not (sys.stdout and sys.stdout.isatty()):
+    os.environ.setdefault("ZENML_LOGGING_COLORS_DISABLED", "true")
+if __name__ == "__main__" and str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))  # `python pipelines/run.py` puts pipelines/ first instead
 
 # ZenML 0.98's MLflow tracker warns at every step that it could not disable autologging for
 # fastai, which is not installed and which sftcast never uses: one line of noise per step.
@@ -33,23 +44,93 @@ logging.getLogger(
 ).addFilter(lambda record: "Failed to disable MLflow autologging" not in record.getMessage())
 
 import typer  # noqa: E402
+import yaml  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+from typer.core import TyperGroup  # noqa: E402
 
 from pipelines.runconfig import RunConfigError  # noqa: E402
-from pipelines.stacks import StackFileError, available_stacks, stores_root  # noqa: E402
+from pipelines.stacks import (  # noqa: E402
+    StackFile,
+    StackFileError,
+    available_stacks,
+    check_kubernetes_contexts,
+    load_stack_file,
+    stores_root,
+    tracking_uri,
+    yaml_error_line,
+)
+from sftcast.tracking import TrackingUnavailable, check_tracking_uri  # noqa: E402
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
 DEFAULT_PIPELINE = "select"
 LOOPBACK = "127.0.0.1"  # the only address `ui` binds
 # `ui` serves the UI only: MLflow's job runner (LLM judges, trace roll-ups, nothing sftcast
-# logs) would add eight more processes (MLflow 3.17).
-UI_SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-console = Console()
-app = typer.Typer(
-    add_completion=False,
-    help="sftcast: predict which checkpoint will be best after SFT, and promote it.",
+# logs) would add eight more processes (MLflow 3.17). The allowed hosts, the loopback names
+# only, are the server's whole audience; set, they also spare a hint to widen them.
+UI_SERVER_ENV = {
+    "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    "MLFLOW_SERVER_ALLOWED_HOSTS": f"{LOOPBACK},{LOOPBACK}:*,localhost,localhost:*",
+}
+PIPELINE_COMMANDS = ("data", "zoo", "sft", "select")
+# The commands each global option means something to; given to any other it is refused,
+# never ignored (`rollback --dry-run` would otherwise roll back for real).
+GLOBAL_OPTION_COMMANDS = {
+    "stack": (*PIPELINE_COMMANDS, "validate", "rollback", "ui"),
+    "config": PIPELINE_COMMANDS,
+    "no_cache": PIPELINE_COMMANDS,
+    "dry_run": PIPELINE_COMMANDS,
+    "force": ("select",),
+}
+GLOBAL_OPTIONS_NOTE = (
+    "Global options (--stack, --config, --no-cache, --dry-run, --force) go before or after "
+    "the command: `sftcast --stack k8s select` is `sftcast select --stack k8s`."
 )
+console = Console()
+
+
+class GlobalOptionsGroup(TyperGroup):
+    """The global options are accepted after the command too: they are moved in front of it
+    before parsing, so `select --stack k8s --dry-run` is `--stack k8s --dry-run select`."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, self._hoisted(ctx, args))
+
+    def _hoisted(self, ctx: Any, args: list[str]) -> list[str]:
+        globals_ = {name: p for p in self.params for name in p.opts}
+        i = 0  # the command's position: past the options that already stand before it
+        while i < len(args) and args[i].startswith("-") and args[i] != "--":
+            option = globals_.get(args[i])
+            i += 2 if option is not None and not option.is_flag else 1
+        command = self.get_command(ctx, args[i]) if i < len(args) else None
+        if command is None:
+            return args
+        own = {name: p for p in command.params for name in p.opts}
+        moved, kept, rest = [], [], args[i + 1 :]
+        while rest:
+            arg, name = rest[0], rest[0].split("=", 1)[0]
+            if arg == "--":
+                kept += rest
+                break
+            option = globals_.get(name) if name not in own else None
+            takes = own.get(name) if option is None else option
+            width = 1 if "=" in arg or takes is None or takes.is_flag else 2
+            (kept if option is None else moved).extend(rest[:width])
+            rest = rest[width:]
+        return [*args[:i], *moved, args[i], *kept]
+
+
+app = typer.Typer(
+    cls=GlobalOptionsGroup,
+    add_completion=False,
+    # Plain click help: flags shown as flags, and `[@revision]` in a help text kept as
+    # written (rich markup would take it for a tag and drop it).
+    rich_markup_mode=None,
+    help="sftcast: predict which checkpoint will be best after SFT, and promote it. "
+    "With no command: the select pipeline. " + GLOBAL_OPTIONS_NOTE,
+)
+# The commands that take global options name them under their own --help.
+command_with_globals = partial(app.command, epilog=GLOBAL_OPTIONS_NOTE)
 
 
 @dataclass
@@ -62,9 +143,12 @@ class Options:
 
 
 @app.callback(invoke_without_command=True)
-def main(
+def global_options(
     ctx: typer.Context,
-    stack: str = typer.Option("local", help=f"Stack file in zenml_stack/: {available_stacks()}"),
+    stack: str = typer.Option(
+        "local",
+        help=f"A stack of zenml_stack/ ({', '.join(available_stacks())}) or a stack file.",
+    ),
     config: Path = typer.Option(DEFAULT_CONFIG, help="A ZenML run configuration in configs/."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Rerun every step."),
     dry_run: bool = typer.Option(
@@ -74,40 +158,47 @@ def main(
         False, "--force", help="select: promote even if no predictor beats chance."
     ),
 ) -> None:
-    """Run a pipeline (the default one when no command is given: select)."""
+    command = ctx.invoked_subcommand or DEFAULT_PIPELINE
+    defaults = {p.name: p.default for p in ctx.command.params}
+    for name, commands in GLOBAL_OPTION_COMMANDS.items():
+        if command not in commands and ctx.params[name] != defaults[name]:
+            option = "--" + name.replace("_", "-")
+            fail(f"{command} does not take {option}; it is for {', '.join(commands)}")
     ctx.obj = Options(stack, config.resolve(), no_cache, dry_run, force)
     if ctx.invoked_subcommand is None:
         _run(ctx.obj, DEFAULT_PIPELINE)
 
 
-@app.command()
+def fail(message: str, code: int = 2, prefix: str = "error") -> NoReturn:
+    """One line naming what is wrong (never markup: the message may hold brackets), then
+    exit with `code`."""
+    console.print(f"{prefix}: {message}", style="red", markup=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@command_with_globals()
 def data(ctx: typer.Context) -> None:
     """Build the pre-training corpus and the task datasets, and validate them."""
     _run(ctx.obj, "data")
 
 
-@app.command()
+@command_with_globals()
 def zoo(ctx: typer.Context) -> None:
     """Validated data, then pre-train the zoo's variants and fetch every candidate checkpoint."""
     _run(ctx.obj, "zoo")
 
 
-@app.command()
+@command_with_globals()
 def sft(ctx: typer.Context) -> None:
     """The zoo's candidates fine-tuned on each task, evaluated, and registered in MLflow."""
     _run(ctx.obj, "sft")
 
 
-@app.command("select")
-def select_(
-    ctx: typer.Context,
-    force: bool = typer.Option(
-        False, "--force", help="Promote even if no predictor beats chance on held-out candidates."
-    ),
-) -> None:
+@command_with_globals("select")
+def select_(ctx: typer.Context) -> None:
     """The main pipeline: proxies for all candidates, SFT for the labelled ones, the judged
-    comparator, and the best-predicted candidate promoted to `production`."""
-    ctx.obj.force = ctx.obj.force or force
+    comparator, and the best-predicted candidate promoted to `production` (--force: even if
+    no predictor beats chance on held-out candidates)."""
     _run(ctx.obj, "select")
 
 
@@ -195,15 +286,14 @@ def compare(
         console.print(f"report: {output}", markup=False, soft_wrap=True)
 
 
-@app.command()
+@command_with_globals()
 def rollback(
     ctx: typer.Context,
-    task: str = typer.Option(..., help="cbqa, rag or cls"),
-    model_name: str | None = typer.Option(None, help="Registered model; sftcast-<task> if unset."),
-    stack: str | None = typer.Option(None, help="Whose MLflow store; the global --stack if unset."),
+    task: str | None = typer.Option(None, help="cbqa, rag or cls: the model sftcast-<task>."),
+    model_name: str | None = typer.Option(None, help="The registered model, instead of --task."),
 ) -> None:
-    """Move the task's `production` alias back to the version that held it before; no
-    pipeline runs."""
+    """Move a model's `production` alias back to the version that held it before, in the
+    --stack's MLflow store; no pipeline runs."""
     import mlflow
     from mlflow.exceptions import MlflowException
 
@@ -211,39 +301,37 @@ def rollback(
     from sftcast.promotion import PromotionError
     from sftcast.promotion import rollback as rollback_production
 
-    if task not in TASKS:
-        raise typer.BadParameter(f"{task!r} is not a task; expected one of {', '.join(TASKS)}")
+    if task is None and model_name is None:
+        fail("rollback needs --task (for the model sftcast-<task>) or --model-name")
+    if task is not None and task not in TASKS:
+        fail(f"--task {task!r} is not a task; expected one of {', '.join(TASKS)}")
     try:
-        mlflow.set_tracking_uri(stack_tracking_uri(stack or ctx.obj.stack))
+        uri = stack_tracking_uri(ctx.obj.stack)
+        check_tracking_uri(uri)
+        mlflow.set_tracking_uri(uri)
         result = rollback_production(model_name or f"sftcast-{task}")
-    except (StackFileError, PromotionError, MlflowException) as err:
-        console.print(f"error: {err}", style="red", markup=False, soft_wrap=True)
-        raise typer.Exit(2) from err
+    except (StackFileError, TrackingUnavailable, PromotionError, MlflowException) as err:
+        fail(str(err))
     console.print(result.summary, markup=False, soft_wrap=True)
 
 
-@app.command()
+@command_with_globals()
 def ui(
     ctx: typer.Context,
     port: int = typer.Option(5000, min=1, max=65535, help="Port on 127.0.0.1."),
-    stack: str | None = typer.Option(None, help="Whose MLflow store; the global --stack if unset."),
 ) -> None:
-    """Serve the stack's MLflow store (runs and registry) in the MLflow UI, on 127.0.0.1
+    """Serve the --stack's MLflow store (runs and registry) in the MLflow UI, on 127.0.0.1
     only; Ctrl-C stops it."""
     from sftcast.tracking import is_local_store
 
-    name = stack or ctx.obj.stack
+    name = ctx.obj.stack
     try:
         uri = stack_tracking_uri(name)
     except StackFileError as err:
-        console.print(f"error: {err}", style="red", markup=False, soft_wrap=True)
-        raise typer.Exit(2) from err
+        fail(str(err))
     if not is_local_store(uri):
-        console.print(
-            f"error: stack {name!r} tracks to the MLflow server at {uri}: open that one",
-            style="red", markup=False, soft_wrap=True,
-        )  # fmt: skip
-        raise typer.Exit(2)
+        fail(f"stack {name!r} tracks to the MLflow server at {uri}: open that one")
+    _check_port_free(port)
     command = mlflow_server_command(uri, stores_root() / "mlruns" / "artifacts", port)
     console.print(f"MLflow UI on http://{LOOPBACK}:{port} over {uri}", markup=False, soft_wrap=True)
     sys.stdout.flush()
@@ -251,6 +339,20 @@ def ui(
     # The server in this process's place: Ctrl-C and SIGTERM reach it (it forwards them to
     # its workers), and whoever started `ui` holds the server's own process id.
     os.execve(command[0], command, {**os.environ, **UI_SERVER_ENV})
+
+
+def _check_port_free(port: int) -> None:
+    """Fail naming the port if something listens there: once exec'd, the server would only
+    log "address already in use" and exit 0."""
+    import socket
+
+    with socket.socket() as probe:
+        # as the server binds: a port left in TIME_WAIT by a stopped server is free
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((LOOPBACK, port))
+        except OSError as err:
+            fail(f"port {port} on {LOOPBACK} is not free ({err.strerror}); choose another: --port")
 
 
 def mlflow_server_command(tracking_uri: str, artifact_root: Path, port: int) -> list[str]:
@@ -269,32 +371,46 @@ def mlflow_server_command(tracking_uri: str, artifact_root: Path, port: int) -> 
 def stack_tracking_uri(stack: str) -> str:
     """The MLflow store a stack's pipelines track and register in: its experiment
     tracker's `tracking_uri`."""
-    from pipelines.stacks import load_stack_file
+    return tracking_uri(load_stack_file(stack))
 
-    trackers = load_stack_file(stack).components.get("experiment_tracker")
-    if not trackers:
-        raise StackFileError(f"stack {stack!r} has no experiment tracker")
-    uri = (trackers[0].get("configuration") or {}).get("tracking_uri")
-    if not uri:
-        raise StackFileError(f"stack {stack!r}: its experiment tracker has no tracking_uri")
-    return uri
+
+def check_config_file(path: Path) -> None:
+    """The run configuration's YAML and top-level shape, checked before the orchestration
+    layer is imported (a bad file is then reported in a second, not after ZenML's import);
+    `load_run_config` checks the rest."""
+    if not path.is_file():
+        raise RunConfigError(f"no run configuration at {path}")
+    try:
+        raw = yaml.safe_load(path.read_bytes())
+    except yaml.YAMLError as err:
+        raise RunConfigError(f"{path}: {yaml_error_line(err)}") from err
+    if not isinstance(raw, dict | None):
+        raise RunConfigError(f"{path}: expected a mapping at the top level")
+    if not isinstance((raw or {}).get("parameters") or {}, dict):
+        raise RunConfigError(f"{path}: parameters: expected a mapping of sections")
 
 
 def _run(opts: Options, name: str) -> None:
     """Run (or dry-run) one pipeline; known failures become a message and an exit code."""
+    try:  # the checks that take a second first, before the pipelines (torch, ...) load
+        check_config_file(opts.config)
+        stack_file = load_stack_file(opts.stack)
+        check_kubernetes_contexts(stack_file)
+        if not opts.dry_run and "experiment_tracker" in stack_file.components:
+            check_tracking_uri(tracking_uri(stack_file))  # a dry run never reaches the store
+    except (StackFileError, RunConfigError, TrackingUnavailable) as err:
+        fail(str(err))
     from zenml.exceptions import StackValidationError
 
     try:
-        _run_pipeline(opts, name)
+        _run_pipeline(opts, name, stack_file)
     except (StackFileError, RunConfigError, StackValidationError) as err:
-        console.print(f"[red]error:[/red] {err}", soft_wrap=True)
-        raise typer.Exit(2) from err
+        fail(str(err))
     except PipelineFailed as err:
-        console.print(f"[red]pipeline failed:[/red] {err}", soft_wrap=True)
-        raise typer.Exit(1) from err
+        fail(str(err), code=1, prefix="pipeline failed")
 
 
-def _run_pipeline(opts: Options, name: str) -> None:
+def _run_pipeline(opts: Options, name: str, stack_file: StackFile) -> None:
     from pipelines.registry import PIPELINES, known_sections
     from pipelines.runconfig import (
         compile_for_stack,
@@ -302,10 +418,9 @@ def _run_pipeline(opts: Options, name: str) -> None:
         placement_rows,
         with_stack_options,
     )
-    from pipelines.stacks import ensure_repository, load_stack_file, register_stack
+    from pipelines.stacks import ensure_repository, register_stack
 
     pipeline = PIPELINES[name]
-    stack_file = load_stack_file(opts.stack)
     config = load_run_config(opts.config, pipeline, known_sections(), opts.no_cache)
     if opts.force and "selection" in config["parameters"]:
         config["parameters"]["selection"] = {**config["parameters"]["selection"], "force": True}
@@ -318,12 +433,14 @@ def _run_pipeline(opts: Options, name: str) -> None:
         return
     stack = register_stack(stack_file, activate=True)
     _prepare_tracking(pipeline.name)
-    console.print(f"Running [bold]{pipeline.name}[/bold] on stack [bold]{stack.name}[/bold]")
+    console.print(f"Running {pipeline.name} on stack {stack.name}", markup=False)
     try:
         run = pipeline.with_options(config_path=str(config_path))()
     except RuntimeError as err:
         raise PipelineFailed(_failure_summary(pipeline.name) or str(err)) from err
-    console.print(f"[green]Finished[/green] run {run.name} ({run.id}); `make ui` shows it.")
+    console.print(
+        f"Finished run {run.name} ({run.id}); `make ui` shows it.", style="green", markup=False
+    )
     if name == "select":
         _print_selection(run.id)
 
@@ -414,5 +531,10 @@ def _print_placement(rows: list[dict[str, str]], pipeline: str, stack: str) -> N
     console.print(table)
 
 
-if __name__ == "__main__":
+def main() -> None:
+    """The `sftcast` console script (pyproject.toml's [project.scripts])."""
     app()
+
+
+if __name__ == "__main__":
+    main()

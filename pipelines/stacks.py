@@ -61,9 +61,11 @@ def available_stacks() -> list[str]:
 
 
 def expand_placeholders(value: Any, source: Path, env: dict[str, str] | None = None) -> Any:
-    """Expand placeholders in every string of a parsed YAML document (not in its comments)."""
+    """Expand placeholders in every string of a parsed YAML document (not in its comments);
+    every variable that is needed and not set is named at once."""
     env = dict(os.environ if env is None else env)
     env.setdefault("SFTCAST_ROOT", str(stores_root()))
+    missing: list[str] = []
 
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
@@ -71,20 +73,37 @@ def expand_placeholders(value: Any, source: Path, env: dict[str, str] | None = N
             return env[name]
         if default is not None:
             return default
-        raise StackFileError(
-            f"{source}: environment variable {name} is not set; the stack needs it "
-            f"(see the comments at the top of {source.name})"
-        )
+        if name not in missing:
+            missing.append(name)
+        return match.group(0)  # left as it is: the loop below stops, the error follows
 
-    if isinstance(value, dict):
-        return {k: expand_placeholders(v, source, env) for k, v in value.items()}
-    if isinstance(value, list):
-        return [expand_placeholders(v, source, env) for v in value]
-    if not isinstance(value, str):
+    def expand(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: expand(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [expand(v) for v in value]
+        if not isinstance(value, str):
+            return value
+        while (expanded := _PLACEHOLDER.sub(substitute, value)) != value:
+            value = expanded
         return value
-    while (expanded := _PLACEHOLDER.sub(substitute, value)) != value:
-        value = expanded
-    return value
+
+    expanded = expand(value)
+    if missing:
+        others = f", nor {', '.join(missing[1:])}" if missing[1:] else ""
+        raise StackFileError(
+            f"{source}: environment variable {missing[0]} is not set{others}; the stack needs "
+            f"{'them' if others else 'it'} (see the comments at the top of {source.name})"
+        )
+    return expanded
+
+
+def yaml_error_line(err: yaml.YAMLError) -> str:
+    """A YAML error on one line, where it is first: `not valid YAML at line 3, column 7: ...`."""
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"not valid YAML{where}: {problem}"
 
 
 def load_stack_file(name_or_path: str | Path, env: dict[str, str] | None = None) -> StackFile:
@@ -98,7 +117,7 @@ def load_stack_file(name_or_path: str | Path, env: dict[str, str] | None = None)
     try:
         data = expand_placeholders(yaml.safe_load(path.read_text()), path, env)
     except yaml.YAMLError as err:
-        raise StackFileError(f"{path}: not valid YAML: {err}") from err
+        raise StackFileError(f"{path}: {yaml_error_line(err)}") from err
     if not isinstance(data, dict):
         raise StackFileError(f"{path}: expected a mapping at the top level")
     missing = {"stack_name", "components"} - data.keys()
@@ -136,6 +155,50 @@ def load_stack_file(name_or_path: str | Path, env: dict[str, str] | None = None)
                 f"allowed: {', '.join(sorted(allowed))}"
             )
     return StackFile(path, data["stack_name"], components, options)
+
+
+def tracking_uri(stack_file: StackFile) -> str:
+    """The MLflow store the stack's pipelines track and register in: its experiment
+    tracker's `tracking_uri`."""
+    trackers = stack_file.components.get("experiment_tracker")
+    if not trackers:
+        raise StackFileError(f"{stack_file.path}: the stack has no experiment tracker")
+    uri = trackers[0]["configuration"].get("tracking_uri")
+    if not uri:
+        raise StackFileError(f"{stack_file.path}: its experiment tracker has no tracking_uri")
+    return uri
+
+
+def check_kubernetes_contexts(stack_file: StackFile) -> None:
+    """Every Kubernetes context the stack's components name is in the kubeconfig. Without a
+    kubeconfig at all, ZenML's own check fails deep inside stack validation instead."""
+    contexts = {
+        entry["configuration"]["kubernetes_context"]
+        for entries in stack_file.components.values()
+        for entry in entries
+        if entry["configuration"].get("kubernetes_context")
+        and not entry["configuration"].get("incluster")
+    }
+    if not contexts:
+        return
+    from kubernetes import config as k8s_config
+
+    # Read KUBECONFIG now: the kubernetes package reads it once, when first imported.
+    kubeconfig = os.environ.get("KUBECONFIG") or "~/.kube/config"
+    try:
+        known, _ = k8s_config.list_kube_config_contexts(config_file=kubeconfig)
+    except k8s_config.ConfigException as err:
+        raise StackFileError(
+            f"{stack_file.path}: could not load the Kubernetes configuration {kubeconfig} "
+            f"(KUBECONFIG): {str(err).rstrip('.')}; the stack needs the context "
+            f"{', '.join(sorted(contexts))}"
+        ) from err
+    absent = sorted(contexts - {c["name"] for c in known})
+    if absent:
+        raise StackFileError(
+            f"{stack_file.path}: no Kubernetes context {', '.join(absent)} in {kubeconfig} "
+            f"(KUBECONFIG); it has {', '.join(sorted(c['name'] for c in known)) or 'none'}"
+        )
 
 
 def ensure_repository() -> None:

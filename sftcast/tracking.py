@@ -9,12 +9,16 @@ import hashlib
 import json
 import os
 import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-import mlflow
 from pydantic import BaseModel
+
+# `mlflow` is imported where it is used: the command line imports this module for every
+# command, `--help` included, and mlflow takes seconds to import.
 
 TAG_PIPELINE_RUN_ID = "zenml.pipeline_run_id"
 TAG_PIPELINE_RUN_NAME = "zenml.pipeline_run_name"
@@ -36,6 +40,11 @@ SECRET_SHAPES = re.compile(
     r"|\bsk-[A-Za-z0-9_-]{20,}|(?i:bearer\s+)[A-Za-z0-9._~+/-]{16,}"
 )
 MIN_SECRET_CHARS = 6  # shorter values ("1", "true") would redact half of every text
+# How long a tracking store may take to answer before sftcast says so, instead of waiting on
+# MLflow's own retries (7 of them, minutes in all, with its defaults).
+TRACKING_TIMEOUT_S = 5.0
+# Where a database URI names no port: the servers' well-known ones.
+DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
 
 
 def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
@@ -105,12 +114,58 @@ def is_local_store(tracking_uri: str) -> bool:
     return tracking_uri.startswith(("sqlite:", "file:")) or "://" not in tracking_uri
 
 
+class TrackingUnavailable(RuntimeError):
+    """A tracking URI whose store does not answer; the message names the URI."""
+
+
+def check_tracking_uri(uri: str, timeout_s: float = TRACKING_TIMEOUT_S) -> None:
+    """Raise `TrackingUnavailable` naming `uri` unless its store answers within `timeout_s`:
+    one try, no retries. Any HTTP answer counts (a 401 or 404 too: the server is there); a
+    database server must accept a connection. Local stores (SQLite, files) always answer."""
+    if is_local_store(uri):
+        return
+    parts = urlsplit(uri)
+    scheme = parts.scheme.split("+")[0]  # `postgresql+psycopg2` is a PostgreSQL server
+    try:
+        if scheme in ("http", "https"):
+            from mlflow.utils.credentials import get_default_host_creds
+            from mlflow.utils.rest_utils import http_request
+
+            # MLflow's own request, so its TLS and auth settings (MLFLOW_TRACKING_*) apply
+            http_request(
+                get_default_host_creds(uri), "/health", "GET",
+                max_retries=0, timeout=timeout_s, raise_on_status=False,
+            )  # fmt: skip
+        elif parts.hostname and (port := parts.port or DATABASE_PORTS.get(scheme)):
+            socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+    except Exception as err:  # requests, MLflow and the socket layer each raise their own
+        raise TrackingUnavailable(
+            f"the MLflow tracking URI {_without_password(uri)} does not answer within "
+            f"{timeout_s:g} s: {redact(_first_line(err))}"
+        ) from err
+
+
+def _without_password(uri: str) -> str:
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip() or type(err).__name__
+    return text.splitlines()[0]
+
+
 def ensure_experiment(name: str, artifact_root: Path) -> str:
     """Create the experiment with artifacts under `artifact_root` if it does not exist.
 
     MLflow's SQLite store otherwise puts artifacts in `./mlruns` of whatever directory the
     process started in; a fixed location keeps one store per project.
     """
+    import mlflow
+
     client = mlflow.MlflowClient()
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
@@ -120,4 +175,6 @@ def ensure_experiment(name: str, artifact_root: Path) -> str:
 
 
 def log_json(obj: Any, artifact_file: str) -> None:
+    import mlflow
+
     mlflow.log_dict(to_jsonable(obj), artifact_file)

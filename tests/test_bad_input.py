@@ -292,6 +292,44 @@ def unknown_task(env: Env) -> tuple[list[str], list[str]]:
     return ["validate", "--task", "poetry", "--dataset", str(folder)], ["'poetry' is not a task"]
 
 
+# --- environment and command line --------------------------------------------------------------
+
+
+def stack_tracking_to(env: Env, uri: str) -> Path:
+    """The local stack file with its experiment tracker pointed at `uri`."""
+    stack = yaml.safe_load((pipelines.stacks.STACK_DIR / "local.yaml").read_text())
+    stack["components"]["experiment_tracker"][0]["configuration"]["tracking_uri"] = uri
+    path = env.tmp / "stack.yaml"
+    path.write_text(yaml.safe_dump(stack))
+    return path
+
+
+def unset_stack_variables(env: Env) -> tuple[list[str], list[str]]:
+    path = stack_tracking_to(env, "${SFTCAST_UNSET_HOST}:${SFTCAST_UNSET_PORT}")
+    return ["--stack", str(path), "select"], [
+        f"{path}: environment variable SFTCAST_UNSET_HOST is not set, nor SFTCAST_UNSET_PORT"
+    ]
+
+
+def silent_tracking(*command: str) -> Case:
+    """`command` on a stack whose MLflow store refuses connections (a port nobody holds)."""
+
+    def make(env: Env) -> tuple[list[str], list[str]]:
+        import socket
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            uri = f"http://127.0.0.1:{probe.getsockname()[1]}"
+        path = stack_tracking_to(env, uri)
+        return [*command, "--stack", str(path)], [f"MLflow tracking URI {uri} does not answer"]
+
+    return make
+
+
+def arguments(*args: str, needles: tuple[str, ...]) -> Case:
+    return lambda env: (list(args), list(needles))
+
+
 # --- compare --table ----------------------------------------------------------------------------
 
 
@@ -620,6 +658,37 @@ CASES = [
     ),
     pytest.param(missing_dataset, 1, id="validate-missing-dataset"),
     pytest.param(unknown_task, 2, id="validate-unknown-task"),
+    # environment and command line (exit 2)
+    pytest.param(unset_stack_variables, 2, id="env-stack-variables-unset"),
+    pytest.param(silent_tracking("select"), 2, id="env-tracking-uri-silent-pipeline"),
+    pytest.param(
+        silent_tracking("rollback", "--task", "cls"), 2, id="env-tracking-uri-silent-rollback"
+    ),
+    pytest.param(
+        arguments("select", "--stack", "nowhere", needles=("no stack file", "nowhere.yaml")),
+        2,
+        id="cli-unknown-stack-after-the-command",
+    ),
+    pytest.param(
+        arguments("rollback", "--task", "cls", "--dry-run", needles=("does not take --dry-run",)),
+        2,
+        id="cli-dry-run-given-to-rollback",
+    ),
+    pytest.param(
+        arguments("rollback", needles=("--task", "--model-name")),
+        2,
+        id="cli-rollback-without-task-or-model",
+    ),
+    pytest.param(
+        arguments("rollback", "--task", "poetry", needles=("'poetry' is not a task",)),
+        2,
+        id="cli-rollback-unknown-task",
+    ),
+    pytest.param(
+        config_text("parameters:\n  sft: {learning_rate: [\n", "YAML at line 3, column 1"),
+        2,
+        id="cli-config-yaml-error-line-and-column",
+    ),
     # compare --table (exit 2)
     pytest.param(
         table(lambda df: df.drop(columns="kshot"), "missing column(s) 'kshot'"),

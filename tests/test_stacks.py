@@ -14,8 +14,10 @@ from pipelines.stacks import (
     STACK_DIR,
     StackFileError,
     available_stacks,
+    check_kubernetes_contexts,
     load_stack_file,
     register_stack,
+    tracking_uri,
 )
 
 
@@ -191,3 +193,44 @@ def test_cli_dry_run_fails_clearly_without_the_cluster_context(k8s_env, monkeypa
     result = CliRunner().invoke(app, ["--stack", "k8s", "--dry-run", "zoo"])
     assert result.exit_code == 2
     assert "no-such-context" in result.output
+
+
+def test_every_missing_variable_is_named_at_once() -> None:
+    with pytest.raises(StackFileError) as err:
+        load_stack_file("k8s", env={})
+    message = str(err.value)
+    required = ("SFTCAST_K8S_CONTEXT", "SFTCAST_ARTIFACT_STORE", "SFTCAST_REGISTRY_URI")
+    for name in (*required, "SFTCAST_MLFLOW_URI"):
+        assert name in message, message
+    assert "SFTCAST_K8S_NAMESPACE" not in message  # it has a default
+    assert message.count("SFTCAST_K8S_CONTEXT") == 1  # named once, though used four times
+
+
+def test_yaml_errors_name_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("stack_name: x\ncomponents: {orchestrator: [\n")
+    with pytest.raises(StackFileError) as err:
+        load_stack_file(path)
+    assert str(err.value).startswith(f"{path}: not valid YAML at line 3, column 1: ")
+    assert "\n" not in str(err.value)
+
+
+def test_kubernetes_contexts_are_checked_against_the_kubeconfig(
+    k8s_env: dict[str, str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    stack = load_stack_file("k8s")
+    check_kubernetes_contexts(stack)  # the fixture's kubeconfig has the context
+
+    monkeypatch.setenv("SFTCAST_K8S_CONTEXT", "elsewhere")
+    with pytest.raises(StackFileError, match=r"no Kubernetes context elsewhere in .* sftcast-test"):
+        check_kubernetes_contexts(load_stack_file("k8s"))
+
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "absent"))
+    with pytest.raises(StackFileError, match="could not load the Kubernetes configuration"):
+        check_kubernetes_contexts(stack)
+    check_kubernetes_contexts(load_stack_file("local"))  # no Kubernetes: nothing to check
+
+
+def test_tracking_uri_is_the_experiment_trackers() -> None:
+    stack = load_stack_file("local", env={"SFTCAST_ROOT": "/srv/sftcast"})
+    assert tracking_uri(stack) == "sqlite:////srv/sftcast/mlruns/mlflow.db"

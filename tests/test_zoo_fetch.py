@@ -134,7 +134,7 @@ def test_remote_code_needs_the_flag(folder: Path) -> None:
     config = json.loads((folder / "config.json").read_text())
     config["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"}
     (folder / "config.json").write_text(json.dumps(config))
-    refused(str(folder), "trust_remote_code")
+    refused(str(folder), r"zoo\.trust_remote_code: true")
 
 
 def test_shapes_must_match_config(folder: Path) -> None:
@@ -280,7 +280,7 @@ def test_allowed_pickle_keeps_the_remote_code_check(folder: Path) -> None:
     config = json.loads((folder / "config.json").read_text())
     config["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.EvilForCausalLM"}
     (folder / "config.json").write_text(json.dumps(config))
-    refused(str(folder), "trust_remote_code", allow_pickle=True)
+    refused(str(folder), r"zoo\.trust_remote_code: true", allow_pickle=True)
     assert not [p for p in folder.parent.iterdir() if "safetensors" in p.name]
 
 

@@ -393,7 +393,7 @@ def _check_config(path: Path, uri: str, trust_remote_code: bool) -> None:
         raise CandidateError(
             uri,
             "config.json maps to custom modelling code (auto_map), which would run on load; "
-            "set trust_remote_code only for a source you trust",
+            "allow it (zoo.trust_remote_code: true) only for a source you trust",
         )
 
 
