@@ -12,6 +12,7 @@ import copy
 import csv
 import json
 from collections.abc import Callable
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +104,7 @@ def write_split(directory: Path, split: str, rows: list[dict[str, Any]], fmt: st
     if fmt == "jsonl":
         path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     elif fmt == "json":
-        # an array with one object per line, as save_task_dataset writes it: row 1 is line 2
+        # an array with one object per line, so that row 1 is line 2
         body = ",\n".join(json.dumps(r) for r in rows)
         path.write_text(f"[\n{body}\n]\n", encoding="utf-8")
     elif fmt == "csv":
@@ -149,9 +150,11 @@ def test_formats_round_trip(tmp_path: Path, fmt: str) -> None:
     out = tmp_path / "out"
     if fmt == "save_to_disk":
         dd.save_to_disk(str(out))
-    else:
-        written = save_task_dataset(dd, out, fmt)
+    elif fmt == "jsonl":  # the library writes built-in datasets in JSON Lines
+        written = save_task_dataset(dd, out)
         assert sorted(p.name for p in written) == sorted(f"{s}.{fmt}" for s in rows)
+    else:
+        write_dataset(out, {s: dd[s].to_list() for s in dd}, fmt)
     loaded = read_task_dataset(out, "cbqa")
     for split in rows:
         assert loaded.dataset[split].to_list() == rows[split]
@@ -533,10 +536,10 @@ def test_malformed_dataset_is_rejected(
     message = str(info.value)
     for part in expected:
         assert part in message, f"{part!r} not in:\n{message}"
-    first = report.failures[0]
-    assert (first.check, first.split, first.row, first.line, first.column) == where, message
-    if first.file is not None and first.split is not None:
-        assert first.file.startswith(str(source))
+    first, loc = report.failures[0], report.failures[0].location
+    assert (first.check, loc.split, loc.row, loc.line, loc.column) == where, message
+    if loc.file is not None and loc.split is not None:
+        assert loc.file.startswith(str(source))
     if first.check == "read":  # the loader raises the same problem on its own
         with pytest.raises(DatasetInputError) as read_info:
             load_task_dataset(source, task)
@@ -556,7 +559,7 @@ def test_third_data_row_is_row_3(tmp_path: Path, fmt: str, line: int) -> None:
     rows["train"][2]["label"] = "weather"
     report = validate_source(write_dataset(tmp_path / "d", rows, fmt), "cls")
     (failure,) = report.failures
-    assert (failure.file, failure.split, failure.row, failure.line, failure.column) == (
+    assert astuple(failure.location) == (
         str(tmp_path / "d" / f"train.{fmt}"),
         "train",
         3,
@@ -571,12 +574,14 @@ def test_blank_lines_and_multiline_cells_shift_lines_not_rows(tmp_path: Path) ->
     rows["test"][0]["text"] = "two\nlines"
     rows["test"][2]["label"] = "weather"
     d = write_dataset(tmp_path / "csv", rows, "csv")
-    assert validate_source(d, "cls").failures[0].line == 5  # header, 2 lines, 1 line, row 3
+    assert (
+        validate_source(d, "cls").failures[0].location.line == 5
+    )  # header, 2 lines, 1 line, row 3
     d = write_dataset(tmp_path / "jsonl", rows)
     text = (d / "test.jsonl").read_text(encoding="utf-8")
     (d / "test.jsonl").write_text("\n" + text.replace("\n", "\n\n", 1), encoding="utf-8")
     (failure,) = validate_source(d, "cls").failures
-    assert (failure.row, failure.line) == (3, 5)
+    assert (failure.location.row, failure.location.line) == (3, 5)
 
 
 def test_report_to_dict_is_json_serialisable_and_lists_every_failure(tmp_path: Path) -> None:
@@ -608,7 +613,7 @@ def test_input_error_message_and_fields(tmp_path: Path) -> None:
         load_task_dataset(d, "cbqa")
     e = info.value
     assert isinstance(e, ValueError)
-    assert (e.file, e.split, e.row, e.line, e.column) == (str(d / "test.jsonl"), "test", 2, 2, "id")
+    assert astuple(e.location) == (str(d / "test.jsonl"), "test", 2, 2, "id")
     assert str(e).splitlines() == [
         f"{d}/test.jsonl: split 'test', row 2 (line 2), column 'id': expected a string, got null",
         f"{d}/test.jsonl: split 'test', row 3 (line 3), column 'answers': expected a list of "
@@ -617,7 +622,8 @@ def test_input_error_message_and_fields(tmp_path: Path) -> None:
 
 
 def test_dataset_dict_with_wrong_types_and_columns(tmp_path: Path) -> None:
-    """A DatasetDict built in code has no files: failures name the split, row and column."""
+    """A DatasetDict built in code has no files: it is read like one (its shape is the
+    reader's), and every split's problems are reported, naming the split, row and column."""
     rows = copy.deepcopy(valid_rows("cls"))
     train = datasets.Dataset.from_list([{**r, "id": i} for i, r in enumerate(rows["train"])])
     test = datasets.Dataset.from_list(rows["test"]).remove_columns("label")
@@ -627,15 +633,24 @@ def test_dataset_dict_with_wrong_types_and_columns(tmp_path: Path) -> None:
     )
     dd = datasets.DatasetDict({"train": train, "test": test, "validation": valid})
     report = validate_task_dataset(dd, "cls", name="in-memory")
-    found = {(f.split, f.check, f.column, f.row) for f in report.failures}
-    assert ("train", "type", "id", 1) in found
-    assert ("validation", "not_null", "id", 2) in found
-    assert ("test", "columns_exist", "label", None) in found
-    assert ("test", "no_extra_columns", "extra", None) in found
+    found = {
+        (f.location.split, f.check, f.location.column, f.location.row) for f in report.failures
+    }
+    assert found == {
+        ("train", "read", "id", None),  # the whole column is int64
+        ("validation", "read", "id", 2),
+        ("test", "read", None, None),
+    }
     with pytest.raises(DataValidationError) as info:
         report.raise_for_failures()
     message = str(info.value)
-    assert "in-memory: split 'train', row 1, column 'id': expected a string, got int" in message
+    assert "in-memory: split 'train', column 'id': expected string, got int64" in message
+    assert "in-memory: split 'validation', row 2, column 'id': expected a string, got null" in (
+        message
+    )
+    assert "in-memory: split 'test': missing column(s) 'label'; unexpected column(s) 'extra'" in (
+        message
+    )
     # a saved DatasetDict with int ids is refused by the loader, naming the column
     saved = datasets.DatasetDict({"train": train, "test": datasets.Dataset.from_list(rows["test"])})
     saved.save_to_disk(str(tmp_path / "saved"))
@@ -647,7 +662,7 @@ def test_bounds_per_split_and_task(tmp_path: Path) -> None:
     d = write_dataset(tmp_path / "d", valid_rows("cls"))
     bounds = ValidationBounds(min_rows={"validation": 3}, max_rows=3, max_chars=25)
     report = validate_source(d, "cls", bounds)
-    checks = {(f.split, f.check) for f in report.failures}
+    checks = {(f.location.split, f.check) for f in report.failures}
     assert ("train", "row_count") in checks  # 4 > max_rows
     assert ("validation", "row_count") in checks  # 2 < 3
     assert ("test", "max_chars") in checks
