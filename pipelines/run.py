@@ -143,6 +143,7 @@ def validate(
         print("\n".join(report.to_lines()))
     not_logged = _log_validation(report, task, dataset, ctx.obj.stack)
     if not_logged:
+        sys.stdout.flush()  # the report first, also where stdout and stderr share a pipe
         print(f"warning: validation report not logged: {not_logged}", file=sys.stderr)
     verdict = f"{dataset}: {task} dataset {'is valid' if report.success else 'failed validation'}"
     if console.is_terminal:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import pickle
 from collections.abc import Callable
 from dataclasses import astuple
 from pathlib import Path
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sftcast.data.io import (
+    MAX_PROBLEMS,
     DatasetInputError,
     load_task_dataset,
     read_task_dataset,
@@ -29,6 +31,7 @@ from sftcast.data.io import (
 )
 from sftcast.data.schema import SCHEMAS
 from sftcast.validation import (
+    ROWS_SHOWN,
     DataValidationError,
     ValidationBounds,
     validate_source,
@@ -285,6 +288,7 @@ def double_row(d: Path) -> None:  # 4 answers, two blank: one failure on one row
 
 
 HUGE = "x" * 20_001
+NEPAL_ANSWERS = '"[""Capital of Nepal"", ""capital-nepal""]"'  # test row 2 as CSV writes it
 # (case id, task, make, expected substrings in the message, (check, split, row, line, column))
 CASES: list[tuple[str, str, Case, list[str], tuple[Any, ...]]] = [
     (
@@ -517,6 +521,44 @@ CASES: list[tuple[str, str, Case, list[str], tuple[Any, ...]]] = [
         ["unexpected entry 'dev.jsonl'"],
         ("read", None, None, None, None),
     ),
+    (
+        "csv_answers_json_object",
+        "cbqa",
+        csv_edit("cbqa", "test", lambda t: t.replace(NEPAL_ANSWERS, '"{""gold"": ""x""}"', 1)),
+        ["test.csv: split 'test', row 2 (line 3), column 'answers'", "a JSON object, not a list"],
+        ("read", "test", 2, 3, "answers"),
+    ),
+    (
+        "csv_answers_json_string",
+        "cbqa",
+        csv_edit("cbqa", "test", lambda t: t.replace(NEPAL_ANSWERS, '"""Kathmandu"""', 1)),
+        ["row 2 (line 3), column 'answers'", "a JSON string", 'write one answer as ["Kathmandu"]'],
+        ("read", "test", 2, 3, "answers"),
+    ),
+    (
+        "csv_answers_unterminated_list",
+        "cbqa",
+        csv_edit("cbqa", "test", lambda t: t.replace(NEPAL_ANSWERS, '"[""Kathmandu]"', 1)),
+        ["row 2 (line 3), column 'answers'", "(Unterminated string starting at character 2)"],
+        ("read", "test", 2, 3, "answers"),
+    ),
+    (
+        "json_array_newline_in_string",
+        "cls",
+        with_file("cls", "validation.json", b'[\n{"id": "v1", "text": "x\n]\n', "json"),
+        [
+            "validation.json: split 'validation', row 1 (line 2)",
+            "Invalid control character at character 24",
+        ],
+        ("read", "validation", 1, 2, None),
+    ),
+    (
+        "file_named_after_a_split_is_no_note",
+        "cls",
+        with_file("cls", "validation.txt", b"notes\n"),
+        ["unexpected entry 'validation.txt'", "unless named after a split"],
+        ("read", None, None, None, None),
+    ),
 ]
 
 
@@ -719,3 +761,134 @@ def test_a_2k_row_dataset_validates_in_full(tmp_path: Path) -> None:
     report = validate_source(d, "cbqa")
     assert report.success, report.describe()
     assert report.rows == n
+
+
+# --- what a dataset folder may hold -----------------------------------------------------------
+
+
+def test_notes_beside_the_data_are_ignored(tmp_path: Path) -> None:
+    d = write_dataset(tmp_path / "d", valid_rows("cls"))
+    for name in ("README.md", "LICENSE", "notes.txt", "CHANGES.rst", ".DS_Store"):
+        (d / name).write_text("not data\n")
+    (d / ".git").mkdir()
+    report = validate_source(d, "cls")
+    assert report.success, report.describe()
+    assert report.rows == {"train": 4, "validation": 2, "test": 3}
+
+
+def test_a_missing_split_names_what_was_ignored(tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    write_split(d, "test", valid_rows("cls")["test"], "jsonl")
+    (d / "README.md").write_text("# data\n")
+    with pytest.raises(DatasetInputError) as info:
+        load_task_dataset(d, "cls")
+    assert str(info.value).startswith(f"{d}: split 'train': no file for this required split")
+    assert "(ignored: README.md; hidden entries (names starting with '.') and notes" in str(
+        info.value
+    )
+
+
+def test_csv_answer_cells_that_are_text(tmp_path: Path) -> None:
+    """Text that only looks like JSON is one answer; `[]` and an empty cell are empty lists,
+    which validation then refuses as empty answers."""
+    source = write_dataset(tmp_path / "data", valid_rows("cbqa"), "csv")
+    path = source / "test.csv"
+    text = path.read_text(encoding="utf-8")
+    for cell, answers in [
+        ('"""Quoted"" text"', ['"Quoted" text']),
+        ('"{not json"', ["{not json"]),
+        ("1984", ["1984"]),
+        ("[]", []),
+        ("", []),
+    ]:
+        path.write_text(text.replace(NEPAL_ANSWERS, cell), encoding="utf-8")
+        assert load_task_dataset(source, "cbqa")["test"][1]["answers"] == answers, cell
+
+
+# --- every problem is countable ---------------------------------------------------------------
+
+
+def test_read_problems_past_the_listed_ones_are_counted(tmp_path: Path) -> None:
+    rows = copy.deepcopy(valid_rows("cls"))
+    rows["train"] = [{"id": f"t{i}", "text": 7, "label": None} for i in range(15)]
+    d = write_dataset(tmp_path / "d", rows)
+    with pytest.raises(DatasetInputError) as info:
+        load_task_dataset(d, "cls")
+    e = info.value
+    assert 1 + len(e.others) == MAX_PROBLEMS
+    assert e.omitted == 30 - MAX_PROBLEMS
+    assert str(e).splitlines()[-1] == f"... and {30 - MAX_PROBLEMS} more problem(s) not listed"
+    copied = pickle.loads(pickle.dumps(e))
+    assert (str(copied), copied.location, copied.omitted) == (str(e), e.location, e.omitted)
+    report = validate_source(d, "cls")
+    assert len(report.failures) == MAX_PROBLEMS + 1
+    last = report.failures[-1]
+    assert (last.check, last.count, astuple(last.location)) == (
+        "read",
+        30 - MAX_PROBLEMS,
+        (str(d / "train.jsonl"), "train", None, None, None),
+    )
+
+
+def test_a_failure_counts_every_row_and_shows_the_first(tmp_path: Path) -> None:
+    rows = copy.deepcopy(valid_rows("cls"))
+    rows["train"] = [
+        {"id": f"t{i}", "text": f"Text {i}.", "label": "weather"} for i in range(ROWS_SHOWN + 3)
+    ]
+    report = validate_source(write_dataset(tmp_path / "d", rows), "cls")
+    (failure,) = report.failures
+    assert failure.count == ROWS_SHOWN + 3
+    shown = ", ".join(f"row {r} (line {r})" for r in range(1, ROWS_SHOWN + 1))
+    assert failure.rows_text() == f"{shown} and 3 more"
+    assert f"; {ROWS_SHOWN + 3} rows: {shown} and 3 more" in str(failure)
+    (line,) = report.to_lines()[1:]
+    assert line == f"{failure} [label_set]"
+
+
+# --- the validate command ---------------------------------------------------------------------
+
+
+def _validate(*args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from pipelines.run import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_validate_prints_plain_lines_when_piped(tmp_path: Path) -> None:
+    rows = copy.deepcopy(valid_rows("cls"))
+    rows["test"][0]["label"] = "weather"
+    d = write_dataset(tmp_path / ("a-long-folder-name-" * 5), rows)
+    result = _validate("--stack", "no-such-stack", "validate", "--task", "cls", "--dataset", str(d))
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.splitlines()
+    assert (
+        f"{d}/test.jsonl: split 'test', row 1 (line 1), column 'label': label not in" in (lines[1])
+    )
+    assert lines[1].endswith("[label_set]")
+    assert lines[-1] == f"{d}: cls dataset failed validation"
+    assert "\x1b[" not in result.output and "│" not in result.output
+    assert result.stderr.startswith("warning: validation report not logged: stack")
+
+
+def test_validate_verdict_stands_when_the_report_cannot_be_logged(tmp_path: Path) -> None:
+    d = write_dataset(tmp_path / "d", valid_rows("cls"))
+    result = _validate("--stack", "no-such-stack", "validate", "--task", "cls", "--dataset", str(d))
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    (warning,) = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert warning.startswith(
+        "warning: validation report not logged: stack 'no-such-stack' does not load: no stack file"
+    )
+    assert f"{d}: cls dataset is valid" in result.output
+
+
+def test_validate_help_documents_the_exit_codes() -> None:
+    result = _validate("validate", "--help")
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0
+    assert "0 the dataset is valid" in text
+    assert "1 it failed validation or could not be read" in text
+    assert "2 a usage error" in text
+    assert "one warning line on stderr, and the exit code is still the data's" in text
