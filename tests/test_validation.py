@@ -234,6 +234,9 @@ def with_file(task: str, name: str, content: bytes, fmt: str = "jsonl") -> Case:
     return make
 
 
+NEPAL_ANSWERS = '"[""Capital of Nepal"", ""capital-nepal""]"'  # test row 2 as CSV writes it
+
+
 def csv_edit(task: str, split: str, edit: Callable[[str], str]) -> Case:
     def make(d: Path) -> None:
         write_dataset(d, valid_rows(task), "csv")
@@ -241,6 +244,11 @@ def csv_edit(task: str, split: str, edit: Callable[[str], str]) -> Case:
         path.write_text(edit(path.read_text(encoding="utf-8")), encoding="utf-8")
 
     return make
+
+
+def csv_answers(cell: str) -> Case:
+    """Valid `cbqa` CSV files whose test row 2 (line 3) has this raw `answers` cell."""
+    return csv_edit("cbqa", "test", lambda t: t.replace(NEPAL_ANSWERS, cell, 1))
 
 
 def parquet_with(task: str, split: str, table_edit: Callable[[pa.Table], pa.Table]) -> Case:
@@ -288,7 +296,6 @@ def double_row(d: Path) -> None:  # 4 answers, two blank: one failure on one row
 
 
 HUGE = "x" * 20_001
-NEPAL_ANSWERS = '"[""Capital of Nepal"", ""capital-nepal""]"'  # test row 2 as CSV writes it
 # (case id, task, make, expected substrings in the message, (check, split, row, line, column))
 CASES: list[tuple[str, str, Case, list[str], tuple[Any, ...]]] = [
     (
@@ -524,21 +531,21 @@ CASES: list[tuple[str, str, Case, list[str], tuple[Any, ...]]] = [
     (
         "csv_answers_json_object",
         "cbqa",
-        csv_edit("cbqa", "test", lambda t: t.replace(NEPAL_ANSWERS, '"{""gold"": ""x""}"', 1)),
+        csv_answers('"{""gold"": ""x""}"'),
         ["test.csv: split 'test', row 2 (line 3), column 'answers'", "a JSON object, not a list"],
         ("read", "test", 2, 3, "answers"),
     ),
     (
         "csv_answers_json_string",
         "cbqa",
-        csv_edit("cbqa", "test", lambda t: t.replace(NEPAL_ANSWERS, '"""Kathmandu"""', 1)),
+        csv_answers('"""Kathmandu"""'),
         ["row 2 (line 3), column 'answers'", "a JSON string", 'write one answer as ["Kathmandu"]'],
         ("read", "test", 2, 3, "answers"),
     ),
     (
         "csv_answers_unterminated_list",
         "cbqa",
-        csv_edit("cbqa", "test", lambda t: t.replace(NEPAL_ANSWERS, '"[""Kathmandu]"', 1)),
+        csv_answers('"[""Kathmandu]"'),
         ["row 2 (line 3), column 'answers'", "(Unterminated string starting at character 2)"],
         ("read", "test", 2, 3, "answers"),
     ),
