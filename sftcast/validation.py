@@ -230,7 +230,7 @@ def validate_task_dataset(
         raise ValueError(f"dataset was read for task {data.task!r}, not {task!r}")
     name = name or data.source
     splits = dict(data.dataset)
-    failures = _Validator(schema, bounds, name, data.provenance).run(splits)
+    failures = _Validator(schema, bounds, data.provenance).run(splits)
     rows = {s: len(ds) for s, ds in splits.items()}
     return ValidationReport(task, name, failures, rows, time.perf_counter() - start)
 
@@ -296,12 +296,10 @@ class _Validator:
         self,
         schema: TaskSchema,
         bounds: ValidationBounds,
-        name: str | None,
         provenance: Mapping[str, SplitProvenance],
     ) -> None:
         self.schema = schema
         self.bounds = bounds
-        self.name = name
         self.provenance = provenance
 
     def failure(
@@ -315,15 +313,15 @@ class _Validator:
         items: list[int | None] | None = None,
         count: int | None = None,
     ) -> ValidationFailure:
-        prov = self.provenance.get(split)
+        prov = self.provenance[split]
         rows = rows or []
-        lines = [prov.line(r) if prov else None for r in rows]
+        lines = [prov.line(r) for r in rows]
         values = values or []
         items = items or [None] * len(values)
         examples = [_example(check, v, i) for v, i in zip(values, items, strict=False)]
         return ValidationFailure(
             Location(
-                prov.file if prov else self.name,
+                prov.file,
                 split,
                 rows[0] if rows else None,
                 lines[0] if lines else None,
