@@ -775,7 +775,7 @@ def test_a_2k_row_dataset_validates_in_full(tmp_path: Path) -> None:
 
 def test_notes_beside_the_data_are_ignored(tmp_path: Path) -> None:
     d = write_dataset(tmp_path / "d", valid_rows("cls"))
-    for name in ("README.md", "LICENSE", "notes.txt", "CHANGES.rst", ".DS_Store"):
+    for name in ("README.md", "readme", "LICENSE-data", "notes.txt", "CHANGES.rst", ".DS_Store"):
         (d / name).write_text("not data\n")
     (d / ".git").mkdir()
     report = validate_source(d, "cls")

@@ -21,8 +21,9 @@ reading errors here and validation failures later can say
 
 In CSV, a `str_list` cell holds a JSON list of strings (`["Paris", "paris"]`); any other text is
 a list of one answer (`Paris` reads as `["Paris"]`), and an empty cell an empty list. A cell
-that is a JSON object or a JSON string (`{...}`, `"Paris"`) is refused: it is almost always a
-mistake, and `["..."]` says what was meant. In JSON and Parquet the cell is a list of strings.
+that parses as a JSON object or a JSON string (`{"a": 1}`, `"Paris"`) is refused: it is almost
+always a mistake, and the message says to write `["..."]`. In JSON and Parquet the cell is a
+list of strings.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ FORMATS: tuple[str, ...] = ("jsonl", "json", "csv", "parquet")
 HF_PREFIX = "hf:"
 # Notes users keep with their data: read by people, never by sftcast, never an error. A file
 # named after a split (`train.txt`) is no note: it is refused as a data file in no known format.
-NOTE_NAMES: tuple[str, ...] = ("README", "LICENSE")  # any case, with or without an extension
+NOTE_NAMES: tuple[str, ...] = ("README", "LICENSE")  # any case, anything may follow
 NOTE_SUFFIXES: tuple[str, ...] = (".md", ".rst", ".txt")
 IGNORED = (
     "hidden entries (names starting with '.') and notes ("
@@ -200,10 +201,9 @@ def is_note(entry: Path) -> bool:
     """Whether a folder entry is one of the `IGNORED` ones."""
     if entry.name.startswith("."):  # .DS_Store, .gitkeep, .ipynb_checkpoints/ and the like
         return True
-    stem, _, _ = entry.name.partition(".")
-    if not entry.is_file() or stem in SPLITS:
+    if not entry.is_file() or entry.name.partition(".")[0] in SPLITS:
         return False
-    return stem.upper() in NOTE_NAMES or entry.suffix.lower() in NOTE_SUFFIXES
+    return entry.name.upper().startswith(NOTE_NAMES) or entry.suffix.lower() in NOTE_SUFFIXES
 
 
 def _find_split_files(src: str, path: Path) -> dict[str, Path]:
