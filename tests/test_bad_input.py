@@ -312,6 +312,15 @@ def every_duplicate(rows: dict[str, list[dict[str, Any]]], folder: Path) -> None
         row["id"] = rows["train"][0]["id"]
 
 
+def unterminated_string(env: Env) -> tuple[list[str], list[str]]:
+    """json says "Unterminated string starting at" (position): the message says "at" once."""
+    return dataset(
+        replace_line("train.jsonl", 2, b'{"id": "n2", "text": "The film'),
+        "{dir}/train.jsonl: split 'train', row 2 (line 2)",
+        "invalid JSON: Unterminated string starting at character 22",
+    )(env)
+
+
 def cbqa_csv(answers: str, *needles: str) -> Case:
     """Valid `cbqa` CSV files whose test row 2 has this raw `answers` cell."""
 
@@ -731,15 +740,7 @@ CASES = [
         1,
         id="validate-duplicate-ids-every-row",
     ),
-    pytest.param(
-        dataset(
-            replace_line("train.jsonl", 2, b'{"id": "n2", "text": "The film'),
-            "{dir}/train.jsonl: split 'train', row 2 (line 2)",
-            "invalid JSON: Unterminated string starting at character 22",
-        ),
-        1,
-        id="validate-bad-json-said-once",
-    ),
+    pytest.param(unterminated_string, 1, id="validate-bad-json-said-once"),
     pytest.param(
         dataset(
             many_nulls,
