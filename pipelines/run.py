@@ -202,40 +202,93 @@ def select_(ctx: typer.Context) -> None:
     _run(ctx.obj, "select")
 
 
-@app.command()
+@app.command(
+    help=(
+        "Validate one task dataset with Great Expectations and log the report to the stack's "
+        "MLflow store (the sftcast_validate experiment).\n\n"
+        "Exit codes:\n"
+        "0 the dataset is valid;\n"
+        "1 it failed validation or could not be read (each problem names its file, split, row "
+        "and column);\n"
+        "2 a usage error (an unknown task, a missing option).\n\n"
+        "Logging does not change the verdict: a report that cannot be logged (the stack file "
+        "does not load, the MLflow store does not answer) gets one warning line on stderr, and "
+        "the exit code is still the data's."
+    )
+)
 def validate(
     ctx: typer.Context,
     task: str = typer.Option(..., help="cbqa, rag or cls"),
-    dataset: str = typer.Option(..., help="A folder of split files, or hf:<name>[@revision]"),
+    dataset: str = typer.Option(..., help="A folder of split files, or hf:<name>\\[@revision]"),
 ) -> None:
-    """Validate one task dataset with Great Expectations; exit 1 if it fails."""
+    """Validate one task dataset; the exit code is the data's verdict (see the help above)."""
     from sftcast.data.schema import TASKS
     from sftcast.validation import validate_source
 
     if task not in TASKS:
         raise typer.BadParameter(f"{task!r} is not a task; expected one of {', '.join(TASKS)}")
     report = validate_source(dataset, task)
-    console.print(report.to_table())
-    _log_validation(report, task, dataset, ctx.obj.stack)
+    if console.is_terminal:
+        console.print(report.to_table())
+    else:  # piped: whole lines, no colour, no cell wrapping a path mid-name
+        print("\n".join(report.to_lines()))
+    not_logged = _log_validation(report, task, dataset, ctx.obj.stack)
+    if not_logged:
+        sys.stdout.flush()  # the report first, also where stdout and stderr share a pipe
+        print(f"warning: validation report not logged: {not_logged}", file=sys.stderr)
+    verdict = f"{dataset}: {task} dataset {'is valid' if report.success else 'failed validation'}"
+    if console.is_terminal:
+        console.print(verdict, style="green" if report.success else "red", markup=False)
+    else:
+        print(verdict)
     if not report.success:
-        console.print(f"[red]{dataset}: {task} dataset failed validation[/red]")
         raise typer.Exit(1)
-    console.print(f"[green]{dataset}: {task} dataset is valid[/green]")
 
 
-def _log_validation(report: object, task: str, dataset: str, stack: str) -> None:
-    """Record the report in the stack's MLflow store, where its pipelines log."""
+def _log_validation(report: object, task: str, dataset: str, stack: str) -> str | None:
+    """Record the report in the stack's MLflow store, where its pipelines log. Never raises:
+    returns why it could not log (one line), since the data verdict stands either way."""
     import mlflow
+    import requests
 
     from sftcast.tracking import ensure_experiment, log_json, safe_tags
 
-    mlflow.set_tracking_uri(stack_tracking_uri(stack))
-    experiment_id = ensure_experiment("sftcast_validate", stores_root() / "mlruns" / "artifacts")
-    with mlflow.start_run(experiment_id=experiment_id, run_name=f"validate-{task}"):
-        mlflow.set_tags(safe_tags({"sftcast.task": task, "sftcast.dataset": dataset}))
-        mlflow.log_metric("validation_failures", len(report.failures))
-        mlflow.log_metric("validation_success", int(report.success))
-        log_json(report.to_dict(), "validation_report.json")
+    try:
+        uri = stack_tracking_uri(stack)
+    except StackFileError as err:
+        return f"stack {stack!r} does not load: {err}"
+    # MLflow retries an unanswered request 7 times with growing backoff, minutes of waiting
+    # and a logged line per retry: one try, 10 s at most, unless the user set these.
+    bounded = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    saved = {name: os.environ.get(name) for name in bounded}
+    os.environ.update({name: v for name, v in bounded.items() if saved[name] is None})
+    try:
+        mlflow.set_tracking_uri(uri)
+        artifacts = stores_root() / "mlruns" / "artifacts"
+        experiment_id = ensure_experiment("sftcast_validate", artifacts)
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"validate-{task}"):
+            mlflow.set_tags(safe_tags({"sftcast.task": task, "sftcast.dataset": dataset}))
+            mlflow.log_metric("validation_failures", len(report.failures))
+            mlflow.log_metric("validation_success", int(report.success))
+            log_json(report.to_dict(), "validation_report.json")
+    except Exception as err:  # any failure of the store: a warning, never the verdict
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, requests.RequestException):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:
+            retries = os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
+            timeout = os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"]
+            return (
+                f"the MLflow tracking URI {uri} does not answer ({type(cause).__name__}; "
+                f"{retries} retries, a {timeout} s timeout per try)"
+            )
+        reason = " ".join(str(err).split())
+        return f"cannot log to the MLflow tracking URI {uri}: {type(err).__name__}: {reason}"
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+    return None
 
 
 @app.command()

@@ -292,6 +292,92 @@ def unknown_task(env: Env) -> tuple[list[str], list[str]]:
     return ["validate", "--task", "poetry", "--dataset", str(folder)], ["'poetry' is not a task"]
 
 
+def with_notes(rows: dict[str, list[dict[str, Any]]], folder: Path) -> Callable[[Path], None]:
+    """Notes beside the data (ignored), and a second data file for the test split (refused)."""
+
+    def after(f: Path) -> None:
+        (f / "README.md").write_text("# my cls data\n")
+        (f / ".notes").write_text("to do\n")
+        (f / "test.csv").write_text("id,text,label\nn9,x,tech\n")
+
+    return after
+
+
+def many_nulls(rows: dict[str, list[dict[str, Any]]], folder: Path) -> None:
+    rows["train"] = [{"id": f"t{i}", "text": "Oil prices fell.", "label": None} for i in range(30)]
+
+
+def every_duplicate(rows: dict[str, list[dict[str, Any]]], folder: Path) -> None:
+    for row in rows["train"][1:]:
+        row["id"] = rows["train"][0]["id"]
+
+
+def unterminated_string(env: Env) -> tuple[list[str], list[str]]:
+    """json says "Unterminated string starting at" (position): the message says "at" once."""
+    return dataset(
+        replace_line("train.jsonl", 2, b'{"id": "n2", "text": "The film'),
+        "{dir}/train.jsonl: split 'train', row 2 (line 2)",
+        "invalid JSON: Unterminated string starting at character 22",
+    )(env)
+
+
+def cbqa_csv(answers: str, *needles: str) -> Case:
+    """Valid `cbqa` CSV files whose test row 2 has this raw `answers` cell."""
+
+    def make(env: Env) -> tuple[list[str], list[str]]:
+        from test_validation import write_dataset
+
+        folder = write_dataset(env.tmp / "my_cbqa", valid_rows("cbqa"), "csv")
+        path = folder / "test.csv"
+        text = path.read_text(encoding="utf-8")
+        path.write_text(text.replace('"[""Capital of Nepal"", ""capital-nepal""]"', answers))
+        args = ["validate", "--task", "cbqa", "--dataset", str(folder)]
+        return args, [f"{path}: split 'test', row 2 (line 3), column 'answers'", *needles]
+
+    return make
+
+
+def logged_to(stack: Callable[[Path], str], *needles: str) -> Case:
+    """A dataset that fails validation, logged to the stack `stack(folder)` names: the verdict
+    (exit 1) stands, and one warning line says why the report was not logged."""
+
+    def make(env: Env) -> tuple[list[str], list[str]]:
+        args, found = dataset(set_cell("test", 1, label="weather"), "{dir}/test.jsonl")(env)
+        return ["--stack", stack(env.tmp), *args], [
+            *found,
+            "failed validation",
+            "warning: validation report not logged: ",
+            *needles,
+        ]
+
+    return make
+
+
+def unreachable_stack(tmp: Path) -> str:
+    """A stack file whose MLflow tracking URI is a local port nobody listens on."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    components = {
+        "orchestrator": [{"name": "o", "flavor": "local"}],
+        "artifact_store": [
+            {"name": "a", "flavor": "local", "configuration": {"path": str(tmp / "a")}}
+        ],
+        "experiment_tracker": [
+            {
+                "name": "t",
+                "flavor": "mlflow",
+                "configuration": {"tracking_uri": f"http://127.0.0.1:{port}"},
+            }
+        ],
+    }
+    path = tmp / "unreachable.yaml"
+    path.write_text(yaml.safe_dump({"stack_name": "unreachable", "components": components}))
+    return str(path)
+
+
 # --- environment and command line --------------------------------------------------------------
 
 
@@ -658,6 +744,62 @@ CASES = [
     ),
     pytest.param(missing_dataset, 1, id="validate-missing-dataset"),
     pytest.param(unknown_task, 2, id="validate-unknown-task"),
+    pytest.param(
+        dataset(with_notes, "split 'test'", "more than one file", "test.csv, test.jsonl"),
+        1,
+        id="validate-notes-ignored-second-file-refused",
+    ),
+    pytest.param(
+        dataset(
+            overwrite("dev.jsonl", b"{}\n"),
+            "unexpected entry 'dev.jsonl'",
+            "hidden entries (names starting with '.')",
+            "README*, LICENSE*, *.md, *.rst, *.txt",
+        ),
+        1,
+        id="validate-unexpected-entry-says-what-is-ignored",
+    ),
+    pytest.param(
+        cbqa_csv('"{""gold"": ""Kathmandu""}"', "a JSON object, not a list of answers"),
+        1,
+        id="validate-csv-answers-json-object",
+    ),
+    pytest.param(
+        cbqa_csv('"""Kathmandu"""', "a JSON string", 'write one answer as ["Kathmandu"]'),
+        1,
+        id="validate-csv-answers-json-string",
+    ),
+    pytest.param(
+        dataset(
+            every_duplicate,
+            "{dir}/train.jsonl",
+            "4 rows: row 1 (line 1), row 2 (line 2), row 3 (line 3), row 4 (line 4)",
+        ),
+        1,
+        id="validate-duplicate-ids-every-row",
+    ),
+    pytest.param(unterminated_string, 1, id="validate-bad-json-said-once"),
+    pytest.param(
+        dataset(
+            many_nulls,
+            "{dir}/train.jsonl: split 'train', row 20 (line 20), column 'label'",
+            "{dir}/train.jsonl: split 'train': 10 more problem(s)",
+        ),
+        1,
+        id="validate-every-bad-cell-counted",
+    ),
+    pytest.param(
+        logged_to(lambda tmp: "no-such-stack", "stack 'no-such-stack' does not load"),
+        1,
+        id="validate-verdict-stands-stack-unloadable",
+    ),
+    pytest.param(
+        logged_to(
+            unreachable_stack, "the MLflow tracking URI http://127.0.0.1:", "does not answer"
+        ),
+        1,
+        id="validate-verdict-stands-mlflow-unreachable",
+    ),
     # environment and command line (exit 2)
     pytest.param(unset_stack_variables, 2, id="env-stack-variables-unset"),
     pytest.param(silent_tracking("select"), 2, id="env-tracking-uri-silent-pipeline"),

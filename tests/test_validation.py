@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 import csv
 import json
+import pickle
 from collections.abc import Callable
+from dataclasses import astuple
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from sftcast.data.io import (
+    MAX_PROBLEMS,
     DatasetInputError,
     load_task_dataset,
     read_task_dataset,
@@ -28,6 +31,7 @@ from sftcast.data.io import (
 )
 from sftcast.data.schema import SCHEMAS
 from sftcast.validation import (
+    ROWS_SHOWN,
     DataValidationError,
     ValidationBounds,
     validate_source,
@@ -103,7 +107,7 @@ def write_split(directory: Path, split: str, rows: list[dict[str, Any]], fmt: st
     if fmt == "jsonl":
         path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     elif fmt == "json":
-        # an array with one object per line, as save_task_dataset writes it: row 1 is line 2
+        # an array with one object per line, so that row 1 is line 2
         body = ",\n".join(json.dumps(r) for r in rows)
         path.write_text(f"[\n{body}\n]\n", encoding="utf-8")
     elif fmt == "csv":
@@ -149,9 +153,11 @@ def test_formats_round_trip(tmp_path: Path, fmt: str) -> None:
     out = tmp_path / "out"
     if fmt == "save_to_disk":
         dd.save_to_disk(str(out))
-    else:
-        written = save_task_dataset(dd, out, fmt)
+    elif fmt == "jsonl":  # the library writes built-in datasets in JSON Lines
+        written = save_task_dataset(dd, out)
         assert sorted(p.name for p in written) == sorted(f"{s}.{fmt}" for s in rows)
+    else:
+        write_dataset(out, {s: dd[s].to_list() for s in dd}, fmt)
     loaded = read_task_dataset(out, "cbqa")
     for split in rows:
         assert loaded.dataset[split].to_list() == rows[split]
@@ -228,6 +234,9 @@ def with_file(task: str, name: str, content: bytes, fmt: str = "jsonl") -> Case:
     return make
 
 
+NEPAL_ANSWERS = '"[""Capital of Nepal"", ""capital-nepal""]"'  # test row 2 as CSV writes it
+
+
 def csv_edit(task: str, split: str, edit: Callable[[str], str]) -> Case:
     def make(d: Path) -> None:
         write_dataset(d, valid_rows(task), "csv")
@@ -235,6 +244,11 @@ def csv_edit(task: str, split: str, edit: Callable[[str], str]) -> Case:
         path.write_text(edit(path.read_text(encoding="utf-8")), encoding="utf-8")
 
     return make
+
+
+def csv_answers(cell: str) -> Case:
+    """Valid `cbqa` CSV files whose test row 2 (line 3) has this raw `answers` cell."""
+    return csv_edit("cbqa", "test", lambda t: t.replace(NEPAL_ANSWERS, cell, 1))
 
 
 def parquet_with(task: str, split: str, table_edit: Callable[[pa.Table], pa.Table]) -> Case:
@@ -514,6 +528,44 @@ CASES: list[tuple[str, str, Case, list[str], tuple[Any, ...]]] = [
         ["unexpected entry 'dev.jsonl'"],
         ("read", None, None, None, None),
     ),
+    (
+        "csv_answers_json_object",
+        "cbqa",
+        csv_answers('"{""gold"": ""x""}"'),
+        ["test.csv: split 'test', row 2 (line 3), column 'answers'", "a JSON object, not a list"],
+        ("read", "test", 2, 3, "answers"),
+    ),
+    (
+        "csv_answers_json_string",
+        "cbqa",
+        csv_answers('"""Kathmandu"""'),
+        ["row 2 (line 3), column 'answers'", "a JSON string", 'write one answer as ["Kathmandu"]'],
+        ("read", "test", 2, 3, "answers"),
+    ),
+    (
+        "csv_answers_unterminated_list",
+        "cbqa",
+        csv_answers('"[""Kathmandu]"'),
+        ["row 2 (line 3), column 'answers'", "(Unterminated string starting at character 2)"],
+        ("read", "test", 2, 3, "answers"),
+    ),
+    (
+        "json_array_newline_in_string",
+        "cls",
+        with_file("cls", "validation.json", b'[\n{"id": "v1", "text": "x\n]\n', "json"),
+        [
+            "validation.json: split 'validation', row 1 (line 2)",
+            "Invalid control character at character 24",
+        ],
+        ("read", "validation", 1, 2, None),
+    ),
+    (
+        "file_named_after_a_split_is_no_note",
+        "cls",
+        with_file("cls", "validation.txt", b"notes\n"),
+        ["unexpected entry 'validation.txt'", "unless named after a split"],
+        ("read", None, None, None, None),
+    ),
 ]
 
 
@@ -533,10 +585,10 @@ def test_malformed_dataset_is_rejected(
     message = str(info.value)
     for part in expected:
         assert part in message, f"{part!r} not in:\n{message}"
-    first = report.failures[0]
-    assert (first.check, first.split, first.row, first.line, first.column) == where, message
-    if first.file is not None and first.split is not None:
-        assert first.file.startswith(str(source))
+    first, loc = report.failures[0], report.failures[0].location
+    assert (first.check, loc.split, loc.row, loc.line, loc.column) == where, message
+    if loc.file is not None and loc.split is not None:
+        assert loc.file.startswith(str(source))
     if first.check == "read":  # the loader raises the same problem on its own
         with pytest.raises(DatasetInputError) as read_info:
             load_task_dataset(source, task)
@@ -556,7 +608,7 @@ def test_third_data_row_is_row_3(tmp_path: Path, fmt: str, line: int) -> None:
     rows["train"][2]["label"] = "weather"
     report = validate_source(write_dataset(tmp_path / "d", rows, fmt), "cls")
     (failure,) = report.failures
-    assert (failure.file, failure.split, failure.row, failure.line, failure.column) == (
+    assert astuple(failure.location) == (
         str(tmp_path / "d" / f"train.{fmt}"),
         "train",
         3,
@@ -571,12 +623,14 @@ def test_blank_lines_and_multiline_cells_shift_lines_not_rows(tmp_path: Path) ->
     rows["test"][0]["text"] = "two\nlines"
     rows["test"][2]["label"] = "weather"
     d = write_dataset(tmp_path / "csv", rows, "csv")
-    assert validate_source(d, "cls").failures[0].line == 5  # header, 2 lines, 1 line, row 3
+    assert (
+        validate_source(d, "cls").failures[0].location.line == 5
+    )  # header, 2 lines, 1 line, row 3
     d = write_dataset(tmp_path / "jsonl", rows)
     text = (d / "test.jsonl").read_text(encoding="utf-8")
     (d / "test.jsonl").write_text("\n" + text.replace("\n", "\n\n", 1), encoding="utf-8")
     (failure,) = validate_source(d, "cls").failures
-    assert (failure.row, failure.line) == (3, 5)
+    assert (failure.location.row, failure.location.line) == (3, 5)
 
 
 def test_report_to_dict_is_json_serialisable_and_lists_every_failure(tmp_path: Path) -> None:
@@ -608,7 +662,7 @@ def test_input_error_message_and_fields(tmp_path: Path) -> None:
         load_task_dataset(d, "cbqa")
     e = info.value
     assert isinstance(e, ValueError)
-    assert (e.file, e.split, e.row, e.line, e.column) == (str(d / "test.jsonl"), "test", 2, 2, "id")
+    assert astuple(e.location) == (str(d / "test.jsonl"), "test", 2, 2, "id")
     assert str(e).splitlines() == [
         f"{d}/test.jsonl: split 'test', row 2 (line 2), column 'id': expected a string, got null",
         f"{d}/test.jsonl: split 'test', row 3 (line 3), column 'answers': expected a list of "
@@ -617,7 +671,8 @@ def test_input_error_message_and_fields(tmp_path: Path) -> None:
 
 
 def test_dataset_dict_with_wrong_types_and_columns(tmp_path: Path) -> None:
-    """A DatasetDict built in code has no files: failures name the split, row and column."""
+    """A DatasetDict built in code has no files: it is read like one (its shape is the
+    reader's), and every split's problems are reported, naming the split, row and column."""
     rows = copy.deepcopy(valid_rows("cls"))
     train = datasets.Dataset.from_list([{**r, "id": i} for i, r in enumerate(rows["train"])])
     test = datasets.Dataset.from_list(rows["test"]).remove_columns("label")
@@ -627,15 +682,24 @@ def test_dataset_dict_with_wrong_types_and_columns(tmp_path: Path) -> None:
     )
     dd = datasets.DatasetDict({"train": train, "test": test, "validation": valid})
     report = validate_task_dataset(dd, "cls", name="in-memory")
-    found = {(f.split, f.check, f.column, f.row) for f in report.failures}
-    assert ("train", "type", "id", 1) in found
-    assert ("validation", "not_null", "id", 2) in found
-    assert ("test", "columns_exist", "label", None) in found
-    assert ("test", "no_extra_columns", "extra", None) in found
+    found = {
+        (f.location.split, f.check, f.location.column, f.location.row) for f in report.failures
+    }
+    assert found == {
+        ("train", "read", "id", None),  # the whole column is int64
+        ("validation", "read", "id", 2),
+        ("test", "read", None, None),
+    }
     with pytest.raises(DataValidationError) as info:
         report.raise_for_failures()
     message = str(info.value)
-    assert "in-memory: split 'train', row 1, column 'id': expected a string, got int" in message
+    assert "in-memory: split 'train', column 'id': expected string, got int64" in message
+    assert "in-memory: split 'validation', row 2, column 'id': expected a string, got null" in (
+        message
+    )
+    assert "in-memory: split 'test': missing column(s) 'label'; unexpected column(s) 'extra'" in (
+        message
+    )
     # a saved DatasetDict with int ids is refused by the loader, naming the column
     saved = datasets.DatasetDict({"train": train, "test": datasets.Dataset.from_list(rows["test"])})
     saved.save_to_disk(str(tmp_path / "saved"))
@@ -647,7 +711,7 @@ def test_bounds_per_split_and_task(tmp_path: Path) -> None:
     d = write_dataset(tmp_path / "d", valid_rows("cls"))
     bounds = ValidationBounds(min_rows={"validation": 3}, max_rows=3, max_chars=25)
     report = validate_source(d, "cls", bounds)
-    checks = {(f.split, f.check) for f in report.failures}
+    checks = {(f.location.split, f.check) for f in report.failures}
     assert ("train", "row_count") in checks  # 4 > max_rows
     assert ("validation", "row_count") in checks  # 2 < 3
     assert ("test", "max_chars") in checks
@@ -704,3 +768,134 @@ def test_a_2k_row_dataset_validates_in_full(tmp_path: Path) -> None:
     report = validate_source(d, "cbqa")
     assert report.success, report.describe()
     assert report.rows == n
+
+
+# --- what a dataset folder may hold -----------------------------------------------------------
+
+
+def test_notes_beside_the_data_are_ignored(tmp_path: Path) -> None:
+    d = write_dataset(tmp_path / "d", valid_rows("cls"))
+    for name in ("README.md", "readme", "LICENSE-data", "notes.txt", "CHANGES.rst", ".DS_Store"):
+        (d / name).write_text("not data\n")
+    (d / ".git").mkdir()
+    report = validate_source(d, "cls")
+    assert report.success, report.describe()
+    assert report.rows == {"train": 4, "validation": 2, "test": 3}
+
+
+def test_a_missing_split_names_what_was_ignored(tmp_path: Path) -> None:
+    d = tmp_path / "d"
+    write_split(d, "test", valid_rows("cls")["test"], "jsonl")
+    (d / "README.md").write_text("# data\n")
+    with pytest.raises(DatasetInputError) as info:
+        load_task_dataset(d, "cls")
+    assert str(info.value).startswith(f"{d}: split 'train': no file for this required split")
+    assert "(ignored: README.md; hidden entries (names starting with '.') and notes" in str(
+        info.value
+    )
+
+
+def test_csv_answer_cells_that_are_text(tmp_path: Path) -> None:
+    """Text that only looks like JSON is one answer; `[]` and an empty cell are empty lists,
+    which validation then refuses as empty answers."""
+    source = write_dataset(tmp_path / "data", valid_rows("cbqa"), "csv")
+    path = source / "test.csv"
+    text = path.read_text(encoding="utf-8")
+    for cell, answers in [
+        ('"""Quoted"" text"', ['"Quoted" text']),
+        ('"{not json"', ["{not json"]),
+        ("1984", ["1984"]),
+        ("[]", []),
+        ("", []),
+    ]:
+        path.write_text(text.replace(NEPAL_ANSWERS, cell), encoding="utf-8")
+        assert load_task_dataset(source, "cbqa")["test"][1]["answers"] == answers, cell
+
+
+# --- every problem is countable ---------------------------------------------------------------
+
+
+def test_read_problems_past_the_listed_ones_are_counted(tmp_path: Path) -> None:
+    rows = copy.deepcopy(valid_rows("cls"))
+    rows["train"] = [{"id": f"t{i}", "text": 7, "label": None} for i in range(15)]
+    d = write_dataset(tmp_path / "d", rows)
+    with pytest.raises(DatasetInputError) as info:
+        load_task_dataset(d, "cls")
+    e = info.value
+    assert 1 + len(e.others) == MAX_PROBLEMS
+    assert e.omitted == 30 - MAX_PROBLEMS
+    assert str(e).splitlines()[-1] == f"... and {30 - MAX_PROBLEMS} more problem(s) not listed"
+    copied = pickle.loads(pickle.dumps(e))
+    assert (str(copied), copied.location, copied.omitted) == (str(e), e.location, e.omitted)
+    report = validate_source(d, "cls")
+    assert len(report.failures) == MAX_PROBLEMS + 1
+    last = report.failures[-1]
+    assert (last.check, last.count, astuple(last.location)) == (
+        "read",
+        30 - MAX_PROBLEMS,
+        (str(d / "train.jsonl"), "train", None, None, None),
+    )
+
+
+def test_a_failure_counts_every_row_and_shows_the_first(tmp_path: Path) -> None:
+    rows = copy.deepcopy(valid_rows("cls"))
+    rows["train"] = [
+        {"id": f"t{i}", "text": f"Text {i}.", "label": "weather"} for i in range(ROWS_SHOWN + 3)
+    ]
+    report = validate_source(write_dataset(tmp_path / "d", rows), "cls")
+    (failure,) = report.failures
+    assert failure.count == ROWS_SHOWN + 3
+    shown = ", ".join(f"row {r} (line {r})" for r in range(1, ROWS_SHOWN + 1))
+    assert failure.rows_text() == f"{shown} and 3 more"
+    assert f"; {ROWS_SHOWN + 3} rows: {shown} and 3 more" in str(failure)
+    (line,) = report.to_lines()[1:]
+    assert line == f"{failure} [label_set]"
+
+
+# --- the validate command ---------------------------------------------------------------------
+
+
+def _validate(*args: str) -> Any:
+    from typer.testing import CliRunner
+
+    from pipelines.run import app
+
+    return CliRunner().invoke(app, list(args))
+
+
+def test_validate_prints_plain_lines_when_piped(tmp_path: Path) -> None:
+    rows = copy.deepcopy(valid_rows("cls"))
+    rows["test"][0]["label"] = "weather"
+    d = write_dataset(tmp_path / ("a-long-folder-name-" * 5), rows)
+    result = _validate("--stack", "no-such-stack", "validate", "--task", "cls", "--dataset", str(d))
+    assert result.exit_code == 1, result.output
+    lines = result.stdout.splitlines()
+    assert (
+        f"{d}/test.jsonl: split 'test', row 1 (line 1), column 'label': label not in" in (lines[1])
+    )
+    assert lines[1].endswith("[label_set]")
+    assert lines[-1] == f"{d}: cls dataset failed validation"
+    assert "\x1b[" not in result.output and "│" not in result.output
+    assert result.stderr.startswith("warning: validation report not logged: stack")
+
+
+def test_validate_verdict_stands_when_the_report_cannot_be_logged(tmp_path: Path) -> None:
+    d = write_dataset(tmp_path / "d", valid_rows("cls"))
+    result = _validate("--stack", "no-such-stack", "validate", "--task", "cls", "--dataset", str(d))
+    assert result.exit_code == 0, result.output
+    assert result.exception is None
+    (warning,) = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert warning.startswith(
+        "warning: validation report not logged: stack 'no-such-stack' does not load: no stack file"
+    )
+    assert f"{d}: cls dataset is valid" in result.output
+
+
+def test_validate_help_documents_the_exit_codes() -> None:
+    result = _validate("validate", "--help")
+    text = " ".join(result.output.split())
+    assert result.exit_code == 0
+    assert "0 the dataset is valid" in text
+    assert "1 it failed validation or could not be read" in text
+    assert "2 a usage error" in text
+    assert "one warning line on stderr, and the exit code is still the data's" in text

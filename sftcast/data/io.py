@@ -1,20 +1,29 @@
-"""Read users' task datasets from files (or the Hub) and write built-in ones in the same layout.
+"""Read users' task datasets (files, the Hub, DatasetDicts) into the task's schema; write ours.
+
+This module owns the shape of a dataset: which files and splits, which columns, their types and
+nulls. Whatever it returns has exactly the schema's columns, every text cell a string and every
+list cell a list of strings; `sftcast.validation` then checks the content (blank or huge cells,
+encoding garbage, labels, ids, leakage, sizes) and nothing here again.
 
 A task dataset source is one of:
 
 * a directory with one file per split, `<split>.jsonl`, `<split>.json` (a JSON array of objects,
   or JSON Lines), `<split>.csv` or `<split>.parquet`; `train` and `test` are required,
-  `validation` is optional. Dotfiles are ignored; any other entry is an error.
+  `validation` is optional. Notes kept with the data are ignored (see `IGNORED`); any other
+  entry, or a second data file for one split, is an error.
 * a directory written by `DatasetDict.save_to_disk` (it holds `dataset_dict.json`);
 * `hf:<name>[@<revision>]`, loaded with `datasets.load_dataset(name, revision=...)`.
 
 Rows are numbered from 1 in the order of the file (the CSV header is not a row); `line` is the
 1-based physical line where a row starts, kept per split in `LoadedDataset.provenance` so that
-reading errors here and validation failures later (`sftcast.validation`) can say
-`data/test.jsonl: split 'test', row 3 (line 4), column 'answers': ...`.
+reading errors here and validation failures later can say
+`data/test.jsonl: split 'test', row 3 (line 4), column 'answers': ...` (a `Location`).
 
-In CSV, a `str_list` cell holds a JSON list (`["Paris", "paris"]`); any other text is one
-answer, and an empty cell an empty list. In JSON and Parquet it is a list of strings.
+In CSV, a `str_list` cell holds a JSON list of strings (`["Paris", "paris"]`); any other text is
+a list of one answer (`Paris` reads as `["Paris"]`), and an empty cell an empty list. A cell
+that parses as a JSON object or a JSON string (`{"a": 1}`, `"Paris"`) is refused: it is almost
+always a mistake, and the message says to write `["..."]`. In JSON and Parquet the cell is a
+list of strings.
 """
 
 from __future__ import annotations
@@ -23,8 +32,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,85 +43,98 @@ from sftcast.data.schema import SPLITS, TaskSchema, schema_for
 REQUIRED_SPLITS: tuple[str, ...] = ("train", "test")
 FORMATS: tuple[str, ...] = ("jsonl", "json", "csv", "parquet")
 HF_PREFIX = "hf:"
-# Cell-level problems gathered per file before raising, so one run shows most of what is wrong.
+# Notes users keep with their data: read by people, never by sftcast, never an error. A file
+# named after a split (`train.txt`) is no note: it is refused as a data file in no known format.
+NOTE_NAMES: tuple[str, ...] = ("README", "LICENSE")  # any case, anything may follow
+NOTE_SUFFIXES: tuple[str, ...] = (".md", ".rst", ".txt")
+IGNORED = (
+    "hidden entries (names starting with '.') and notes ("
+    + ", ".join([*(f"{n}*" for n in NOTE_NAMES), *(f"*{s}" for s in NOTE_SUFFIXES)])
+    + ") unless named after a split"
+)
+# Cell-level problems listed per file (the rest are counted), so one run shows most of what is
+# wrong without printing a million lines.
 MAX_PROBLEMS = 20
 
 
-def format_location(
-    file: str | None,
-    split: str | None = None,
-    row: int | None = None,
-    line: int | None = None,
-    column: str | None = None,
-) -> str:
-    """`data/test.jsonl: split 'test', row 3 (line 4), column 'answers'`, leaving out Nones."""
-    parts = []
-    if split is not None:
-        parts.append(f"split {split!r}")
-    if row is not None:
-        parts.append(f"row {row}" + (f" (line {line})" if line is not None else ""))
-    elif line is not None:
-        parts.append(f"line {line}")
-    if column is not None:
-        parts.append(f"column {column!r}")
-    where = ", ".join(parts)
-    if file is None:
-        return where
-    return f"{file}: {where}" if where else file
+@dataclass(frozen=True)
+class Location:
+    """Where a problem is; any part may be unknown. `str()`:
+    `data/test.jsonl: split 'test', row 3 (line 4), column 'answers'`."""
+
+    file: str | None = None
+    split: str | None = None
+    row: int | None = None
+    line: int | None = None
+    column: str | None = None
+
+    def __str__(self) -> str:
+        parts = []
+        if self.split is not None:
+            parts.append(f"split {self.split!r}")
+        if self.row is not None:
+            parts.append(row_text(self.row, self.line))
+        elif self.line is not None:
+            parts.append(f"line {self.line}")
+        if self.column is not None:
+            parts.append(f"column {self.column!r}")
+        where = ", ".join(parts)
+        if self.file is None:
+            return where
+        return f"{self.file}: {where}" if where else self.file
+
+
+def row_text(row: int, line: int | None) -> str:
+    """`row 3 (line 4)`, or `row 3` where the format has no lines."""
+    return f"row {row}" + (f" (line {line})" if line is not None else "")
+
+
+def located(location: Location, text: str) -> str:
+    """`<location>: <text>`, or the text alone where nothing is known."""
+    where = str(location)
+    return f"{where}: {text}" if where else text
 
 
 class DatasetInputError(ValueError):
     """A task dataset that cannot be read into the task's schema.
 
-    The fields locate the first problem; `others` holds further problems found in the same file
-    (at most `MAX_PROBLEMS` in all), and `str()` lists them all, one per line.
+    `problem` at `location` is the first problem; `others` holds further problems found at the
+    same time (at most `MAX_PROBLEMS` in all) and `omitted` counts those not kept. `str()` lists
+    them all, one per line.
     """
 
     def __init__(
         self,
         problem: str,
-        *,
-        file: str | None = None,
-        split: str | None = None,
-        row: int | None = None,
-        line: int | None = None,
-        column: str | None = None,
-        others: Sequence[DatasetInputError] = (),
+        location: Location,
+        others: tuple[DatasetInputError, ...] = (),
+        omitted: int = 0,
     ) -> None:
         self.problem = problem
-        self.file = file
-        self.split = split
-        self.row = row
-        self.line = line
-        self.column = column
-        self.others = tuple(others)
+        self.location = location
+        self.others = others
+        self.omitted = omitted
         super().__init__(str(self))
 
-    @property
-    def location(self) -> str:
-        return format_location(self.file, self.split, self.row, self.line, self.column)
-
     def one_line(self) -> str:
-        where = self.location
-        return f"{where}: {self.problem}" if where else self.problem
+        return located(self.location, self.problem)
 
     def __str__(self) -> str:
-        return "\n".join([self.one_line(), *(o.one_line() for o in self.others)])
+        lines = [self.one_line(), *(o.one_line() for o in self.others)]
+        if self.omitted:
+            lines.append(f"... and {self.omitted} more problem(s) not listed")
+        return "\n".join(lines)
 
-    def __reduce__(self):  # keep pickling (multiprocessing, ZenML) working with keyword fields
-        return (_rebuild_error, (self.problem, self.__dict__.copy()))
-
-
-def _rebuild_error(problem: str, fields: dict[str, Any]) -> DatasetInputError:
-    fields = {k: v for k, v in fields.items() if k != "problem"}
-    return DatasetInputError(problem, **fields)
+    def __reduce__(self):  # pickle (multiprocessing, ZenML) with the fields, not the message
+        return (DatasetInputError, (self.problem, self.location, self.others, self.omitted))
 
 
 @dataclass(frozen=True)
 class SplitProvenance:
-    """Where one split came from: `lines[i]` is the 1-based line of row `i + 1` (None: no lines)."""
+    """Where one split came from: `lines[i]` is the 1-based line of row `i + 1` (None: no lines);
+    `file` is None for a dataset built in memory and given no name."""
 
-    file: str
+    file: str | None
     lines: tuple[int, ...] | None = None
 
     def line(self, row: int) -> int | None:
@@ -125,12 +146,12 @@ class SplitProvenance:
 
 @dataclass(frozen=True)
 class LoadedDataset:
-    """A task dataset plus, per split, the file and line of every row."""
+    """A task dataset in its schema plus, per split, the file and line of every row."""
 
     dataset: datasets.DatasetDict
     provenance: dict[str, SplitProvenance]
     task: str
-    source: str
+    source: str | None
 
 
 def task_features(schema: TaskSchema) -> datasets.Features:
@@ -160,13 +181,13 @@ def read_task_dataset(source: str | os.PathLike[str], task: str) -> LoadedDatase
         raise DatasetInputError(
             f"no such directory; expected a directory of split files, a save_to_disk directory "
             f"or {HF_PREFIX}<name>[@revision]",
-            file=src,
+            Location(src),
         )
     if not path.is_dir():
         raise DatasetInputError(
             "expected a directory holding one file per split (train.jsonl, test.jsonl, ...), "
             "not a single file",
-            file=src,
+            Location(src),
         )
     if (path / "dataset_dict.json").is_file():
         return _read_saved(src, schema)
@@ -176,14 +197,24 @@ def read_task_dataset(source: str | os.PathLike[str], task: str) -> LoadedDatase
 # --- a directory of split files --------------------------------------------------------------
 
 
+def is_note(entry: Path) -> bool:
+    """Whether a folder entry is one of the `IGNORED` ones."""
+    if entry.name.startswith("."):  # .DS_Store, .gitkeep, .ipynb_checkpoints/ and the like
+        return True
+    if not entry.is_file() or entry.name.partition(".")[0] in SPLITS:
+        return False
+    return entry.name.upper().startswith(NOTE_NAMES) or entry.suffix.lower() in NOTE_SUFFIXES
+
+
 def _find_split_files(src: str, path: Path) -> dict[str, Path]:
     found: dict[str, list[Path]] = {}
     unexpected: list[str] = []
+    ignored: list[str] = []
     for entry in sorted(path.iterdir()):
-        if entry.name.startswith("."):  # .DS_Store, .gitkeep and the like are not data
-            continue
         stem, _, ext = entry.name.partition(".")
-        if entry.is_file() and stem in SPLITS and ext in FORMATS:
+        if is_note(entry):
+            ignored.append(entry.name)
+        elif entry.is_file() and stem in SPLITS and ext in FORMATS:
             found.setdefault(stem, []).append(entry)
         else:
             unexpected.append(entry.name)
@@ -191,22 +222,23 @@ def _find_split_files(src: str, path: Path) -> dict[str, Path]:
         raise DatasetInputError(
             f"unexpected {'entry' if len(unexpected) == 1 else 'entries'} "
             f"{', '.join(map(repr, unexpected))}; expected only <split>.<format> files with split "
-            f"in {', '.join(SPLITS)} and format in {', '.join(FORMATS)}",
-            file=src,
+            f"in {', '.join(SPLITS)} and format in {', '.join(FORMATS)}, besides {IGNORED}",
+            Location(src),
         )
     for split, files in found.items():
         if len(files) > 1:
             raise DatasetInputError(
                 f"more than one file for this split ({', '.join(f.name for f in files)}); "
                 "keep exactly one",
-                file=src,
-                split=split,
+                Location(src, split),
             )
     for split in REQUIRED_SPLITS:
         if split not in found:
             names = ", ".join(f"{split}.{ext}" for ext in FORMATS)
+            seen = f" (ignored: {', '.join(ignored)}; {IGNORED} are not read)" if ignored else ""
             raise DatasetInputError(
-                f"no file for this required split; expected one of {names}", file=src, split=split
+                f"no file for this required split; expected one of {names}{seen}",
+                Location(src, split),
             )
     return {s: found[s][0] for s in SPLITS if s in found}
 
@@ -231,7 +263,7 @@ def _to_dataset(
     try:
         return datasets.Dataset.from_dict(columns, features=features)
     except (UnicodeEncodeError, ValueError, TypeError) as e:  # e.g. lone surrogates from \ud800
-        raise DatasetInputError(f"cannot convert to Arrow: {e}", file=file, split=split) from e
+        raise DatasetInputError(f"cannot convert to Arrow: {e}", Location(file, split)) from e
 
 
 def _describe(value: Any) -> str:
@@ -243,6 +275,38 @@ def _describe(value: Any) -> str:
     return f"{type(value).__name__} {text}"
 
 
+def _json_problem(e: json.JSONDecodeError) -> str:
+    """`Expecting ',' delimiter at character 12`; json's own message may end in "at" already
+    ("Unterminated string starting at"), which must not read "at at"."""
+    return f"{e.msg.removesuffix(' at')} at character {e.colno}"
+
+
+@dataclass
+class _Problems:
+    """Problems found in one go, raised as one error: the first `MAX_PROBLEMS` by split and row
+    are listed, all are counted."""
+
+    kept: list[DatasetInputError] = field(default_factory=list)
+    found: int = 0
+
+    def add(self, error: DatasetInputError) -> None:
+        self.kept.append(error)
+        self.found += 1
+
+    def raise_if_any(self) -> None:
+        if not self.kept:
+            return
+
+        def order(p: DatasetInputError) -> tuple[int, int, int]:
+            where = p.location
+            return SPLITS.index(where.split or "train"), where.row or 0, where.line or 0
+
+        first, *others = sorted(self.kept, key=order)[:MAX_PROBLEMS]
+        raise DatasetInputError(
+            first.problem, first.location, tuple(others), self.found - 1 - len(others)
+        )
+
+
 class _SplitReader:
     """Reads one split file into columns of the schema, collecting located problems.
 
@@ -250,11 +314,13 @@ class _SplitReader:
     (a numeric id column becomes int64, a null passes) and report no line numbers.
     """
 
-    def __init__(self, file: str, split: str, schema: TaskSchema) -> None:
+    def __init__(
+        self, file: str | None, split: str, schema: TaskSchema, problems: _Problems | None = None
+    ) -> None:
         self.file = file
         self.split = split
         self.schema = schema
-        self.problems: list[DatasetInputError] = []
+        self.problems = problems if problems is not None else _Problems()
 
     def error(
         self,
@@ -263,9 +329,7 @@ class _SplitReader:
         line: int | None = None,
         column: str | None = None,
     ) -> DatasetInputError:
-        return DatasetInputError(
-            problem, file=self.file, split=self.split, row=row, line=line, column=column
-        )
+        return DatasetInputError(problem, Location(self.file, self.split, row, line, column))
 
     def read(self, path: Path, fmt: str) -> tuple[dict[str, list[Any]], list[int] | None]:
         if fmt == "parquet":
@@ -285,11 +349,8 @@ class _SplitReader:
                     else self._read_json_lines(data)
                 )
                 columns = self._records_to_columns(records, lines)
-        self._check_cells(columns, lines)
-        if self.problems:
-            first, *others = sorted(self.problems, key=lambda p: (p.row or 0, p.line or 0))
-            first.others = tuple(others[: MAX_PROBLEMS - 1])
-            raise first
+        self.check_cells(columns, lines)
+        self.problems.raise_if_any()
         return columns, lines
 
     # -- decoding --
@@ -326,8 +387,8 @@ class _SplitReader:
             except json.JSONDecodeError as e:
                 hint = " (a .json file must be a JSON array of objects or JSON Lines)"
                 raise self.error(
-                    f"invalid JSON: {e.msg} at character {e.colno}"
-                    + (hint if self.file.endswith(".json") else ""),
+                    f"invalid JSON: {_json_problem(e)}"
+                    + (hint if (self.file or "").endswith(".json") else ""),
                     row=row,
                     line=line,
                 ) from None
@@ -360,9 +421,7 @@ class _SplitReader:
                 record, end = decoder.raw_decode(text, i)
             except json.JSONDecodeError as e:
                 raise self.error(
-                    f"invalid JSON: {e.msg} at character {e.colno}",
-                    row=len(records) + 1,
-                    line=e.lineno,
+                    f"invalid JSON: {_json_problem(e)}", row=len(records) + 1, line=e.lineno
                 ) from None
             records.append(record)
             lines.append(line_at(i))
@@ -392,12 +451,12 @@ class _SplitReader:
                 )
             if record.keys() != expected_set:
                 # The column set is structural: report it at once instead of once per row.
-                raise self._column_set_error(list(record), row=row, line=line)
+                raise self.column_set_error(list(record), row=row, line=line)
             for c in expected:
                 columns[c].append(record[c])
         return columns
 
-    def _column_set_error(
+    def column_set_error(
         self, present: list[str], row: int | None = None, line: int | None = None
     ) -> DatasetInputError:
         expected = self.schema.column_names
@@ -457,7 +516,7 @@ class _SplitReader:
                 f"duplicated column(s) in the header: {', '.join(map(repr, duplicated))}", line=1
             )
         if set(header) != set(self.schema.column_names):
-            raise self._column_set_error(header, line=1)
+            raise self.column_set_error(header, line=1)
         if not rows:
             raise self.error("file has no data rows (only a header)")
         index = {name: i for i, name in enumerate(header)}
@@ -473,23 +532,33 @@ class _SplitReader:
         return columns, lines
 
     def _csv_list(self, cell: str, row: int, line: int, column: str) -> Any:
-        if not cell.strip():
+        """A CSV list cell (see the module docstring); a refused cell reads as [] after its
+        problem is recorded, so the other cells are still checked."""
+        text = cell.strip()
+        if not text:
             return []
-        if not cell.lstrip().startswith("["):
-            return [cell]
+        if text[0] not in '[{"':
+            return [cell]  # plain text: one answer
         try:
-            return json.loads(cell)
+            value = json.loads(text)
         except json.JSONDecodeError as e:
-            self.problems.append(
-                self.error(
-                    f"starts with '[' but is not a JSON list ({e.msg}); write a list as "
-                    '["a", "b"], or quote one answer that starts with \'[\' as ["[...]"]',
-                    row=row,
-                    line=line,
-                    column=column,
-                )
+            if text[0] != "[":
+                return [cell]  # `"Quoted" text` or `{braces}` that is no JSON: one answer
+            problem = (
+                f"starts with '[' but is not a JSON list ({_json_problem(e)}); write a list as "
+                '["a", "b"], or quote one answer that starts with \'[\' as ["[...]"]'
             )
-            return []
+        else:
+            if isinstance(value, list):
+                return value
+            problem = (
+                f"a JSON string, not a list of answers; write one answer as {json.dumps([value])}"
+                if isinstance(value, str)
+                else "a JSON object, not a list of answers; write the answers as a JSON list of "
+                'strings, ["a", "b"]'
+            )
+        self.problems.add(self.error(problem, row=row, line=line, column=column))
+        return []
 
     # -- Parquet --
 
@@ -502,32 +571,43 @@ class _SplitReader:
         except (pa.ArrowException, OSError) as e:
             raise self.error(f"not a readable Parquet file: {e}") from None
         if set(table.column_names) != set(self.schema.column_names):
-            raise self._column_set_error(table.column_names)
-        for column in self.schema.columns:
-            arrow_type = table.schema.field(column.name).type
-            if not _arrow_type_ok(arrow_type, column.kind):
-                want = "list<string>" if column.kind == "str_list" else "string"
-                raise self.error(
-                    f"expected Parquet type {want}, got {arrow_type}", column=column.name
-                )
+            raise self.column_set_error(table.column_names)
+        self.check_arrow_types(table.schema, "Parquet type ")
+        self.problems.raise_if_any()
         if table.num_rows == 0:
             raise self.error("file has no rows")
         return {c: table.column(c).to_pylist() for c in self.schema.column_names}
 
-    # -- cells --
+    # -- types and cells --
 
-    def _check_cells(self, columns: dict[str, list[Any]], lines: list[int] | None) -> None:
+    def check_arrow_types(self, arrow_schema: Any, what: str = "") -> bool:
+        """Record a problem per column whose Arrow type is not the schema's; True if none."""
+        ok = True
         for column in self.schema.columns:
-            bad = 0
+            arrow_type = arrow_schema.field(column.name).type
+            if not _arrow_type_ok(arrow_type, column.kind):
+                want = "list<string>" if column.kind == "str_list" else "string"
+                self.problems.add(
+                    self.error(f"expected {what}{want}, got {arrow_type}", column=column.name)
+                )
+                ok = False
+        return ok
+
+    def check_cells(self, columns: dict[str, list[Any]], lines: list[int] | None) -> None:
+        """Record a problem per cell that is not a string (or a list of strings); the first
+        `MAX_PROBLEMS` of a column are kept, all are counted."""
+        for column in self.schema.columns:
+            kept = 0
             for i, value in enumerate(columns[column.name]):
                 problem = _cell_problem(value, column.kind)
                 if problem is None:
                     continue
-                line = None if lines is None else lines[i]
-                self.problems.append(self.error(problem, row=i + 1, line=line, column=column.name))
-                bad += 1
-                if bad >= MAX_PROBLEMS:
-                    break
+                if kept < MAX_PROBLEMS:
+                    line = None if lines is None else lines[i]
+                    self.problems.add(self.error(problem, i + 1, line, column.name))
+                    kept += 1
+                else:
+                    self.problems.found += 1
 
 
 def _arrow_type_ok(arrow_type: Any, kind: str) -> bool:
@@ -553,17 +633,20 @@ def _cell_problem(value: Any, kind: str) -> str | None:
     return None
 
 
-# --- save_to_disk directories and the Hub ----------------------------------------------------
+# --- DatasetDicts: save_to_disk directories, the Hub, and datasets built in code --------------
 
 
 def _read_saved(src: str, schema: TaskSchema) -> LoadedDataset:
     try:
         loaded = datasets.load_from_disk(src)
     except (OSError, ValueError, FileNotFoundError) as e:
-        raise DatasetInputError(f"cannot load the save_to_disk directory: {e}", file=src) from None
+        raise DatasetInputError(
+            f"cannot load the save_to_disk directory: {e}", Location(src)
+        ) from None
     if not isinstance(loaded, datasets.DatasetDict):
         raise DatasetInputError(
-            "holds a single Dataset; expected a DatasetDict with train and test splits", file=src
+            "holds a single Dataset; expected a DatasetDict with train and test splits",
+            Location(src),
         )
     return _from_dataset_dict(loaded, src, {s: str(Path(src) / s) for s in loaded}, schema)
 
@@ -577,7 +660,7 @@ def parse_hub_source(source: str) -> tuple[str, str | None]:
 def _read_hub(src: str, schema: TaskSchema) -> LoadedDataset:
     name, revision = parse_hub_source(src)
     if not name:
-        raise DatasetInputError(f"expected {HF_PREFIX}<name>[@revision]", file=src)
+        raise DatasetInputError(f"expected {HF_PREFIX}<name>[@revision]", Location(src))
     try:
         loaded = datasets.load_dataset(name, revision=revision)
     except Exception as e:  # offline, unknown name or revision, gated repo: all end the same way
@@ -586,43 +669,47 @@ def _read_hub(src: str, schema: TaskSchema) -> LoadedDataset:
             + (f" at revision {revision!r}" if revision else "")
             + f" from the Hugging Face Hub ({type(e).__name__}: {e}); check the name, the "
             "revision and the network (HF_HUB_OFFLINE=1 forbids downloads)",
-            file=src,
+            Location(src),
         ) from e
     if not isinstance(loaded, datasets.DatasetDict):
-        raise DatasetInputError("expected a dataset with train and test splits", file=src)
+        raise DatasetInputError("expected a dataset with train and test splits", Location(src))
     return _from_dataset_dict(loaded, src, {s: src for s in loaded}, schema)
 
 
+def read_dataset_dict(
+    data: datasets.DatasetDict | dict[str, datasets.Dataset], task: str, name: str | None = None
+) -> LoadedDataset:
+    """A DatasetDict built in code, checked like a file (`name` stands for its file)."""
+    return _from_dataset_dict(data, name, {s: name for s in data}, schema_for(task))
+
+
 def _from_dataset_dict(
-    dd: datasets.DatasetDict, src: str, files: dict[str, str], schema: TaskSchema
+    dd: datasets.DatasetDict | dict[str, datasets.Dataset],
+    src: str | None,
+    files: dict[str, str | None],
+    schema: TaskSchema,
 ) -> LoadedDataset:
     unknown = [s for s in dd if s not in SPLITS]
     if unknown:
         raise DatasetInputError(
             f"unexpected split(s) {', '.join(map(repr, unknown))}; expected {', '.join(SPLITS)}",
-            file=src,
+            Location(src),
         )
     for split in REQUIRED_SPLITS:
         if split not in dd:
-            raise DatasetInputError("this required split is missing", file=src, split=split)
-    features = task_features(schema)
-    splits: dict[str, datasets.Dataset] = {}
+            raise DatasetInputError("this required split is missing", Location(src, split))
+    problems = _Problems()  # one report over every split: nothing here depends on another split
     for split in (s for s in SPLITS if s in dd):
-        ds, reader = dd[split], _SplitReader(files[split], split, schema)
+        ds, reader = dd[split], _SplitReader(files[split], split, schema, problems)
         if set(ds.column_names) != set(schema.column_names):
-            raise reader._column_set_error(ds.column_names)
-        for column in schema.columns:
-            arrow_type = ds.data.schema.field(column.name).type
-            if not _arrow_type_ok(arrow_type, column.kind):
-                want = "list of strings" if column.kind == "str_list" else "string"
-                raise reader.error(f"expected {want}, got {arrow_type}", column=column.name)
-        columns = ds.select_columns(schema.column_names).to_dict()
-        reader._check_cells(columns, None)  # nulls are the only cell problems Arrow allows
-        if reader.problems:
-            first, *others = reader.problems
-            first.others = tuple(others[: MAX_PROBLEMS - 1])
-            raise first
-        splits[split] = ds.select_columns(schema.column_names).cast(features)
+            problems.add(reader.column_set_error(ds.column_names))
+        elif reader.check_arrow_types(ds.data.schema):
+            reader.check_cells(ds.select_columns(schema.column_names).to_dict(), None)
+    problems.raise_if_any()
+    features = task_features(schema)
+    splits = {
+        s: dd[s].select_columns(schema.column_names).cast(features) for s in SPLITS if s in dd
+    }
     provenance = {s: SplitProvenance(files[s]) for s in splits}
     return LoadedDataset(datasets.DatasetDict(splits), provenance, schema.name, src)
 
@@ -630,54 +717,20 @@ def _from_dataset_dict(
 # --- writing ---------------------------------------------------------------------------------
 
 
-def save_task_dataset(
-    dd: datasets.DatasetDict, directory: str | os.PathLike[str], fmt: str = "jsonl"
-) -> list[Path]:
-    """Write `<directory>/<split>.<fmt>` per split, readable by `load_task_dataset`."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+def save_task_dataset(dd: datasets.DatasetDict, directory: str | os.PathLike[str]) -> list[Path]:
+    """Write `<directory>/<split>.jsonl` per split, readable by `load_task_dataset`."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for split, ds in dd.items():
-        others = [p for p in out.glob(f"{split}.*") if p.name != f"{split}.{fmt}"]
+        others = [p for p in out.glob(f"{split}.*") if p.suffix != ".jsonl"]
         if others:
             raise ValueError(
                 f"{out}: already holds {', '.join(p.name for p in others)}; a split must have "
                 "one file, remove it first"
             )
-        path = out / f"{split}.{fmt}"
-        if fmt == "parquet":
-            ds.to_parquet(str(path))
-        elif fmt == "csv":
-            _write_csv(ds, path)
-        else:
-            with path.open("w", encoding="utf-8") as f:
-                rows = (json.dumps(r, ensure_ascii=False) for r in ds)
-                if fmt == "jsonl":
-                    f.writelines(f"{r}\n" for r in rows)
-                else:  # a JSON array, one row per line so line numbers stay useful
-                    f.write("[\n" + ",\n".join(rows) + "\n]\n")
+        path = out / f"{split}.jsonl"
+        with path.open("w", encoding="utf-8") as f:
+            f.writelines(f"{json.dumps(r, ensure_ascii=False)}\n" for r in ds)
         written.append(path)
     return written
-
-
-def _write_csv(ds: datasets.Dataset, path: Path) -> None:
-    list_columns = {
-        name for name, f in ds.features.items() if isinstance(f, datasets.List | datasets.LargeList)
-    }
-    with path.open("w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(ds.column_names)
-        for record in _iter_rows(ds):
-            writer.writerow(
-                json.dumps(v, ensure_ascii=False) if k in list_columns else v
-                for k, v in record.items()
-            )
-
-
-def _iter_rows(ds: datasets.Dataset) -> Iterator[dict[str, Any]]:
-    for batch in ds.iter(batch_size=1000):
-        keys = list(batch)
-        for values in zip(*(batch[k] for k in keys), strict=True):
-            yield dict(zip(keys, values, strict=True))
