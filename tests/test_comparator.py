@@ -347,3 +347,39 @@ def test_the_report_records_its_provenance(tmp_path: Path) -> None:
     accuracy = [report["methods"][m]["pairwise_accuracy_mean"] for m in report["ranking"]]
     assert sorted(report["ranking"]) == sorted(report["methods"])
     assert accuracy == sorted(accuracy, reverse=True)
+
+
+def test_compare_prints_plain_lines_to_a_pipe(tmp_path: Path, monkeypatch) -> None:
+    import pipelines.run as run_module
+
+    table = tmp_path / "scores.csv"
+    synthetic(12).assign(score=[0.5] * 6 + list(range(6))).to_csv(table, index=False)
+    monkeypatch.setattr(run_module.console, "width", 30)  # narrower than a row: nothing wraps
+    result = invoke(table, "--lower-is-better", "loss", "--splits", "20")
+    assert result.exit_code == 0, result.output
+    assert "\x1b[" not in result.output  # no colour codes
+    title, header, *rows = result.output.splitlines()
+    assert title.startswith("score: 12 candidates, ") and "held-out pairs" in title
+    header_text = "method pairwise accuracy Kendall tau top-1 recall top-3 recall"
+    assert " ".join(header.split()) == header_text
+    methods = {line.split()[0]: line.split()[1:] for line in rows if not line.startswith("warn")}
+    assert set(methods) == {"p1", "loss", "noise", "proxy_mean", "ltc"}
+    assert all(len(cells) == 6 and cells[1] == "±" for cells in methods.values())
+
+
+def test_compare_checks_the_output_path_first(tmp_path: Path) -> None:
+    table = tmp_path / "scores.csv"
+    synthetic(12).to_csv(table, index=False)
+    output = tmp_path / "new" / "deeper" / "report.json"  # missing folders are created
+    assert invoke(table, "--splits", "1", "--output", str(output)).exit_code == 0
+    assert json.loads(output.read_text())["input"]["path"] == str(table)
+    (tmp_path / "a-file").write_text("")
+    for bad, why in (
+        (tmp_path, "is a directory"),
+        (tmp_path / "a-file" / "report.json", f"{tmp_path / 'a-file'} is a file, not a folder"),
+        (table, "is the input table"),
+    ):
+        result = invoke(table, "--output", str(bad))
+        assert result.exit_code == 2 and result.output.startswith(f"error: {bad}: "), result.output
+        assert why in result.output
+    assert table.read_text() == synthetic(12).to_csv(index=False)
