@@ -168,9 +168,12 @@ def compare(
     """Learning to compare: rank held-out candidates by a comparator over proxies, against
     each proxy alone; no ZenML, no MLflow.
 
-    Exit codes: 0 judged (a warning says when some splits could not be judged, e.g. for tied
-    targets); 2 bad input, an output path that cannot be written, or nothing to judge (every
-    split's training or held-out targets tie).
+    Exit codes:
+
+    0: judged; a warning says how many splits could not be (their targets tie).
+
+    2: bad input (named by file, row and column), an --output that cannot be
+    written (checked first), or nothing to judge (every split's targets tie).
     """
     import json
     from typing import NoReturn

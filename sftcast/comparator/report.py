@@ -1,8 +1,15 @@
 """`compare_table`: the comparator against every single proxy and their mean, each judged on
-candidates it never saw, as a JSON-ready report; `report_table` shows it with rich.
+candidates it never saw, as a JSON-ready report; `report_table` shows it with rich on a
+terminal, `report_lines` as plain lines elsewhere.
 
 Methods: each proxy column (ranking by its own, direction-corrected value), `proxy_mean` (mean
 of the standardised, direction-corrected proxies) and `ltc` (learning to compare).
+
+A split is judged only when it has something to learn and something to score: training
+candidates with two targets or more, and a held-out pair with unequal targets. The report says
+how many splits and held-out pairs were judged, and why the others were not; with none judged
+there is no judgement, and `compare_table` raises. The report also records what it judged (the
+input file and its sha256, the proxies and their directions) so that it can be re-run.
 """
 
 from __future__ import annotations
