@@ -696,6 +696,15 @@ CASES = [
         id="compare-proxy-beyond-float32-when-standardised",
     ),
     pytest.param(
+        table(
+            lambda df: df.assign(kshot=[1e-160 * i for i in range(8)]),
+            "row 8 (line 9), column 'kshot'",
+            "span only 7e-160",
+        ),
+        2,
+        id="compare-proxy-span-too-narrow-to-square",
+    ),
+    pytest.param(
         table(lambda df: df.assign(sft_score=[0.5] * 7 + [0.6]), "nothing to judge"),
         2,
         id="compare-nothing-to-judge",

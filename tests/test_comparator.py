@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.preprocessing import StandardScaler
 from typer.testing import CliRunner
 
 from pipelines.run import app
@@ -37,6 +38,7 @@ from sftcast.comparator import (
 )
 from sftcast.comparator.metrics import preference_from_scores
 from sftcast.comparator.report import METHOD_KEYS, REPORT_KEYS, report_rows
+from sftcast.comparator.table import MIN_SPAN
 
 
 def synthetic(n: int = 40, seed: int = 0) -> pd.DataFrame:
@@ -383,3 +385,14 @@ def test_compare_checks_the_output_path_first(tmp_path: Path) -> None:
         assert result.exit_code == 2 and result.output.startswith(f"error: {bad}: "), result.output
         assert why in result.output
     assert table.read_text() == synthetic(12).to_csv(index=False)
+
+
+def test_a_column_too_narrow_to_square_is_refused() -> None:
+    narrow = [0.0, MIN_SPAN / 4, MIN_SPAN / 2, MIN_SPAN]  # the narrowest span accepted
+    candidates = check_table(four_candidates(narrow), "id", "score", ["p1"])
+    z = StandardScaler().fit_transform(candidates.proxies).ravel()
+    assert len(set(z)) == 4 and np.abs(z).max() < 2  # standardised, not seen as a constant
+    with pytest.raises(ComparatorInputError, match=r"row 4, column 'p1': the values span only"):
+        check_table(
+            four_candidates([*narrow[:3], np.nextafter(MIN_SPAN, 0)]), "id", "score", ["p1"]
+        )

@@ -8,7 +8,8 @@
 Numbers: every cell is finite, and a proxy's distinct values must stay distinct once it is
 standardised: two values closer than float64's resolution at the column's span (`eps * span`)
 would merge (a column like 1e20, 1, 2, 3 ranks 1, 2 and 3 as one), so they are refused, naming
-both rows. Values a few ulps apart are the same number computed two ways and count as a tie.
+both rows; so is a column spanning less than `MIN_SPAN`, whose variance underflows to a
+constant. Values a few ulps apart are the same number computed two ways and count as a tie.
 The target is only compared, never computed with, so any finite target is fine.
 
 Direction: the target is "higher is better" (a post-SFT score). Proxies named in
@@ -29,6 +30,8 @@ import pandas as pd
 MIN_CANDIDATES = 4
 # Distinct values this many ulps of their own magnitude apart are one number computed two ways.
 NOISE_ULPS = 4
+# The smallest span whose square is a normal float64: standardising squares deviations.
+MIN_SPAN = float(np.sqrt(np.finfo(float).tiny))  # about 1.5e-154
 RESERVED = ("ltc", "proxy_mean")  # method names in the report; a proxy may not take them
 
 
@@ -103,7 +106,7 @@ def check_table(
         )
     values = {c: _numbers(df[c], c, source, csv) for c in [target, *proxies]}
     for proxy in proxies:
-        _check_resolution(values[proxy], proxy, df[proxy], source, csv)
+        _check_spread(values[proxy], proxy, df[proxy], source, csv)
     if np.all(values[target] == values[target][0]):
         raise ComparatorInputError(
             f"{source}: column {target!r}: every candidate has the same target "
@@ -186,16 +189,21 @@ def _numbers(raw: pd.Series, column: str, source: str, csv: bool) -> np.ndarray:
     return values
 
 
-def _check_resolution(
-    values: np.ndarray, column: str, raw: pd.Series, source: str, csv: bool
-) -> None:
-    """Refuse two distinct values closer than `eps * span`: standardising subtracts a mean of
-    the column's size, after which float64 cannot tell them apart (see the module's doc). The
-    row named first is the extreme farthest from the median, the usual culprit."""
+def _check_spread(values: np.ndarray, column: str, raw: pd.Series, source: str, csv: bool) -> None:
+    """Refuse a column that standardising would flatten (see the module's doc): a span whose
+    square underflows, or two distinct values closer than `eps * span`. The row named first is
+    the extreme farthest from the median, the usual culprit."""
     order = np.argsort(values, kind="stable")
     ordered = values[order]
     with np.errstate(over="ignore"):
         span = ordered[-1] - ordered[0]
+    if 0 < span < MIN_SPAN:
+        raise ComparatorInputError(
+            f"{_where(source, order[-1], csv)}, column {column!r}: the values span only "
+            f"{span:.3g} (row {order[0] + 1}'s {_Cell(raw.iloc[order[0]])!r} to row "
+            f"{order[-1] + 1}'s {_Cell(raw.iloc[order[-1]])!r}), below {MIN_SPAN:.3g}, whose "
+            "square float64 still holds: standardising would see a constant; rescale the column"
+        )
     gaps = np.diff(ordered)
     noise = gaps <= NOISE_ULPS * np.spacing(np.maximum(np.abs(ordered[:-1]), np.abs(ordered[1:])))
     resolution = np.finfo(float).eps * span
