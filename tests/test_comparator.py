@@ -396,3 +396,11 @@ def test_a_column_too_narrow_to_square_is_refused() -> None:
         check_table(
             four_candidates([*narrow[:3], np.nextafter(MIN_SPAN, 0)]), "id", "score", ["p1"]
         )
+
+
+def test_a_column_whose_mean_overflows_is_refused() -> None:
+    # spread wide enough to pass the resolution check, but the training sum overflows float64
+    df = four_candidates([1.0e308, 1.2e308, 1.4e308, 1.6e308, 1.7e308, 1.1e308])
+    message = r"row 5, column 'p1': 1.7e\+308 standardises to nan in split"
+    with pytest.raises(ComparatorInputError, match=message):
+        compare_table(df, "id", "score", ["p1"], splits=2)

@@ -64,7 +64,8 @@ def check_standardising(candidates: Candidates, splits: Iterable[Split]) -> None
             continue
         column = int(np.flatnonzero(bad.any(axis=0))[0])
         size = np.where(np.isnan(z[:, column]), np.inf, np.abs(z[:, column]))
-        row = int(np.argmax(np.where(bad[:, column], size, -1.0)))
+        # the most extreme cell; where the mean itself overflowed (all NaN), the largest value
+        row = max(np.flatnonzero(bad[:, column]), key=lambda r: (size[r], abs(x[r, column])))
         name = candidates.proxy_names[column]
         sign = -1.0 if name in candidates.lower_is_better else 1.0  # back to the table's values
         raise ComparatorInputError(
