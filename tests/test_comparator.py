@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -404,3 +405,18 @@ def test_a_column_whose_mean_overflows_is_refused() -> None:
     message = r"row 5, column 'p1': 1.7e\+308 standardises to nan in split"
     with pytest.raises(ComparatorInputError, match=message):
         compare_table(df, "id", "score", ["p1"], splits=2)
+
+
+def test_an_output_in_a_folder_that_takes_no_file_is_refused_first(tmp_path: Path) -> None:
+    readonly = Path("/sys")  # read-only even for root, where a chmod would not hold
+    try:
+        with tempfile.TemporaryFile(dir=readonly):
+            pytest.skip(f"{readonly} takes files here")
+    except OSError:
+        pass
+    table = tmp_path / "scores.csv"
+    synthetic(12).to_csv(table, index=False)
+    result = invoke(table, "--output", str(readonly / "sftcast" / "report.json"))
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: {readonly}/sftcast/report.json: cannot be written")
+    assert "pairwise accuracy" not in result.output  # refused before the work

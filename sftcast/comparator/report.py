@@ -14,7 +14,7 @@ input file and its sha256, the proxies and their directions) so that it can be r
 
 from __future__ import annotations
 
-import os
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -293,18 +293,24 @@ def _num(value: float | None) -> str:
 
 def unwritable(output: Path, table: Path) -> str | None:
     """Why a report cannot be written to `output`, or None: checked before any work. Missing
-    folders are fine (the command creates them) when the nearest existing one is writable."""
+    folders are fine (the command creates them) when the nearest existing one takes a file.
+    Writing is tried, not inferred from permissions, which root and read-only mounts defeat."""
     if output.is_dir():
         return "is a directory; give a file path for the report"
     if output.exists() and output.resolve() == table.resolve():
         return "is the input table; the report would overwrite it"
-    if output.exists() and not os.access(output, os.W_OK):
-        return "is not writable"
     folder = output.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
     if not folder.is_dir():
         return f"cannot be created: {folder} is a file, not a folder"
-    if not os.access(folder, os.W_OK | os.X_OK):
-        return f"cannot be written: no write permission in {folder}"
+    try:
+        if output.exists():
+            with output.open("a"):  # opened for appending, nothing written
+                pass
+        else:
+            with tempfile.TemporaryFile(dir=folder):
+                pass
+    except OSError as err:
+        return f"cannot be written: {err.strerror or err} in {folder}"
     return None
