@@ -221,7 +221,9 @@ def compare(
             console.print(line, markup=False, highlight=False, soft_wrap=True)
     note = skipped_note(report)
     if note:
-        console.print(f"warning: {note}", style="yellow", markup=False, soft_wrap=True)
+        console.print(
+            f"warning: {note}", style="yellow", markup=False, highlight=False, soft_wrap=True
+        )
     if output:
         try:
             output.parent.mkdir(parents=True, exist_ok=True)
