@@ -305,17 +305,44 @@ def compare(
     train_fraction: float = typer.Option(0.6, help="Share of candidates to train on per split."),
     seed: int = typer.Option(0, help="Seed of the splits and of the comparator."),
     top_k: int = typer.Option(3, help="k of top-k recall."),
-    output: Path | None = typer.Option(None, help="Write the JSON report here."),
+    output: Path | None = typer.Option(
+        None, help="Write the JSON report here (missing folders are created)."
+    ),
 ) -> None:
     """Learning to compare: rank held-out candidates by a comparator over proxies, against
-    each proxy alone; no ZenML, no MLflow."""
-    import json
+    each proxy alone; no ZenML, no MLflow.
 
-    from sftcast.comparator import ComparatorInputError, compare_table, read_table, report_table
+    Exit codes:
+
+    0: judged; a warning says how many splits could not be (their targets tie).
+
+    2: bad input (named by file, row and column), an --output that cannot be
+    written (checked first), or nothing to judge (every split's targets tie).
+    """
+    import json
+    from typing import NoReturn
+
+    from sftcast.comparator import (
+        ComparatorInputError,
+        compare_table,
+        read_table,
+        report_lines,
+        report_table,
+        skipped_note,
+        unwritable,
+    )
 
     def columns(text: str) -> list[str]:
         return [c.strip() for c in text.split(",") if c.strip()]
 
+    def fail(message: str) -> NoReturn:
+        console.print(f"error: {message}", style="red", markup=False, soft_wrap=True)
+        raise typer.Exit(2)
+
+    if output is not None:
+        problem = unwritable(output, table)
+        if problem:
+            fail(f"{output}: {problem}")
     try:
         report = compare_table(
             read_table(table),
@@ -330,12 +357,23 @@ def compare(
             groups=groups,
         )
     except ComparatorInputError as err:
-        console.print(f"error: {err}", style="red", markup=False, soft_wrap=True)
-        raise typer.Exit(2) from err
-    console.print(report_table(report))
+        fail(str(err))
+    if console.is_terminal:
+        console.print(report_table(report))
+    else:  # a pipe or a file: plain lines that no width wraps
+        for line in report_lines(report):
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+    note = skipped_note(report)
+    if note:
+        console.print(
+            f"warning: {note}", style="yellow", markup=False, highlight=False, soft_wrap=True
+        )
     if output:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(report, indent=2) + "\n")
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            output.write_text(json.dumps(report, indent=2) + "\n")
+        except OSError as err:  # checked above; a race or a full disk can still get here
+            fail(f"{output}: cannot write the report: {err.strerror or err}")
         console.print(f"report: {output}", markup=False, soft_wrap=True)
 
 

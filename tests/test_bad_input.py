@@ -436,8 +436,11 @@ def table(
     name: str = "scores.csv",
     raw: bytes | None = None,
     extra: tuple[str, ...] = (),
+    names_table: bool = True,
 ) -> Case:
-    """A results table (`raw` bytes, or `scores()` after `edit`) given to `compare`."""
+    """A results table (`raw` bytes, or `scores()` after `edit`) given to `compare`; "{tmp}"
+    in `extra` stands for the case's folder. The message must name the table unless the
+    case's fault is elsewhere (`names_table=False`: the output path)."""
 
     def make(env: Env) -> tuple[list[str], list[str]]:
         path = env.tmp / name
@@ -448,8 +451,9 @@ def table(
             edited = edit(df)
             (df if edited is None else edited).to_csv(path, index=False)
         args = ["compare", "--table", str(path), "--id-column", "model", "--target", "sft_score"]
-        args += ["--proxies", "ppl,kshot", "--lower-is-better", "ppl", *extra]
-        return args, [str(path), *needles]
+        args += ["--proxies", "ppl,kshot", "--lower-is-better", "ppl"]
+        args += [a.replace("{tmp}", str(env.tmp)) for a in extra]
+        return args, [str(path), *needles] if names_table else list(needles)
 
     return make
 
@@ -870,6 +874,74 @@ CASES = [
         ),
         2,
         id="compare-lower-is-better-not-a-proxy",
+    ),
+    pytest.param(
+        table(set_value(3, "ppl", "1e309"), "row 3 (line 4), column 'ppl'", "not finite"),
+        2,
+        id="compare-infinite-proxy",
+    ),
+    # finite, but standardising it would overflow or merge the column's other values
+    pytest.param(
+        table(set_value(3, "ppl", "1e308"), "row 3 (line 4), column 'ppl'", "'1e308'", "merge"),
+        2,
+        id="compare-proxy-1e308",
+    ),
+    pytest.param(
+        table(set_value(6, "kshot", "-1e160"), "row 6 (line 7), column 'kshot'", "'-1e160'"),
+        2,
+        id="compare-proxy-1e160",
+    ),
+    pytest.param(
+        table(set_value(1, "kshot", "1e20"), "row 1 (line 2), column 'kshot'", "eps * span"),
+        2,
+        id="compare-proxy-outlier-drowns-the-column",
+    ),
+    pytest.param(
+        table(
+            lambda df: df.assign(kshot=[0.0] * 7 + [1e19]),
+            "row 8 (line 9), column 'kshot'",
+            "standardises to 1e+19",
+            "float32",
+        ),
+        2,
+        id="compare-proxy-beyond-float32-when-standardised",
+    ),
+    pytest.param(
+        table(
+            lambda df: df.assign(kshot=[1e-160 * i for i in range(8)]),
+            "row 8 (line 9), column 'kshot'",
+            "span only 7e-160",
+        ),
+        2,
+        id="compare-proxy-span-too-narrow-to-square",
+    ),
+    pytest.param(
+        table(lambda df: df.assign(sft_score=[0.5] * 7 + [0.6]), "nothing to judge"),
+        2,
+        id="compare-nothing-to-judge",
+    ),
+    pytest.param(
+        table(
+            lambda df: df, "{tmp}: is a directory", extra=("--output", "{tmp}"), names_table=False
+        ),
+        2,
+        id="compare-output-is-a-directory",
+    ),
+    pytest.param(
+        table(
+            lambda df: df,
+            "{tmp}/scores.csv/report.json",
+            "is a file, not a folder",
+            extra=("--output", "{tmp}/scores.csv/report.json"),
+            names_table=False,
+        ),
+        2,
+        id="compare-output-under-a-file",
+    ),
+    pytest.param(
+        table(lambda df: df, "is the input table", extra=("--output", "{tmp}/scores.csv")),
+        2,
+        id="compare-output-is-the-table",
     ),
 ]
 

@@ -3,32 +3,43 @@ metrics on hand-made cases, that it beats single proxies where it should, and th
 
 from __future__ import annotations
 
+import hashlib
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.preprocessing import StandardScaler
 from typer.testing import CliRunner
 
 from pipelines.run import app
 from sftcast.comparator import (
+    MAX_STANDARDISED,
     Comparator,
     ComparatorInputError,
+    Split,
     antisymmetric,
     borda_scores,
+    check_standardising,
     check_table,
     compare_table,
     labelled_pairs,
     leave_one_group_out,
     mean_win_probability,
+    method_ranking,
     pair_features,
     pairwise_accuracy,
     random_splits,
+    read_table,
+    report_lines,
+    skipped_note,
     topk_recall,
 )
 from sftcast.comparator.metrics import preference_from_scores
-from sftcast.comparator.report import METHOD_KEYS, REPORT_KEYS
+from sftcast.comparator.report import METHOD_KEYS, REPORT_KEYS, report_rows
+from sftcast.comparator.table import MIN_SPAN
 
 
 def synthetic(n: int = 40, seed: int = 0) -> pd.DataFrame:
@@ -213,3 +224,199 @@ def test_compare_command_errors(tmp_path: Path) -> None:
     assert f"{table}: row 5 (line 6), column 'loss': empty or NaN" in fails(empty)
     assert "3 candidate(s); the comparator needs at least 4" in fails(synthetic(3))
     assert "'ppl' are not among the proxies" in fails(synthetic(8), "--lower-is-better", "ppl")
+
+
+# --- numbers at the edges of float64 and of XGBoost's float32 ------------------------------------
+
+
+def four_candidates(p1: list[float], **columns: list[float]) -> pd.DataFrame:
+    n = len(p1)
+    return pd.DataFrame(
+        {"id": [f"c{i}" for i in range(n)], "score": np.arange(n, dtype=float), "p1": p1, **columns}
+    )
+
+
+def test_values_closer_than_the_resolution_at_the_span_are_refused() -> None:
+    # span 2**53: eps * span = 2, the smallest step standardising is sure to keep
+    check_table(four_candidates([0, 2, 4, 6, 2.0**53]), "id", "score", ["p1"])
+    with pytest.raises(ComparatorInputError) as err:
+        check_table(four_candidates([0, 1, 2, 3, 2.0**53]), "id", "score", ["p1"])
+    message = str(err.value)
+    # the outlier leads; the two values it makes indistinguishable are named with their rows
+    assert message.startswith("table: row 5, column 'p1': 9007199254740992.0 stretches")
+    assert "row 1's 0.0 from row 2's 1.0" in message and "eps * span = 2" in message
+    # a few ulps apart: one number computed two ways, a tie, not a refusal
+    check_table(four_candidates([0.3, 0.1 + 0.2, 0, 1]), "id", "score", ["p1"])
+
+
+@pytest.mark.parametrize("outlier", [1e308, -1e308, 1e160, 1e20])
+def test_an_outlier_that_drowns_a_column_is_refused(outlier: float) -> None:
+    with pytest.raises(ComparatorInputError, match=r"row 3, column 'p1'.*merge them"):
+        check_table(four_candidates([1, 2, outlier, 3, 4]), "id", "score", ["p1"])
+
+
+def test_standardised_proxies_stay_within_xgboost_float32() -> None:
+    # the first two candidates train: both 0, so the scale is 1 and z is the value itself
+    at_bound = MAX_STANDARDISED
+    over = np.nextafter(MAX_STANDARDISED, np.inf)
+    split = Split("split 1", np.array([0, 1]), np.array([2, 3]))
+    for value, ok in ((at_bound, True), (-at_bound, True), (over, False), (-over, False)):
+        df = four_candidates([0.0, 0.0, value, value], loss=[1.0, 2.0, 3.0, 4.0])
+        candidates = check_table(df, "id", "score", ["p1", "loss"], ["loss"])
+        if ok:
+            check_standardising(candidates, [split])
+            f = Comparator(n_estimators=5).fit(candidates.proxies[:2], np.array([0.0, 1.0]))
+            assert np.isfinite(f.preference(candidates.proxies)).all()
+        else:
+            with pytest.raises(ComparatorInputError, match=r"row 3, column 'p1'.*in split 1"):
+                check_standardising(candidates, [split])
+            model = Comparator(n_estimators=5).fit(candidates.proxies[:2], np.array([0.0, 1.0]))
+            with pytest.raises(ComparatorInputError, match="candidate 3, proxy 1"):
+                model.preference(candidates.proxies)
+    # at the bound, every feature of a pair, the product included, is finite in float32
+    z = np.array([[MAX_STANDARDISED], [-MAX_STANDARDISED]])
+    assert np.isfinite(pair_features(z, np.array([[0, 1], [1, 0]])).astype(np.float32)).all()
+
+
+def test_a_lower_is_better_proxy_is_named_with_its_own_values() -> None:
+    df = four_candidates([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], flops=[0.0] * 7 + [1e19])
+    with pytest.raises(ComparatorInputError) as err:
+        compare_table(df, "id", "score", ["p1", "flops"], ["flops"], splits=20)
+    assert "row 8, column 'flops': 1e+19 standardises to 1e+19 in split" in str(err.value)
+
+
+def test_the_target_is_only_compared() -> None:
+    """Any order-preserving change of the target, out to float64's limits, judges the same."""
+    df = synthetic(12)
+    ranks = df["score"].rank(method="first").astype(int) - 1
+    huge = df.assign(score=1.7e308 * np.linspace(-1, 1, 12)[ranks])
+    args = (["p1", "loss", "noise"], ["loss"])
+    plain = compare_table(df, "id", "score", *args, splits=3)
+    stretched = compare_table(huge, "id", "score", *args, splits=3)
+    assert stretched["methods"] == plain["methods"]
+
+
+# --- what was judged ------------------------------------------------------------------------------
+
+
+def test_only_splits_with_a_held_out_pair_are_judged() -> None:
+    df = synthetic(10).assign(score=[0.5] * 7 + [0.6, 0.7, 0.8])
+    report = compare_table(df, "id", "score", ["p1", "loss"], ["loss"], splits=20, seed=1)
+    protocol = report["protocol"]
+    plan = random_splits(10, splits=20, train_fraction=0.6, seed=1)
+    target = df["score"].to_numpy()
+    held_out = [len(labelled_pairs(target[s.test])[0]) // 2 for s in plan]
+    trains = [np.unique(target[s.train]).size > 1 for s in plan]
+    judged = [p for p, t in zip(held_out, trains, strict=True) if p and t]
+    assert (protocol["judged_splits"], protocol["judged_pairs"]) == (len(judged), sum(judged))
+    assert 0 < len(judged) < 20  # the case is partly degenerate
+    assert protocol["skipped_splits"] == 20 - len(judged) == sum(protocol["skipped"].values())
+    for metrics in report["methods"].values():  # every metric defined on every judged split
+        assert all(isinstance(v, float) and np.isfinite(v) for v in metrics.values())
+    assert f"{len(judged)} of 20 random splits judged" in report_lines(report)[0]
+    assert f"{sum(judged)} held-out pairs" in report_lines(report)[0]
+    assert f"{20 - len(judged)} of 20 splits not judged" in skipped_note(report)
+
+
+def test_nothing_to_judge_is_an_error() -> None:
+    df = synthetic(8).assign(score=[0.5] * 7 + [0.6])  # held out: all 0.5, or trained: all 0.5
+    with pytest.raises(ComparatorInputError, match="nothing to judge: of 20 split\\(s\\)"):
+        compare_table(df, "id", "score", ["p1", "loss"], ["loss"], splits=20)
+
+
+def test_an_undefined_metric_reads_n_a_without_a_spread() -> None:
+    report = compare_table(synthetic(12), "id", "score", ["p1", "loss"], ["loss"], splits=2)
+    report["methods"]["p1"] |= {"pairwise_accuracy_mean": None, "pairwise_accuracy_std": None}
+    report["ranking"] = method_ranking(report["methods"])
+    rows = {row[0]: row for row in report_rows(report)}
+    assert rows["p1"][1] == "n/a" and report["ranking"][-1] == "p1"  # undefined ranks last
+    assert " ± " in rows["ltc"][1]
+
+
+def test_the_report_records_its_provenance(tmp_path: Path) -> None:
+    path = tmp_path / "scores.csv"
+    synthetic(12).to_csv(path, index=False)
+    report = compare_table(read_table(path), "id", "score", ["p1", "loss"], ["loss"], splits=2)
+    assert report["input"] == {
+        "path": str(path),
+        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "id_column": "id",
+    }
+    assert report["proxies"] == {
+        "p1": {"lower_is_better": False},
+        "loss": {"lower_is_better": True},
+    }
+    assert report["protocol"]["seed"] == 0 and report["protocol"]["judged_splits"] == 2
+    accuracy = [report["methods"][m]["pairwise_accuracy_mean"] for m in report["ranking"]]
+    assert sorted(report["ranking"]) == sorted(report["methods"])
+    assert accuracy == sorted(accuracy, reverse=True)
+
+
+def test_compare_prints_plain_lines_to_a_pipe(tmp_path: Path, monkeypatch) -> None:
+    import pipelines.run as run_module
+
+    table = tmp_path / "scores.csv"
+    synthetic(12).assign(score=[0.5] * 6 + list(range(6))).to_csv(table, index=False)
+    monkeypatch.setattr(run_module.console, "width", 30)  # narrower than a row: nothing wraps
+    result = invoke(table, "--lower-is-better", "loss", "--splits", "20")
+    assert result.exit_code == 0, result.output
+    assert "\x1b[" not in result.output  # no colour codes
+    title, header, *rows = result.output.splitlines()
+    assert title.startswith("score: 12 candidates, ") and "held-out pairs" in title
+    header_text = "method pairwise accuracy Kendall tau top-1 recall top-3 recall"
+    assert " ".join(header.split()) == header_text
+    methods = {line.split()[0]: line.split()[1:] for line in rows if not line.startswith("warn")}
+    assert set(methods) == {"p1", "loss", "noise", "proxy_mean", "ltc"}
+    assert all(len(cells) == 6 and cells[1] == "±" for cells in methods.values())
+
+
+def test_compare_checks_the_output_path_first(tmp_path: Path) -> None:
+    table = tmp_path / "scores.csv"
+    synthetic(12).to_csv(table, index=False)
+    output = tmp_path / "new" / "deeper" / "report.json"  # missing folders are created
+    assert invoke(table, "--splits", "1", "--output", str(output)).exit_code == 0
+    assert json.loads(output.read_text())["input"]["path"] == str(table)
+    (tmp_path / "a-file").write_text("")
+    for bad, why in (
+        (tmp_path, "is a directory"),
+        (tmp_path / "a-file" / "report.json", f"{tmp_path / 'a-file'} is a file, not a folder"),
+        (table, "is the input table"),
+    ):
+        result = invoke(table, "--output", str(bad))
+        assert result.exit_code == 2 and result.output.startswith(f"error: {bad}: "), result.output
+        assert why in result.output
+    assert table.read_text() == synthetic(12).to_csv(index=False)
+
+
+def test_a_column_too_narrow_to_square_is_refused() -> None:
+    narrow = [0.0, MIN_SPAN / 4, MIN_SPAN / 2, MIN_SPAN]  # the narrowest span accepted
+    candidates = check_table(four_candidates(narrow), "id", "score", ["p1"])
+    z = StandardScaler().fit_transform(candidates.proxies).ravel()
+    assert len(set(z)) == 4 and np.abs(z).max() < 2  # standardised, not seen as a constant
+    with pytest.raises(ComparatorInputError, match=r"row 4, column 'p1': the values span only"):
+        check_table(
+            four_candidates([*narrow[:3], np.nextafter(MIN_SPAN, 0)]), "id", "score", ["p1"]
+        )
+
+
+def test_a_column_whose_mean_overflows_is_refused() -> None:
+    # spread wide enough to pass the resolution check, but the training sum overflows float64
+    df = four_candidates([1.0e308, 1.2e308, 1.4e308, 1.6e308, 1.7e308, 1.1e308])
+    message = r"row 5, column 'p1': 1.7e\+308 standardises to nan in split"
+    with pytest.raises(ComparatorInputError, match=message):
+        compare_table(df, "id", "score", ["p1"], splits=2)
+
+
+def test_an_output_in_a_folder_that_takes_no_file_is_refused_first(tmp_path: Path) -> None:
+    readonly = Path("/sys")  # read-only even for root, where a chmod would not hold
+    try:
+        with tempfile.TemporaryFile(dir=readonly):
+            pytest.skip(f"{readonly} takes files here")
+    except OSError:
+        pass
+    table = tmp_path / "scores.csv"
+    synthetic(12).to_csv(table, index=False)
+    result = invoke(table, "--output", str(readonly / "sftcast" / "report.json"))
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: {readonly}/sftcast/report.json: cannot be written")
+    assert "pairwise accuracy" not in result.output  # refused before the work

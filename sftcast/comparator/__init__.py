@@ -4,7 +4,13 @@ An XGBoost classifier over pairs of candidates (`Comparator`), ranked by Borda c
 judged against every single proxy on candidates it never saw (`compare_table`).
 """
 
-from sftcast.comparator.features import labelled_pairs, ordered_pairs, pair_features
+from sftcast.comparator.features import (
+    MAX_STANDARDISED,
+    check_standardising,
+    labelled_pairs,
+    ordered_pairs,
+    pair_features,
+)
 from sftcast.comparator.metrics import kendall_tau, pairwise_accuracy, topk_recall
 from sftcast.comparator.model import (
     Comparator,
@@ -13,7 +19,15 @@ from sftcast.comparator.model import (
     mean_win_probability,
 )
 from sftcast.comparator.protocols import Split, leave_one_group_out, random_splits
-from sftcast.comparator.report import compare_table, evaluate_split, report_table
+from sftcast.comparator.report import (
+    compare_table,
+    evaluate_split,
+    method_ranking,
+    report_lines,
+    report_table,
+    skipped_note,
+    unwritable,
+)
 from sftcast.comparator.table import (
     Candidates,
     ComparatorInputError,
@@ -23,12 +37,14 @@ from sftcast.comparator.table import (
 )
 
 __all__ = [
+    "MAX_STANDARDISED",
     "Candidates",
     "Comparator",
     "ComparatorInputError",
     "Split",
     "antisymmetric",
     "borda_scores",
+    "check_standardising",
     "check_table",
     "compare_table",
     "direction_signs",
@@ -37,11 +53,15 @@ __all__ = [
     "labelled_pairs",
     "leave_one_group_out",
     "mean_win_probability",
+    "method_ranking",
     "ordered_pairs",
     "pair_features",
     "pairwise_accuracy",
     "random_splits",
     "read_table",
+    "report_lines",
     "report_table",
+    "skipped_note",
     "topk_recall",
+    "unwritable",
 ]

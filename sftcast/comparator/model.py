@@ -14,8 +14,10 @@ from xgboost import XGBClassifier
 
 from sftcast.comparator.features import (
     FEATURES_PER_PROXY,
+    MAX_STANDARDISED,
     labelled_pairs,
     ordered_pairs,
+    out_of_range,
     pair_features,
 )
 from sftcast.comparator.table import ComparatorInputError
@@ -47,19 +49,33 @@ class Comparator:
         pairs, labels = labelled_pairs(np.asarray(target, dtype=float))
         if not len(pairs):
             raise ComparatorInputError("every training candidate has the same target")
-        features = pair_features(self.scaler_.transform(proxies), pairs)
+        features = pair_features(self._standardised(proxies), pairs)
         self.model_ = XGBClassifier(**self.params).fit(features, labels)
         self.n_proxies_ = proxies.shape[1]
         return self
 
     def preference(self, proxies: np.ndarray) -> np.ndarray:
         """(n, n) matrix f with f[i, j] = P(i beats j), antisymmetric; 0.5 on the diagonal."""
-        z = self.scaler_.transform(proxies)
+        z = self._standardised(proxies)
         pairs = ordered_pairs(len(z))
         g = np.full((len(z), len(z)), 0.5)
         if len(pairs):
             g[pairs[:, 0], pairs[:, 1]] = self.model_.predict_proba(pair_features(z, pairs))[:, 1]
         return antisymmetric(g)
+
+    def _standardised(self, proxies: np.ndarray) -> np.ndarray:
+        """Proxies on the training candidates' scale; a clear error, not XGBoost's, for a value
+        its float32 cannot take (`compare_table` refuses such tables before fitting)."""
+        with np.errstate(all="ignore"):
+            z = self.scaler_.transform(proxies)
+        bad = np.argwhere(out_of_range(z))
+        if len(bad):
+            row, column = bad[0]
+            raise ComparatorInputError(
+                f"candidate {row + 1}, proxy {column + 1}: {proxies[row, column]:g} standardises "
+                f"to {z[row, column]:.3g}, beyond the comparator's ±{MAX_STANDARDISED:.2g}"
+            )
+        return z
 
     def proxy_importance(self) -> np.ndarray:
         """Gain per proxy: XGBoost's per-feature gain summed over the proxy's four features

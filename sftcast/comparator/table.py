@@ -5,6 +5,13 @@
 (when there is one), the row and the column, e.g.
 `scores.csv: row 3 (line 4), column 'ppl': 'abc' is not a number`.
 
+Numbers: every cell is finite, and a proxy's distinct values must stay distinct once it is
+standardised: two values closer than float64's resolution at the column's span (`eps * span`)
+would merge (a column like 1e20, 1, 2, 3 ranks 1, 2 and 3 as one), so they are refused, naming
+both rows; so is a column spanning less than `MIN_SPAN`, whose variance underflows to a
+constant. Values a few ulps apart are the same number computed two ways and count as a tie.
+The target is only compared, never computed with, so any finite target is fine.
+
 Direction: the target is "higher is better" (a post-SFT score). Proxies named in
 `lower_is_better` (perplexities, losses) are negated here, once, so that higher is better holds
 for every proxy downstream: features, single-proxy rankings and `proxy_mean` alike.
@@ -12,6 +19,7 @@ for every proxy downstream: features, single-proxy rankings and `proxy_mean` ali
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +28,10 @@ import numpy as np
 import pandas as pd
 
 MIN_CANDIDATES = 4
+# Distinct values this many ulps of their own magnitude apart are one number computed two ways.
+NOISE_ULPS = 4
+# The smallest span whose square is a normal float64: standardising squares deviations.
+MIN_SPAN = float(np.sqrt(np.finfo(float).tiny))  # about 1.5e-154
 RESERVED = ("ltc", "proxy_mean")  # method names in the report; a proxy may not take them
 
 
@@ -35,11 +47,18 @@ class Candidates:
     proxy_names: tuple[str, ...]
     groups: np.ndarray | None  # str, for leave-one-group-out
     source: str
+    lower_is_better: tuple[str, ...] = ()  # the proxies negated above
+    csv: bool = False  # rows are lines of a CSV file (header on line 1)
+
+    def where(self, row: int) -> str:
+        """`source: row r (line l)` for the 0-based candidate index `row`."""
+        return _where(self.source, row, self.csv)
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
     """A CSV (every cell read as text, so ids and bad cells stay as written) or a Parquet file.
-    The file is recorded in `df.attrs` so that `check_table` names it and, for a CSV, the line."""
+    The file and its sha256 are recorded in `df.attrs`, so that `check_table` names it and, for
+    a CSV, the line, and a report says exactly which file it judged."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".csv", ".parquet", ".pq"):
@@ -54,7 +73,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
             df = pd.read_parquet(path)
     except (ValueError, OSError) as err:  # pandas' and pyarrow's parse errors are ValueErrors
         raise ComparatorInputError(f"{path}: cannot read it: {err}") from err
-    df.attrs.update(source=str(path), csv=suffix == ".csv")
+    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
+    df.attrs.update(source=str(path), csv=suffix == ".csv", sha256=sha256)
     return df
 
 
@@ -85,6 +105,8 @@ def check_table(
             f"{source}: {len(ids)} candidate(s); the comparator needs at least {MIN_CANDIDATES}"
         )
     values = {c: _numbers(df[c], c, source, csv) for c in [target, *proxies]}
+    for proxy in proxies:
+        _check_spread(values[proxy], proxy, df[proxy], source, csv)
     if np.all(values[target] == values[target][0]):
         raise ComparatorInputError(
             f"{source}: column {target!r}: every candidate has the same target "
@@ -98,6 +120,8 @@ def check_table(
         proxy_names=tuple(proxies),
         groups=_labels(df[groups], groups, source, csv) if groups else None,
         source=source,
+        lower_is_better=tuple(p for p in proxies if p in lower_is_better),
+        csv=csv,
     )
 
 
@@ -150,7 +174,7 @@ def _first_problem(
     rows = np.flatnonzero(mask)
     if len(rows):
         more = f" ({len(rows)} such cells in the column)" if len(rows) > 1 else ""
-        text = problem.format(value=raw.iloc[rows[0]])
+        text = problem.format(value=_Cell(raw.iloc[rows[0]]))
         raise ComparatorInputError(
             f"{_where(source, rows[0], csv)}, column {column!r}: {text}{more}"
         )
@@ -163,6 +187,50 @@ def _numbers(raw: pd.Series, column: str, source: str, csv: bool) -> np.ndarray:
     _first_problem(empty | np.isnan(values), "empty or NaN", column, raw, source, csv)
     _first_problem(np.isinf(values), "{value!r} is not finite", column, raw, source, csv)
     return values
+
+
+def _check_spread(values: np.ndarray, column: str, raw: pd.Series, source: str, csv: bool) -> None:
+    """Refuse a column that standardising would flatten (see the module's doc): a span whose
+    square underflows, or two distinct values closer than `eps * span`. The row named first is
+    the extreme farthest from the median, the usual culprit."""
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    with np.errstate(over="ignore"):
+        span = ordered[-1] - ordered[0]
+    if 0 < span < MIN_SPAN:
+        raise ComparatorInputError(
+            f"{_where(source, order[-1], csv)}, column {column!r}: the values span only "
+            f"{span:.3g} (row {order[0] + 1}'s {_Cell(raw.iloc[order[0]])!r} to row "
+            f"{order[-1] + 1}'s {_Cell(raw.iloc[order[-1]])!r}), below {MIN_SPAN:.3g}, whose "
+            "square float64 still holds: standardising would see a constant; rescale the column"
+        )
+    gaps = np.diff(ordered)
+    noise = gaps <= NOISE_ULPS * np.spacing(np.maximum(np.abs(ordered[:-1]), np.abs(ordered[1:])))
+    resolution = np.finfo(float).eps * span
+    merged = np.flatnonzero((gaps > 0) & ~noise & ~(gaps >= resolution))
+    if not len(merged):
+        return
+    median = np.median(values)
+    outlier = max(order[0], order[-1], key=lambda r: abs(values[r] - median))
+    lo, hi = order[merged[0]], order[merged[0] + 1]
+    raise ComparatorInputError(
+        f"{_where(source, outlier, csv)}, column {column!r}: {_Cell(raw.iloc[outlier])!r} "
+        f"stretches the column's span to {span:.3g}, where float64 cannot tell row {lo + 1}'s "
+        f"{_Cell(raw.iloc[lo])!r} from row {hi + 1}'s {_Cell(raw.iloc[hi])!r} (they differ by "
+        f"{gaps[merged[0]]:.3g}, below eps * span = {resolution:.3g}): standardising would "
+        "merge them; rescale the column or drop the outlier"
+    )
+
+
+class _Cell:
+    """A cell as written: CSV text quoted, a number (from Parquet) as Python writes it, not as
+    `np.float64(...)`."""
+
+    def __init__(self, value: object) -> None:
+        self.value = value.item() if isinstance(value, np.generic) else value
+
+    def __repr__(self) -> str:
+        return repr(self.value)
 
 
 def _labels(raw: pd.Series, column: str, source: str, csv: bool) -> np.ndarray:
