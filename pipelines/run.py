@@ -202,7 +202,7 @@ def select_(ctx: typer.Context) -> None:
     _run(ctx.obj, "select")
 
 
-@app.command(
+@command_with_globals(
     help=(
         "Validate one task dataset with Great Expectations and log the report to the stack's "
         "MLflow store (the sftcast_validate experiment).\n\n"
@@ -219,14 +219,14 @@ def select_(ctx: typer.Context) -> None:
 def validate(
     ctx: typer.Context,
     task: str = typer.Option(..., help="cbqa, rag or cls"),
-    dataset: str = typer.Option(..., help="A folder of split files, or hf:<name>\\[@revision]"),
+    dataset: str = typer.Option(..., help="A folder of split files, or hf:<name>[@revision]"),
 ) -> None:
     """Validate one task dataset; the exit code is the data's verdict (see the help above)."""
     from sftcast.data.schema import TASKS
     from sftcast.validation import validate_source
 
     if task not in TASKS:
-        raise typer.BadParameter(f"{task!r} is not a task; expected one of {', '.join(TASKS)}")
+        fail(f"--task {task!r} is not a task; expected one of {', '.join(TASKS)}")
     report = validate_source(dataset, task)
     if console.is_terminal:
         console.print(report.to_table())
@@ -249,7 +249,6 @@ def _log_validation(report: object, task: str, dataset: str, stack: str) -> str 
     """Record the report in the stack's MLflow store, where its pipelines log. Never raises:
     returns why it could not log (one line), since the data verdict stands either way."""
     import mlflow
-    import requests
 
     from sftcast.tracking import ensure_experiment, log_json, safe_tags
 
@@ -257,12 +256,8 @@ def _log_validation(report: object, task: str, dataset: str, stack: str) -> str 
         uri = stack_tracking_uri(stack)
     except StackFileError as err:
         return f"stack {stack!r} does not load: {err}"
-    # MLflow retries an unanswered request 7 times with growing backoff, minutes of waiting
-    # and a logged line per retry: one try, 10 s at most, unless the user set these.
-    bounded = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-    saved = {name: os.environ.get(name) for name in bounded}
-    os.environ.update({name: v for name, v in bounded.items() if saved[name] is None})
     try:
+        check_tracking_uri(uri)  # one bounded try: MLflow itself retries for minutes
         mlflow.set_tracking_uri(uri)
         artifacts = stores_root() / "mlruns" / "artifacts"
         experiment_id = ensure_experiment("sftcast_validate", artifacts)
@@ -271,23 +266,11 @@ def _log_validation(report: object, task: str, dataset: str, stack: str) -> str 
             mlflow.log_metric("validation_failures", len(report.failures))
             mlflow.log_metric("validation_success", int(report.success))
             log_json(report.to_dict(), "validation_report.json")
-    except Exception as err:  # any failure of the store: a warning, never the verdict
-        cause: BaseException | None = err
-        while cause is not None and not isinstance(cause, requests.RequestException):
-            cause = cause.__cause__ or cause.__context__
-        if cause is not None:
-            retries = os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"]
-            timeout = os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"]
-            return (
-                f"the MLflow tracking URI {uri} does not answer ({type(cause).__name__}; "
-                f"{retries} retries, a {timeout} s timeout per try)"
-            )
+    except TrackingUnavailable as err:
+        return str(err)
+    except Exception as err:  # any other failure of the store: a warning, never the verdict
         reason = " ".join(str(err).split())
         return f"cannot log to the MLflow tracking URI {uri}: {type(err).__name__}: {reason}"
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
     return None
 
 
@@ -320,7 +303,6 @@ def compare(
     written (checked first), or nothing to judge (every split's targets tie).
     """
     import json
-    from typing import NoReturn
 
     from sftcast.comparator import (
         ComparatorInputError,
@@ -334,10 +316,6 @@ def compare(
 
     def columns(text: str) -> list[str]:
         return [c.strip() for c in text.split(",") if c.strip()]
-
-    def fail(message: str) -> NoReturn:
-        console.print(f"error: {message}", style="red", markup=False, soft_wrap=True)
-        raise typer.Exit(2)
 
     if output is not None:
         problem = unwritable(output, table)

@@ -185,6 +185,9 @@ def check_kubernetes_contexts(stack_file: StackFile) -> None:
 
     # Read KUBECONFIG now: the kubernetes package reads it once, when first imported.
     kubeconfig = os.environ.get("KUBECONFIG") or "~/.kube/config"
+    # ZenML's own checks later read the package's default path, fixed at its first import:
+    # point it at this file, so that one process never reads two kubeconfigs.
+    k8s_config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION = kubeconfig
     try:
         known, _ = k8s_config.list_kube_config_contexts(config_file=kubeconfig)
     except k8s_config.ConfigException as err:

@@ -79,6 +79,10 @@ def k8s_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, zenml_client) -> di
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
+    # the kubernetes package reads KUBECONFIG once, at import, for ZenML's checks: this test's
+    from kubernetes.config import kube_config
+
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
     if not zenml_client.list_secrets(name="sftcast_mlflow").items:
         zenml_client.create_secret("sftcast_mlflow", values={"username": "u", "password": "p"})
     return env
