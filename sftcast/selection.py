@@ -26,6 +26,7 @@ from sftcast.comparator import (
     direction_signs,
     mean_win_probability,
 )
+from sftcast.comparator.model import ComparatorSettings
 from sftcast.evaluation.evaluate import EvaluationConfig
 from sftcast.proxies.registry import directions
 
@@ -53,6 +54,7 @@ class SelectionConfig(BaseModel):
     # format only: prompt formats and forgetting (MRC) are the `sft` pipeline's study, and
     # skipping them saves about a sixth of `select`. True scores them as `sft` does.
     study_metrics: bool = False
+    comparator: ComparatorSettings = Field(default_factory=ComparatorSettings)
 
     @field_validator("predictor")
     @classmethod
