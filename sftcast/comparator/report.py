@@ -23,7 +23,12 @@ from sftcast.comparator.metrics import (
     preference_from_scores,
     topk_recall,
 )
-from sftcast.comparator.model import Comparator, borda_scores
+from sftcast.comparator.model import (
+    DEFAULT_SETTINGS,
+    Comparator,
+    ComparatorSettings,
+    borda_scores,
+)
 from sftcast.comparator.protocols import Split, leave_one_group_out, random_splits
 from sftcast.comparator.table import Candidates, ComparatorInputError, check_table
 
@@ -53,6 +58,7 @@ def compare_table(
     seed: int = 0,
     top_k: int = 3,
     groups: str | None = None,
+    comparator: ComparatorSettings = DEFAULT_SETTINGS,
 ) -> dict[str, Any]:
     """Validate the table, evaluate every method under the protocol (leave-one-group-out on
     `groups` when given, else `splits` random splits), and report means and stds over splits,
@@ -86,9 +92,11 @@ def compare_table(
         raise ComparatorInputError(
             "every split's training candidates share one target value; label more candidates"
         )
-    scores = [evaluate_split(candidates, split, top_k, seed) for split in usable]
+    scores = [evaluate_split(candidates, split, top_k, seed, comparator) for split in usable]
     methods = {name: _summary([s[name] for s in scores]) for name in scores[0]}
-    importance = Comparator(random_state=seed).fit(candidates.proxies, candidates.target)
+    importance = Comparator.from_settings(comparator, seed).fit(
+        candidates.proxies, candidates.target
+    )
     return {
         "target": target,
         "n_candidates": n,
@@ -102,7 +110,11 @@ def compare_table(
 
 
 def evaluate_split(
-    candidates: Candidates, split: Split, top_k: int = 3, seed: int = 0
+    candidates: Candidates,
+    split: Split,
+    top_k: int = 3,
+    seed: int = 0,
+    comparator: ComparatorSettings = DEFAULT_SETTINGS,
 ) -> dict[str, dict[str, float]]:
     """Every method's metrics on the split's test candidates, fitting only on its train side."""
     train_x, test_x = candidates.proxies[split.train], candidates.proxies[split.test]
@@ -115,7 +127,7 @@ def evaluate_split(
     }
     mean = StandardScaler().fit(train_x).transform(test_x).mean(axis=1)
     predictions["proxy_mean"] = (preference_from_scores(mean), mean)
-    f = Comparator(random_state=seed).fit(train_x, train_y).preference(test_x)
+    f = Comparator.from_settings(comparator, seed).fit(train_x, train_y).preference(test_x)
     predictions["ltc"] = (f, borda_scores(f))
     return {
         name: {
