@@ -120,9 +120,9 @@ def _models(model: type[BaseModel]) -> set[type[BaseModel]]:
     found = {model}
 
     def walk(annotation: Any) -> None:
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            if annotation not in found:
-                found.update(_models(annotation))
+        model = annotation if isinstance(annotation, type) else None
+        if model is not None and issubclass(model, BaseModel) and model not in found:
+            found.update(_models(model))
         for arg in typing.get_args(annotation):
             walk(arg)
 
