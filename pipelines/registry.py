@@ -17,5 +17,7 @@ PIPELINES = {
 
 
 def known_sections() -> set[str]:
-    """Every parameter section some pipeline takes: what a run configuration may hold."""
+    """Every parameter section some pipeline takes: what a run configuration may hold. They
+    are the sections of `sftcast.config.RunParameters` (tests/test_config.py holds them equal),
+    so the root model has no section that no pipeline reads."""
     return set().union(*(pipeline_parameters(p) for p in PIPELINES.values()))

@@ -4,8 +4,9 @@ A run configuration is a ZenML run configuration whose `parameters` hold one sec
 concern (`data`, `zoo`, ...). Every pipeline takes the sections it needs; a section no
 pipeline knows is an error, so a typo never goes unnoticed.
 
-`load_run_config` is also the pre-flight: every section the pipeline takes is validated by its
-own model, the sections are checked against each other, and every external candidate of
+`load_run_config` is also the pre-flight: the sections the pipeline takes are validated by the
+root model (`sftcast.config.RunParameters`: each section by its own model, then the sections
+against each other), and every external candidate of
 `zoo.candidates` is verified, so a bad configuration stops the command (exit code 2) with the
 file, the key and the problem named, before ZenML runs any step and before MLflow is touched.
 """
@@ -13,7 +14,6 @@ file, the key and the problem named, before ZenML runs any step and before MLflo
 from __future__ import annotations
 
 import inspect
-import typing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,8 @@ from sftcast.tracking import config_hash
 
 if TYPE_CHECKING:
     from zenml.pipelines import Pipeline
+
+    from sftcast.config import RunParameters
 
 EFFECTIVE_DIR = REPO_ROOT / ".zenml" / "run-configs"
 
@@ -81,55 +83,30 @@ def load_run_config(
     return config
 
 
-def preflight(path: Path, pipeline: Pipeline, parameters: dict[str, Any]) -> dict[str, Any]:
-    """Validate what `pipeline` will be given before anything runs: each parameter section by
-    the model the pipeline's signature names, then the sections against each other, then every
-    external candidate URI (`zoo.candidates`) by fetching and verifying it. Returns the
-    validated sections; raises `RunConfigError` naming the file and the key path."""
-    from pydantic import TypeAdapter, ValidationError
+def preflight(path: Path, pipeline: Pipeline, parameters: dict[str, Any]) -> RunParameters:
+    """Validate what `pipeline` will be given before anything runs: its sections, each by its
+    model and against each other (`sftcast.config.RunParameters`), then every external
+    candidate URI (`zoo.candidates`) by fetching and verifying it. Returns the validated
+    parameters; raises `RunConfigError` naming the file and the key path."""
+    from pydantic import ValidationError
 
-    hints = typing.get_type_hints(pipeline.entrypoint)
+    from sftcast.config import RunParameters
+
     signature = inspect.signature(pipeline.entrypoint)
-    sections: dict[str, Any] = {}
     for name, param in signature.parameters.items():
-        if name not in parameters:
-            if param.default is inspect.Parameter.empty:
-                raise RunConfigError(
-                    f"{path}: parameters.{name}: missing; the {pipeline.name} pipeline takes "
-                    f"the sections {', '.join(signature.parameters)}"
-                )
-            continue
-        try:
-            sections[name] = TypeAdapter(hints[name]).validate_python(parameters[name])
-        except ValidationError as err:
-            problems = _first_errors(err, prefix=f"parameters.{name}", show_input=True)
-            raise RunConfigError(f"{path}: {problems}") from err
-    _check_across_sections(path, sections)
-    if "zoo" in sections:
-        _check_external_candidates(path, sections["zoo"])
-    return sections
-
-
-def _check_across_sections(path: Path, sections: dict[str, Any]) -> None:
-    """What one section says about another's: candidate URIs named in `selection.labelled` and
-    `sft.replicate_candidates` must be candidates of the run."""
-    zoo = sections.get("zoo")
-    if zoo is None:
-        return
-    uris = zoo.all_candidates()
-    if (selection := sections.get("selection")) is not None:
-        try:
-            selection.labelled_candidates(uris)
-        except ValueError as err:
-            raise RunConfigError(f"{path}: parameters.selection.labelled: {err}") from err
-    if (sft := sections.get("sft")) is not None:
-        unknown = [u for u in sft.replicate_candidates if u not in uris]
-        if unknown:
+        if name not in parameters and param.default is inspect.Parameter.empty:
             raise RunConfigError(
-                f"{path}: parameters.sft.replicate_candidates: {unknown} are not candidates "
-                f"of this run ({len(uris)} candidates: zoo.variants' checkpoints and "
-                "zoo.candidates)"
+                f"{path}: parameters.{name}: missing; the {pipeline.name} pipeline takes "
+                f"the sections {', '.join(signature.parameters)}"
             )
+    try:
+        run = RunParameters.model_validate(parameters)
+    except ValidationError as err:
+        problems = _first_errors(err, prefix="parameters", show_input=True)
+        raise RunConfigError(f"{path}: {problems}") from err
+    if run.zoo is not None:
+        _check_external_candidates(path, run.zoo)
+    return run
 
 
 def _check_external_candidates(path: Path, zoo: Any) -> None:
@@ -216,17 +193,23 @@ def compile_for_stack(pipeline: Pipeline, config_path: Path, stack_file: StackFi
 
 def _first_errors(err: Any, limit: int = 3, prefix: str = "", show_input: bool = False) -> str:
     """The first few problems of a pydantic error on one line: `where: what`, where is the
-    key path under `prefix` (`parameters.zoo.variants[0].steps`); with `show_input`, the
-    offending value too when it is short (`(got -0.001)`)."""
+    key path under `prefix` (`parameters.zoo.variants[0].steps`, or the setting a
+    `SectionConflict` names); with `show_input`, the offending value too when it is short
+    (`(got -0.001)`)."""
+    from sftcast.config import SectionConflict
+
     problems = []
     for e in err.errors():
+        loc, msg, shown = e["loc"], e["msg"].removeprefix("Value error, "), repr(e.get("input"))
+        worth_showing = show_input and e["type"] != "missing" and len(shown) <= 80
+        if isinstance(conflict := (e.get("ctx") or {}).get("error"), SectionConflict):
+            loc, msg, worth_showing = (*loc, *conflict.key.split(".")), conflict.problem, False
         where = prefix
-        for part in e["loc"]:
+        for part in loc:
             where += f"[{part}]" if isinstance(part, int) else f".{part}" if where else str(part)
-        problem = f"{where or 'configuration'}: {e['msg'].removeprefix('Value error, ')}"
-        shown = repr(e.get("input"))
+        problem = f"{where or 'configuration'}: {msg}"
         said = f"got {shown}" in problem or f"got {e.get('input')}" in problem  # said already
-        if show_input and e["type"] != "missing" and len(shown) <= 80 and not said:
+        if worth_showing and not said:
             problem += f" (got {shown})"
         problems.append(problem)
     more = f" (and {len(problems) - limit} more)" if len(problems) > limit else ""

@@ -7,7 +7,6 @@ from __future__ import annotations
 from zenml import pipeline
 
 from pipelines.data import data_stage
-from pipelines.runconfig import RunConfigError
 from pipelines.sft import sft_stage, step_slug
 from pipelines.zoo import zoo_stage
 from sftcast.data import DataConfig
@@ -32,10 +31,7 @@ def select_pipeline(
     stage = data_stage(data)
     candidates = zoo_stage(stage.corpus, zoo, stage.validations)
     uris = list(candidates)
-    try:
-        labelled = selection.labelled_candidates(uris)
-    except ValueError as err:
-        raise RunConfigError(str(err)) from err
+    labelled = selection.labelled_candidates(uris)  # checked against the zoo by the pre-flight
     # no seed replicates, prompt formats or forgetting here: they are the `sft` pipeline's study
     scoring = selection.finetuned_evaluation(evaluation)
     records, base_scores = sft_stage(

@@ -8,7 +8,6 @@ from typing import Any
 from zenml import pipeline
 
 from pipelines.data import data_stage
-from pipelines.runconfig import RunConfigError
 from pipelines.zoo import step_slug, zoo_stage
 from sftcast.data import DataConfig
 from sftcast.evaluation import EvaluationConfig
@@ -31,12 +30,6 @@ def sft_stage(
     ones (all by default), with `sft.replicate_seeds` unless `replicates` is off; fine-tuned
     models are scored with `finetuned_evaluation` (default: `evaluation`). Returns the SFT
     records and each candidate's base scores."""
-    missing = [t for t in sft.tasks if t not in datasets]
-    if missing:
-        raise RunConfigError(f"sft.tasks {missing} have no dataset in data.tasks")
-    unknown = [u for u in sft.replicate_candidates if u not in candidates]
-    if unknown:
-        raise RunConfigError(f"sft.replicate_candidates {unknown} are not candidates of this run")
     tasks = list(datasets)
     task_datasets = [datasets[t] for t in tasks]
     records, base_scores = [], {}

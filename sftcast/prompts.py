@@ -23,6 +23,7 @@ from sftcast.data.schema import NEWS_TOPICS
 
 PromptFormat = Literal["train", "plain", "instruction"]
 FORMATS: tuple[str, ...] = ("train", "plain", "instruction")
+PromptFormat = Literal["train", "plain", "instruction"]
 DEMO_SEPARATOR = "\n\n"
 
 _INSTRUCTIONS = {

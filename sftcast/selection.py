@@ -26,6 +26,7 @@ from sftcast.comparator import (
     direction_signs,
     mean_win_probability,
 )
+from sftcast.comparator.model import DEFAULT_SETTINGS, ComparatorSettings
 from sftcast.evaluation.evaluate import EvaluationConfig
 from sftcast.proxies.registry import directions
 
@@ -53,6 +54,7 @@ class SelectionConfig(BaseModel):
     # format only: prompt formats and forgetting (MRC) are the `sft` pipeline's study, and
     # skipping them saves about a sixth of `select`. True scores them as `sft` does.
     study_metrics: bool = False
+    comparator: ComparatorSettings = Field(default_factory=ComparatorSettings)
 
     @field_validator("predictor")
     @classmethod
@@ -128,22 +130,31 @@ def oriented(table: pd.DataFrame, proxies: Sequence[str], lower: Sequence[str]) 
 
 
 def fit_comparator(
-    table: pd.DataFrame, proxies: Sequence[str], lower: Sequence[str], seed: int
+    table: pd.DataFrame,
+    proxies: Sequence[str],
+    lower: Sequence[str],
+    seed: int,
+    settings: ComparatorSettings = DEFAULT_SETTINGS,
 ) -> Comparator:
     """The comparator trained on every labelled row of `table`."""
     labelled = table[table[TARGET].notna()]
-    return Comparator(random_state=seed).fit(
+    return Comparator.from_settings(settings, seed).fit(
         oriented(labelled, proxies, lower), labelled[TARGET].to_numpy(dtype=float)
     )
 
 
 def predict_strength(
-    table: pd.DataFrame, proxies: Sequence[str], lower: Sequence[str], predictor: str, seed: int
+    table: pd.DataFrame,
+    proxies: Sequence[str],
+    lower: Sequence[str],
+    predictor: str,
+    seed: int,
+    settings: ComparatorSettings = DEFAULT_SETTINGS,
 ) -> np.ndarray:
     """Each candidate's predicted strength under `predictor`, fitted on the labelled rows."""
     x = oriented(table, proxies, lower)
     if predictor == "ltc":
-        preference = fit_comparator(table, proxies, lower, seed).preference(x)
+        preference = fit_comparator(table, proxies, lower, seed, settings).preference(x)
         # Borda wins first; the mean win probability breaks their ties
         return borda_scores(preference) + mean_win_probability(preference) / 2
     # standardised on the labelled rows, as compare_table's proxy_mean is on its training side
@@ -172,6 +183,7 @@ def select(
         report = compare_table(
             labelled, ID, TARGET, proxies, lower_is_better, splits=config.splits,
             train_fraction=config.train_fraction, seed=config.seed, top_k=config.top_k,
+            comparator=config.comparator,
         )  # fmt: skip
     except ComparatorInputError as err:
         return _unjudged(task, table, proxies, lower_is_better, config, str(err))
@@ -181,7 +193,9 @@ def select(
         predictor = max(scored, key=lambda m: -1.0 if scored[m] is None else scored[m])
     else:
         predictor = config.predictor
-    strength = predict_strength(table, proxies, lower_is_better, predictor, config.seed)
+    strength = predict_strength(
+        table, proxies, lower_is_better, predictor, config.seed, config.comparator
+    )
     return _ranked(
         task, table, predictor, strength, beats_chance=(scored[predictor] or 0.0) > CHANCE,
         methods=methods, feature_importance=report["feature_importance"],

@@ -155,7 +155,7 @@ def _register_comparator(
 ) -> None:
     """The comparator trained on every labelled candidate, as a registry version carrying its
     features, protocol and held-out scores, with its gain per proxy as a chart."""
-    comparator = fit_comparator(table, proxies, lower, selection.seed)
+    comparator = fit_comparator(table, proxies, lower, selection.seed, selection.comparator)
     gains = dict(zip(proxies, comparator.proxy_importance().tolist(), strict=True))
     chart = Figure(figsize=(6, 3.2), layout="tight")
     ax = chart.subplots()

@@ -9,6 +9,7 @@ are ranked by Borda count over f.
 from __future__ import annotations
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier
 
@@ -23,6 +24,20 @@ from sftcast.comparator.features import (
 from sftcast.comparator.table import ComparatorInputError
 
 
+class ComparatorSettings(BaseModel):
+    """The classifier's size and step (`parameters.selection.comparator`): small trees, as
+    the labelled pools are small."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_estimators: int = Field(200, ge=1)
+    max_depth: int = Field(3, ge=1)
+    learning_rate: float = Field(0.1, gt=0, le=1)
+
+
+DEFAULT_SETTINGS = ComparatorSettings()
+
+
 class Comparator:
     """Fit on training candidates' proxies (direction-corrected) and targets; `preference`
     then compares any candidates, seen or not. Proxies are standardised on the training
@@ -30,9 +45,9 @@ class Comparator:
 
     def __init__(
         self,
-        n_estimators: int = 200,
-        max_depth: int = 3,
-        learning_rate: float = 0.1,
+        n_estimators: int = DEFAULT_SETTINGS.n_estimators,
+        max_depth: int = DEFAULT_SETTINGS.max_depth,
+        learning_rate: float = DEFAULT_SETTINGS.learning_rate,
         n_jobs: int = 1,  # one thread: comparisons are small, and many run one after another
         random_state: int = 0,
     ) -> None:
@@ -43,6 +58,10 @@ class Comparator:
             n_jobs=n_jobs,
             random_state=random_state,
         )
+
+    @classmethod
+    def from_settings(cls, settings: ComparatorSettings, random_state: int = 0) -> Comparator:
+        return cls(**settings.model_dump(), random_state=random_state)
 
     def fit(self, proxies: np.ndarray, target: np.ndarray) -> Comparator:
         self.scaler_ = StandardScaler().fit(proxies)

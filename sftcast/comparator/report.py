@@ -32,7 +32,12 @@ from sftcast.comparator.metrics import (
     preference_from_scores,
     topk_recall,
 )
-from sftcast.comparator.model import Comparator, borda_scores
+from sftcast.comparator.model import (
+    DEFAULT_SETTINGS,
+    Comparator,
+    ComparatorSettings,
+    borda_scores,
+)
 from sftcast.comparator.protocols import Split, leave_one_group_out, random_splits
 from sftcast.comparator.table import Candidates, ComparatorInputError, check_table
 
@@ -75,6 +80,7 @@ def compare_table(
     seed: int = 0,
     top_k: int = 3,
     groups: str | None = None,
+    comparator: ComparatorSettings = DEFAULT_SETTINGS,
 ) -> dict[str, Any]:
     """Validate the table, evaluate every method under the protocol (leave-one-group-out on
     `groups` when given, else `splits` random splits), and report means and stds over the
@@ -121,9 +127,11 @@ def compare_table(
     everyone = np.arange(n)
     final = Split("the final fit on every candidate", everyone, everyone)
     check_standardising(candidates, [*judged, final])
-    scores = [evaluate_split(candidates, split, top_k, seed) for split in judged]
+    scores = [evaluate_split(candidates, split, top_k, seed, comparator) for split in judged]
     methods = {name: _summary([s[name] for s in scores]) for name in scores[0]}
-    importance = Comparator(random_state=seed).fit(candidates.proxies, candidates.target)
+    importance = Comparator.from_settings(comparator, seed).fit(
+        candidates.proxies, candidates.target
+    )
     return {
         "input": {
             "path": candidates.source,
@@ -176,7 +184,11 @@ def method_ranking(methods: dict[str, dict[str, float | None]]) -> list[str]:
 
 
 def evaluate_split(
-    candidates: Candidates, split: Split, top_k: int = 3, seed: int = 0
+    candidates: Candidates,
+    split: Split,
+    top_k: int = 3,
+    seed: int = 0,
+    comparator: ComparatorSettings = DEFAULT_SETTINGS,
 ) -> dict[str, dict[str, float]]:
     """Every method's metrics on the split's test candidates, fitting only on its train side."""
     train_x, test_x = candidates.proxies[split.train], candidates.proxies[split.test]
@@ -189,7 +201,7 @@ def evaluate_split(
     }
     mean = StandardScaler().fit(train_x).transform(test_x).mean(axis=1)
     predictions["proxy_mean"] = (preference_from_scores(mean), mean)
-    f = Comparator(random_state=seed).fit(train_x, train_y).preference(test_x)
+    f = Comparator.from_settings(comparator, seed).fit(train_x, train_y).preference(test_x)
     predictions["ltc"] = (f, borda_scores(f))
     return {
         name: {

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from sftcast.data.schema import CORPUS_DOMAINS, SPLITS, TASKS, check_tasks
+from sftcast.data.schema import CORPUS_DOMAINS, SPLITS, TASKS, SplitName, TaskName
 
 BUILTIN = "builtin"
 
@@ -22,14 +22,14 @@ BUILTIN = "builtin"
 class FactsConfig(BaseModel):
     """Which real facts become QA questions and knowledge passages."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     seed: int = 0  # picks question and passage wording among the templates
     n_cities: int = Field(1500, gt=0, description="most populous cities to consider")
 
 
 class CorpusConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     seed: int = 0
     heldout_fraction: float = Field(0.05, gt=0, lt=1, description="share of each domain held out")
@@ -57,7 +57,7 @@ class ValidationBounds(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    min_rows: dict[str, int] = Field(default_factory=lambda: dict.fromkeys(SPLITS, 1))
+    min_rows: dict[SplitName, int] = Field(default_factory=lambda: dict.fromkeys(SPLITS, 1))
     max_rows: int = Field(1_000_000, ge=1)
     max_chars: int = Field(20_000, ge=1, description="longest text cell (or answer) allowed")
 
@@ -84,7 +84,7 @@ class ValidationBounds(BaseModel):
 
 
 class TaskConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     # "builtin", a path to the user's files, or "hf:<name>[@revision]" (read by sftcast.data.io)
     source: str = BUILTIN
@@ -116,22 +116,21 @@ class TaskConfig(BaseModel):
         )
 
 
-def _default_tasks() -> dict[str, TaskConfig]:
+def _default_tasks() -> dict[TaskName, TaskConfig]:
     return {task: TaskConfig() for task in TASKS}
 
 
 class DataConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     output_dir: Path = Path("artifacts/data")
     facts: FactsConfig = Field(default_factory=FactsConfig)
     corpus: CorpusConfig = Field(default_factory=CorpusConfig)
-    tasks: dict[str, TaskConfig] = Field(default_factory=_default_tasks)
+    tasks: dict[TaskName, TaskConfig] = Field(default_factory=_default_tasks)
 
     @field_validator("tasks")
     @classmethod
-    def _all_tasks(cls, tasks: dict[str, TaskConfig]) -> dict[str, TaskConfig]:
-        check_tasks(tasks, "data.tasks")
+    def _all_tasks(cls, tasks: dict[TaskName, TaskConfig]) -> dict[TaskName, TaskConfig]:
         # A YAML file that configures one task still gets the defaults for the others.
         return {task: tasks.get(task, TaskConfig()) for task in TASKS}
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
+SplitName = Literal["train", "validation", "test"]
 TaskName = Literal["cbqa", "rag", "cls"]
 TASKS: tuple[str, ...] = ("cbqa", "rag", "cls")
 

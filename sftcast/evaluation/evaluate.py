@@ -12,16 +12,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from sftcast.data.schema import NEWS_TOPICS, check_tasks
+from sftcast.data.schema import NEWS_TOPICS, SplitName, TaskName
 from sftcast.evaluation.metrics import exact_match, mean_ratio_of_change, rouge_l, token_f1
 from sftcast.evaluation.scoring import greedy_generate, label_token_ids, tokenprob_scores
-from sftcast.prompts import FORMATS, encode_example
+from sftcast.prompts import FORMATS, PromptFormat, encode_example
 
 PRIMARY_METRIC = {"cbqa": "f1", "rag": "f1", "cls": "accuracy"}
 QA_METRICS = {"exact_match": exact_match, "f1": token_f1, "rouge_l": rouge_l}
@@ -33,33 +33,25 @@ class EvaluationConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    split: str = "test"
+    split: SplitName = "test"
     max_examples: int | None = Field(None, ge=1, description="first N rows of the split")
-    shots: dict[str, int] = Field(default_factory=lambda: {"cbqa": 3, "rag": 1, "cls": 2})
+    shots: dict[TaskName, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: {"cbqa": 3, "rag": 1, "cls": 2}
+    )
     demo_context_tokens: int = Field(48, ge=1, description="input tokens kept per demonstration")
     max_new_tokens: int = Field(12, ge=1)
     max_length: int = Field(256, ge=8)
     batch_size: int = Field(32, ge=1)
-    formats: list[str] = Field(default_factory=lambda: list(FORMATS))
+    formats: list[PromptFormat] = Field(default_factory=lambda: list(FORMATS))
     # score a fine-tuned model on the tasks it was not trained on too (few-shot), for MRC
     forgetting: bool = True
     seed: int = 0  # which train rows become demonstrations
 
-    @field_validator("shots")
-    @classmethod
-    def _shots(cls, shots: dict[str, int]) -> dict[str, int]:
-        check_tasks(shots, "evaluation.shots")
-        for task, k in shots.items():
-            if k < 0:
-                raise ValueError(f"shots[{task!r}] must be >= 0, got {k}")
-        return shots
-
     @field_validator("formats")
     @classmethod
-    def _formats(cls, formats: list[str]) -> list[str]:
-        unknown = [f for f in formats if f not in FORMATS]
-        if unknown or "train" not in formats:
-            raise ValueError(f"formats must include 'train' and be among {FORMATS}: {formats}")
+    def _with_train(cls, formats: list[PromptFormat]) -> list[PromptFormat]:
+        if "train" not in formats:  # the format the models are fine-tuned in
+            raise ValueError(f"formats must include 'train', got {formats}")
         return formats
 
 

@@ -6,11 +6,12 @@ Unknown keys are errors, so a typo in YAML names itself instead of being ignored
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from sftcast.data.schema import TASKS, check_tasks
+from sftcast.data.schema import TASKS, TaskName, check_tasks
+from sftcast.prompts import PromptFormat
 from sftcast.tracking import config_hash
 
 
@@ -44,7 +45,7 @@ class SFTConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     output_dir: Path = Path("artifacts/sft")
-    tasks: list[str] = Field(default_factory=lambda: list(TASKS))
+    tasks: list[TaskName] = Field(default_factory=lambda: list(TASKS))
     method: Literal["full", "lora"] = "full"
     lora: LoraSettings = Field(default_factory=LoraSettings)
     learning_rate: float = Field(1e-3, gt=0)
@@ -56,27 +57,27 @@ class SFTConfig(BaseModel):
     grad_clip: float = Field(1.0, gt=0)
     seed: int = 0
     train_examples: int | None = Field(None, ge=1, description="seeded sample of train rows")
-    prompt_format: Literal["train", "plain", "instruction"] = "train"
+    prompt_format: PromptFormat = "train"
     # Seed noise: these candidates are also fine-tuned with these extra seeds (not registered).
     replicate_candidates: list[str] = Field(default_factory=list)
     replicate_seeds: list[int] = Field(default_factory=list)
     registered_model: str = Field(
         "sftcast-{task}", description="MLflow registered model name; {task} is filled in"
     )
-    per_task: dict[str, TaskOverrides] = Field(default_factory=dict)
+    per_task: dict[TaskName, TaskOverrides] = Field(default_factory=dict)
 
     @field_validator("tasks")
     @classmethod
-    def _known_tasks(cls, tasks: list[str]) -> list[str]:
-        check_tasks(tasks, "sft.tasks")
+    def _once_each(cls, tasks: list[TaskName]) -> list[TaskName]:
         if len(set(tasks)) != len(tasks):
             raise ValueError(f"tasks listed twice: {tasks}")
         return tasks
 
-    @field_validator("per_task")
+    @field_validator("per_task", mode="before")
     @classmethod
-    def _known_override_tasks(cls, per_task: dict[str, TaskOverrides]) -> dict[str, TaskOverrides]:
-        check_tasks(per_task, "sft.per_task")
+    def _known_override_tasks(cls, per_task: Any) -> Any:
+        if isinstance(per_task, dict):  # one error naming them, not one per key
+            check_tasks(per_task, "sft.per_task")
         return per_task
 
     def for_task(self, task: str) -> SFTConfig:

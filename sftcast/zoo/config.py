@@ -32,6 +32,11 @@ TRAINING_CODE_VERSION = 1
 # Variant names become folder names and appear in `zoo:<name>@<step>` URIs: no separators.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
+# Settings added after zoos were trained: they enter the config hash only when set away from
+# their default (the value the code had), so a variant that leaves them keeps its hash.
+HASHED_WHEN_CHANGED = ("warmup_ratio", "min_lr_ratio", "betas", "weight_decay", "grad_clip")
+Beta = Annotated[float, Field(ge=0, lt=1)]
+
 BASE_MIXTURE: dict[str, float] = {
     **{d: 0.1 for d in CORPUS_DOMAINS if d.startswith("news-")},
     "knowledge": 0.25,
@@ -61,12 +66,12 @@ class ModelSize(BaseModel):
         return self
 
 
-class Variant(BaseModel):
-    """One pre-training run; its checkpoints are the zoo's candidates."""
+class VariantSettings(BaseModel):
+    """Everything a pre-training run sets but its name: `zoo.variant_defaults` holds the
+    settings its variants share, each variant says what differs."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=NAME_PATTERN, max_length=100)
     family: str = Field("", description="free label of the axis this variant varies")
     objective: str = "clm"
     learning_rate: float = Field(2e-3, gt=0, le=1)
@@ -83,6 +88,12 @@ class Variant(BaseModel):
     seq_len: int = Field(256, ge=16)
     seed: int = Field(0, ge=0)
     model: ModelSize | None = Field(None, description="None: the zoo's model size")
+    # AdamW with a warm-up then cosine decay; see HASHED_WHEN_CHANGED.
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="share of steps (at least one)")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine floor, share of the peak")
+    betas: tuple[Beta, Beta] = (0.9, 0.95)
+    weight_decay: float = Field(0.1, ge=0, description="matrices only, not the norms")
+    grad_clip: float = Field(1.0, gt=0, description="max gradient norm")
 
     @field_validator("objective")
     @classmethod
@@ -127,10 +138,16 @@ class Variant(BaseModel):
         return checkpoints
 
     @model_validator(mode="after")
-    def _fits_model(self) -> Variant:
+    def _fits_model(self) -> VariantSettings:
         if self.model is not None and self.seq_len > self.model.max_length:
             raise ValueError(f"seq_len {self.seq_len} exceeds max_length {self.model.max_length}")
         return self
+
+
+class Variant(VariantSettings):
+    """One pre-training run; its checkpoints are the zoo's candidates."""
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=100)
 
     @property
     def size(self) -> ModelSize:
@@ -139,7 +156,9 @@ class Variant(BaseModel):
     @property
     def config_hash(self) -> str:
         """sha256 of everything that shapes the weights (not the name or family label)."""
-        payload = self.model_dump(mode="json", exclude={"name", "family"})
+        fields = Variant.model_fields
+        unchanged = {k for k in HASHED_WHEN_CHANGED if getattr(self, k) == fields[k].default}
+        payload = self.model_dump(mode="json", exclude={"name", "family", *unchanged})
         payload["model"] = self.size.model_dump(mode="json")
         payload["training_code_version"] = TRAINING_CODE_VERSION
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
@@ -168,11 +187,13 @@ def _external_uri(uri: str) -> str:
 
 
 class ZooConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     root: Path = Path("artifacts/zoo")
     tokenizer_vocab_size: int = Field(4096, ge=512, le=65536)
     model: ModelSize = Field(default_factory=ModelSize)
+    # What every variant gets unless it says otherwise (the zoo's `model` size too).
+    variant_defaults: VariantSettings = Field(default_factory=VariantSettings)
     variants: list[Variant] = Field(min_length=1)
     # Checkpoints the zoo does not train (users bring their own): hf:<repo>@<revision> or a
     # local Hugging Face folder, verified like the zoo's before anything runs.
@@ -180,8 +201,31 @@ class ZooConfig(BaseModel):
     trust_remote_code: bool = Field(False, description="allow custom modelling code (auto_map)")
     allow_pickle: bool = Field(False, description="convert pickle-only weights to safetensors")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_variants(cls, data: Any) -> Any:
+        """Each variant is the zoo's model size, then `variant_defaults`, then its own keys;
+        filled in before validation, so seq_len is checked against the size it trains with."""
+        if not isinstance(data, dict) or not isinstance(data.get("variants"), list):
+            return data
+        shared = _given(data.get("variant_defaults", {}))
+        model = data.get("model", ModelSize())
+        if shared is None or not isinstance(model, dict | ModelSize):
+            return data  # reported by the fields' own validation
+        filled = []
+        for variant in data["variants"]:
+            own = _given(variant)
+            if own is None:
+                filled.append(variant)
+                continue
+            merged = {**shared, **own}
+            if merged.get("model") is None:
+                merged["model"] = model
+            filled.append(merged)
+        return {**data, "variants": filled}
+
     @model_validator(mode="after")
-    def _resolve_variants(self) -> ZooConfig:
+    def _unique(self) -> ZooConfig:
         names = [v.name for v in self.variants]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -189,13 +233,6 @@ class ZooConfig(BaseModel):
         twice = sorted({u for u in self.candidates if self.candidates.count(u) > 1})
         if twice:
             raise ValueError(f"candidates listed twice: {twice}")
-        # Re-validate with the zoo's size filled in, so seq_len is checked against it.
-        self.variants = [
-            Variant.model_validate(
-                {**v.model_dump(), "model": (v.model or self.model).model_dump()}
-            )
-            for v in self.variants
-        ]
         return self
 
     @property
@@ -224,6 +261,13 @@ class ZooConfig(BaseModel):
         if section is None:
             raise ValueError(f"{path}: no parameters.zoo section")
         return cls.model_validate(section)
+
+
+def _given(settings: Any) -> dict[str, Any] | None:
+    """The keys `settings` (a mapping or a validated model) sets itself; None if neither."""
+    if isinstance(settings, BaseModel):
+        return settings.model_dump(exclude_unset=True)
+    return dict(settings) if isinstance(settings, dict) else None
 
 
 def is_valid_name(name: str) -> bool:

@@ -57,11 +57,6 @@ LogFn = Callable[[int, dict[str, float]], None]
 
 RUN_MANIFEST = "sftcast_run.json"
 RESUME_FILE = "resume.pt"
-WARMUP_FRACTION = 0.05
-MIN_LR_RATE = 0.1  # cosine decay to 10% of the peak learning rate
-BETAS = (0.9, 0.95)
-WEIGHT_DECAY = 0.1
-GRAD_CLIP = 1.0
 
 
 class PretrainResult(BaseModel):
@@ -152,18 +147,18 @@ def _optimizer(
     vectors = [p for p in model.parameters() if p.ndim < 2]  # norms: no weight decay
     optimizer = torch.optim.AdamW(
         [
-            {"params": matrices, "weight_decay": WEIGHT_DECAY},
+            {"params": matrices, "weight_decay": variant.weight_decay},
             {"params": vectors, "weight_decay": 0},
         ],
         lr=variant.learning_rate,
-        betas=BETAS,
+        betas=variant.betas,
         fused=True,  # one kernel over all parameters instead of a loop of small ops
     )
     scheduler = get_cosine_with_min_lr_schedule_with_warmup(
         optimizer,
-        num_warmup_steps=max(1, round(WARMUP_FRACTION * variant.steps)),
+        num_warmup_steps=max(1, round(variant.warmup_ratio * variant.steps)),
         num_training_steps=variant.steps,
-        min_lr_rate=MIN_LR_RATE,
+        min_lr_rate=variant.min_lr_ratio,
     )
     return optimizer, scheduler
 
@@ -258,7 +253,9 @@ class _Loop:
         with autocast(self.device):
             loss = lm_loss(self.model, batch)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), GRAD_CLIP, foreach=True)
+        torch.nn.utils.clip_grad_norm_(
+            self.model.parameters(), self.variant.grad_clip, foreach=True
+        )
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
