@@ -519,6 +519,8 @@ def _print_selection(run_id: object) -> None:
     held-out candidates, and what was promoted (or why not)."""
     from zenml.client import Client
 
+    from sftcast.selection_report import SelectionSummary
+
     run = Client().get_pipeline_run(run_id)
     table = Table(title="selection (pairwise accuracy on held-out candidates)")
     for column in ("task", "ppl_clm", "best single proxy", "comparator", "ranked by", "promoted"):
@@ -527,16 +529,13 @@ def _print_selection(run_id: object) -> None:
     for step_name, step_run in sorted(run.steps.items()):
         if not step_name.startswith("select_"):
             continue
-        s = step_run.outputs["selection"][0].load()
-        promoted = f"{s['candidate']} ({s['model']} v{s['version']})"
-        if not s["promoted"]:
-            promoted = f"refused: {s['candidate']}"
-            refusals.append(f"{s['task']}: {s['refused']}")
-        table.add_row(
-            s["task"], _fmt(s["ppl_clm"]),
-            f"{s['best_single_proxy'] or '-'} {_fmt(s['best_single_accuracy'])}".strip(),
-            _fmt(s["ltc"]), s["predictor"], promoted,
-        )  # fmt: skip
+        s: SelectionSummary = step_run.outputs["selection"][0].load()
+        promoted = f"{s.candidate} ({s.model} v{s.version})"
+        if not s.promoted:
+            promoted = f"refused: {s.candidate}"
+            refusals.append(f"{s.task}: {s.refused}")
+        best_single = f"{s.best_single_proxy or '-'} {_fmt(s.best_single_accuracy)}".strip()
+        table.add_row(s.task, _fmt(s.ppl_clm), best_single, _fmt(s.ltc), s.predictor, promoted)
     console.print(table)
     for line in refusals:
         console.print(f"[yellow]{line}[/yellow]", soft_wrap=True)

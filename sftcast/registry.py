@@ -1,37 +1,66 @@
-"""Fine-tuned models in the MLflow model registry: one registered model per task, one version
-per fine-tuned candidate, carrying its lineage and metrics as tags.
+"""Fine-tuned models and comparators in the MLflow model registry: one registered model per
+task, one version per fine-tuned candidate (or per trained comparator), carrying its lineage
+(ZenML pipeline run id and step name) and metrics as tags.
 
 Registration goes through `mlflow.register_model` on the logged model's `models:/m-...` URI:
 ZenML's registry step registers `runs:/<id>/model`, which MLflow 3 cannot load back.
-Registering is idempotent: a version whose `sftcast.sft_key` tag matches is returned instead
-of creating a duplicate, so a rerun after a crash never registers a candidate twice. Two runs
-registering the same key at once both pass that check; MLflow has no unique constraint on
-tags, so each one looks again after registering and the lowest version of the key wins: the
-other deletes its own version (and the race ends with exactly one, whatever the timing).
+Registering is idempotent: a version whose key tag matches (`sftcast.sft_key` for a fine-tune,
+`sftcast.comparator_key` for a comparator) is returned instead of creating a duplicate, so a
+rerun after a crash never registers a candidate twice. Two runs registering the same key at
+once both pass that check; MLflow has no unique constraint on tags, so each one looks again
+after registering and the lowest version of the key wins: the other deletes its own version
+(and the race ends with exactly one, whatever the timing).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from importlib.metadata import version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 from mlflow.entities.model_registry import ModelVersion
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from sftcast.tracking import safe_tags
+from sftcast.tracking import TAG_PIPELINE_RUN_ID, TAG_STEP_NAME, safe_tags
+
+if TYPE_CHECKING:
+    from sftcast.comparator import Comparator
 
 TAG_SFT_KEY = "sftcast.sft_key"
+TAG_COMPARATOR_KEY = "sftcast.comparator_key"
+COMPARATOR_PREFIX = "sftcast-comparator-"
 TAG_CANDIDATE = "sftcast.candidate"
 METRIC_TAG_PREFIX = "metric."
 # Pinned from what is installed: inferring requirements imports torchvision, absent here.
 REQUIREMENTS = ("torch", "transformers", "safetensors", "tokenizers")
 
 
-def find_version(name: str, sft_key: str) -> ModelVersion | None:
+@dataclass(frozen=True)
+class Lineage:
+    """Which ZenML pipeline run and step made a version; the steps, which know, pass it in."""
+
+    pipeline_run_id: str
+    step_name: str
+
+    def tags(self) -> dict[str, str]:
+        return {TAG_PIPELINE_RUN_ID: self.pipeline_run_id, TAG_STEP_NAME: self.step_name}
+
+
+def comparator_model_name(task: str) -> str:
+    return f"{COMPARATOR_PREFIX}{task}"
+
+
+def key_tag(name: str) -> str:
+    """The tag naming what made a version of `name`: a comparator's training key, else the
+    SFT key."""
+    return TAG_COMPARATOR_KEY if name.startswith(COMPARATOR_PREFIX) else TAG_SFT_KEY
+
+
+def find_version(name: str, key: str) -> ModelVersion | None:
     client = mlflow.MlflowClient()
-    found = client.search_model_versions(f"name = '{name}' and tag.`{TAG_SFT_KEY}` = '{sft_key}'")
+    found = client.search_model_versions(f"name = '{name}' and tag.`{key_tag(name)}` = '{key}'")
     return min(found, key=lambda v: int(v.version)) if found else None
 
 
@@ -50,31 +79,68 @@ def register_finetuned(
     `tags` and `metrics` (as `metric.<name>` tags) go on the version, so the registry alone
     answers "which candidate, trained how, scoring what, made by which pipeline run".
     """
+
+    def log_model() -> str:
+        return mlflow.transformers.log_model(
+            transformers_model={"model": model, "tokenizer": tokenizer},
+            name="model",
+            task="text-generation",
+            pip_requirements=[f"{p}=={version(p)}" for p in REQUIREMENTS],
+        ).model_uri
+
+    return register_version(name, sft_key, log_model, tags, metrics, description)
+
+
+def register_comparator(
+    comparator: Comparator,
+    task: str,
+    key: str,
+    tags: Mapping[str, Any],
+    metrics: Mapping[str, float],
+) -> ModelVersion:
+    """The comparator's XGBoost model, logged in the active run and registered as a version of
+    `sftcast-comparator-<task>`, once per `key` (what it was trained on, and how)."""
+
+    def log_model() -> str:
+        return mlflow.xgboost.log_model(
+            comparator.model_,
+            name="comparator",
+            pip_requirements=[f"xgboost-cpu=={version('xgboost-cpu')}"],
+        ).model_uri
+
+    return register_version(comparator_model_name(task), key, log_model, tags, metrics)
+
+
+def register_version(
+    name: str,
+    key: str,
+    log_model: Callable[[], str],
+    tags: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    description: str = "",
+) -> ModelVersion:
+    """The version of `name` made from `key`: the existing one, or the model `log_model` logs
+    (returning its URI) registered with `tags`, `metrics` as tags and `key` as its key tag."""
     metric_tags = {f"{METRIC_TAG_PREFIX}{k}": f"{v:.6g}" for k, v in metrics.items()}
-    existing = find_version(name, sft_key)
+    existing = find_version(name, key)
     if existing is not None:
         # a study run (`sft`) after `select` adds the metrics select skipped; none is rewritten
         client = mlflow.MlflowClient()
-        for key, value in metric_tags.items():
-            if key not in existing.tags:
-                client.set_model_version_tag(name, existing.version, key, value)
+        for tag, value in metric_tags.items():
+            if tag not in existing.tags:
+                client.set_model_version_tag(name, existing.version, tag, value)
         return existing
-    info = mlflow.transformers.log_model(
-        transformers_model={"model": model, "tokenizer": tokenizer},
-        name="model",
-        task="text-generation",
-        pip_requirements=[f"{p}=={version(p)}" for p in REQUIREMENTS],
-    )
+    model_uri = log_model()
     version_tags = {
         **safe_tags(tags),
         **metric_tags,
-        TAG_SFT_KEY: sft_key,
+        key_tag(name): key,
     }
     # Tags go in with the version, in one transaction: a crash never leaves a version without
     # its key, which the rerun would not recognise.
-    registered = mlflow.register_model(info.model_uri, name, tags=version_tags)
+    registered = mlflow.register_model(model_uri, name, tags=version_tags)
     client = mlflow.MlflowClient()
-    winner = find_version(name, sft_key)
+    winner = find_version(name, key)
     if winner is not None and str(winner.version) != str(registered.version):
         client.delete_model_version(name, registered.version)  # lost a concurrent race
         return winner

@@ -10,6 +10,7 @@ from zenml.integrations.mlflow.flavors.mlflow_experiment_tracker_flavor import (
     MLFlowExperimentTrackerSettings,
 )
 
+from sftcast.registry import Lineage
 from sftcast.tracking import (
     TAG_PIPELINE_NAME,
     TAG_PIPELINE_RUN_ID,
@@ -46,3 +47,9 @@ def track(*configs: Any, params: dict[str, Any] | None = None) -> str:
     if params:
         mlflow.log_params(safe_tags(to_jsonable(params)))
     return chash
+
+
+def step_lineage() -> Lineage:
+    """The running step's ZenML identity, for the registry versions the library makes."""
+    context = get_step_context()
+    return Lineage(str(context.pipeline_run.id), context.step_name)

@@ -152,3 +152,26 @@ def make_select_config(tmp_path: Path):
 @pytest.fixture
 def select_config(make_select_config) -> Path:
     return make_select_config()
+
+
+# Candidates that differ a lot, for the promotion gate: next to two normal variants, one at a
+# learning rate so low it barely trains, each saved at checkpoints 4x apart.
+GATE_LEARNING_RATES = (4e-3, 1e-3, 1e-6)
+
+
+@pytest.fixture
+def make_gate_config(make_select_config):
+    """Write the tiny `select` run whose gate decides: 3 variants (`GATE_LEARNING_RATES`) x
+    checkpoints 3 and 12, every candidate labelled, `predictor` pinned; returns its path."""
+
+    def make(registered_model: str, predictor: str) -> Path:
+        path = make_select_config(registered_model, variants=3, selection={"predictor": predictor})
+        config = yaml.safe_load(path.read_text())
+        variants = config["parameters"]["zoo"]["variants"]
+        for variant, lr in zip(variants, GATE_LEARNING_RATES, strict=True):
+            variant.update(learning_rate=lr, steps=12, checkpoint_steps=[3, 12])
+        gate = path.with_name(f"gate-{predictor}.yaml")
+        gate.write_text(yaml.safe_dump(config))
+        return gate
+
+    return make

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 
 import pytest
 import torch
+from pydantic import ValidationError
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from sftcast.evaluation import exact_match, mean_ratio_of_change, rouge_l, token_f1
-from sftcast.evaluation.report import SFTRecord, plot_scores_by_step, signal_to_noise
+from sftcast.evaluation.report import (
+    SFTRecord,
+    SFTReport,
+    plot_scores_by_step,
+    signal_to_noise,
+)
 from sftcast.evaluation.scoring import label_token_ids, tokenprob_scores
 from sftcast.prompts import FORMATS, encode_example, render
 
@@ -174,3 +181,15 @@ def test_amuro_char_figure_has_a_panel_per_family_and_lines_per_variant() -> Non
     assert [ax.get_title() for ax in panels] == ["lr", "mixture"]
     assert len(panels[0].get_lines()) == 4  # 2 variants x (base, fine-tuned)
     assert list(panels[1].get_lines()[0].get_ydata()) == pytest.approx([0.1, 0.2, 0.3])
+
+
+def test_the_sft_report_round_trips_through_json_typed_with_its_nans() -> None:
+    """What ZenML's pydantic materializer does to the `sft_report` artifact: a single
+    candidate has no spread and no seed noise (NaN), and both must load back as NaN."""
+    report = SFTReport.of([_record("cls", "a", 0, 0.5), _record("cbqa", "a", 0, 0.3)])
+    again = SFTReport.model_validate(json.loads(json.dumps(report.model_dump(mode="json"))))
+    assert isinstance(again.results[0], SFTRecord) and again.results == report.results
+    assert math.isnan(again.signal_to_noise["cls"]["ratio"])
+    assert list(again.table()["candidate"]) == ["a", "a"]
+    with pytest.raises(ValidationError, match="frozen"):
+        report.results[0].score = 1.0

@@ -2,12 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from sftcast.selection import SelectionConfig, predict_strength, select
+from sftcast.evaluation.report import SFTRecord
+from sftcast.registry import (
+    TAG_COMPARATOR_KEY,
+    TAG_SFT_KEY,
+    Lineage,
+    comparator_model_name,
+    register_comparator,
+)
+from sftcast.selection import SelectionConfig, fit_comparator, predict_strength, select
+from sftcast.selection_report import ProxyRow, SelectionSummary, selection_table, summarize
+from sftcast.tracking import TAG_PIPELINE_RUN_ID, TAG_STEP_NAME, ensure_experiment
 
 CANDIDATES = [f"zoo:v{i}@{s}" for i in range(4) for s in (50, 100, 150)]
 
@@ -35,6 +48,13 @@ def _table(n: int = 30, labelled: int = 20, seed: int = 0) -> pd.DataFrame:
                           "noise": noise, "score": p1 + p2})  # fmt: skip
     table.loc[labelled:, "score"] = np.nan  # the rest are unlabelled
     return table
+
+
+def _record(candidate: str, score: float, replicate: bool = False) -> SFTRecord:
+    return SFTRecord(
+        task="cls", candidate=candidate, seed=0, replicate=replicate, score=score, base_score=0.0,
+        mrc=0.0, metrics={}, sft_key=candidate, registered_model="m", model_version="1",
+    )  # fmt: skip
 
 
 def test_best_predictor_ranks_every_candidate_and_beats_chance() -> None:
@@ -88,3 +108,48 @@ def test_a_named_predictor_ranks_even_when_another_scores_better() -> None:
 
     with pytest.raises(ValidationError, match="unknown predictor 'ppl'"):
         SelectionConfig(predictor="ppl")
+
+
+def test_the_selection_table_and_summary_are_typed_and_round_trip() -> None:
+    """What `select` passes on: proxy rows in, a table of every candidate (labelled ones with
+    their score) and a `SelectionSummary` that loads back from JSON as it was."""
+    rows = [
+        ProxyRow(candidate=f"c{i}", values={"ppl_clm": 10.0 - i, "flat": 1.0, "lost": math.nan},
+                 seconds={"ppl_clm": 0.1}, base_scores={"cls": {"accuracy": 0.1 * i}})
+        for i in range(6)
+    ]  # fmt: skip
+    records = [_record(f"c{i}", 0.1 * i) for i in range(5)] + [_record("c5", 0.9, replicate=True)]
+    table, proxies = selection_table(rows, records, "cls")
+    assert proxies == ["ppl_clm"]  # constant and partly missing proxies rank nobody
+    assert table["score"].isna().tolist() == [False] * 5 + [True]  # a replicate labels nothing
+    chosen = select(
+        "cls", table, proxies, ["ppl_clm"], SelectionConfig(splits=3, predictor="ppl_clm")
+    )
+    summary = summarize(chosen, records[4])
+    assert summary.candidate == "c5" and summary.top_actual == "c4" and not summary.promoted
+    assert summary.pairwise_accuracy["ppl_clm"] == 1.0 and summary.labelled == 5
+    again = SelectionSummary.model_validate(json.loads(json.dumps(summary.model_dump(mode="json"))))
+    assert again == summary
+
+
+def test_a_comparator_is_registered_once_per_key_with_its_lineage(tracking, tmp_path) -> None:
+    import mlflow
+
+    client = tracking()
+    mlflow.set_experiment(experiment_id=ensure_experiment("test-comparator", tmp_path))
+    table = _table()
+    comparator = fit_comparator(table, ["p1", "loss", "noise"], ["loss"], seed=0)
+    name = comparator_model_name("lineage")
+    versions = []
+    for key, run_id in (("key-1", "run-1"), ("key-1", "run-2"), ("key-2", "run-3")):
+        with mlflow.start_run():
+            lineage = Lineage(pipeline_run_id=run_id, step_name="select_lineage")
+            versions.append(
+                register_comparator(comparator, "lineage", key, lineage.tags(), {"top1": 0.5})
+            )
+    assert [str(v.version) for v in versions] == ["1", "1", "2"]  # the same key: the same version
+    first = client.get_model_version(name, "1")
+    assert first.tags[TAG_COMPARATOR_KEY] == "key-1" and first.tags["metric.top1"] == "0.5"
+    assert first.tags[TAG_PIPELINE_RUN_ID] == "run-1"  # the run that made it, not a rerun
+    assert first.tags[TAG_STEP_NAME] == "select_lineage"
+    assert TAG_SFT_KEY not in first.tags

@@ -62,7 +62,7 @@ def test_sft_pipeline_registers_each_finetuned_candidate_once(
     result = CliRunner().invoke(app, ["--config", str(sft_config), "--no-cache", "sft"])
     assert result.exit_code == 0, result.output
     run = zenml_client.get_pipeline("sftcast_sft").last_run
-    records = run.steps["sft_report"].outputs["sft_report"][0].load()["results"]
+    records = run.steps["sft_report"].outputs["sft_report"][0].load().results
     assert len(records) == 2 * 2 + 2  # 2 candidates x 2 tasks, + 1 replicate seed per task
 
     client = tracking()

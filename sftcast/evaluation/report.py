@@ -1,6 +1,7 @@
 """What SFT measured, across candidates: the ground-truth table, seed noise, and the figure.
 
 - `SFTRecord`: one fine-tuned candidate on one task (scores, lineage, registry version).
+- `SFTReport`: every record of a run with its signal-to-noise, the `sft_report` step's artifact.
 - `signal_to_noise`: per task, the spread of post-SFT scores across candidates against the
   spread across seeds of one candidate; the comparator is only meaningful when the first
   clearly exceeds the second.
@@ -17,12 +18,14 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # not pyplot: no global figure state, no GUI backend
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 CLEAR_SIGNAL = 2.0  # candidates' spread must be at least twice the seed noise
 
 
 class SFTRecord(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     task: str
     candidate: str
     variant: str | None = None
@@ -39,6 +42,22 @@ class SFTRecord(BaseModel):
     registered_model: str | None = None
     model_version: str | None = None
     mlflow_run_id: str | None = None
+
+
+class SFTReport(BaseModel):
+    """The records of one run (replicates included) and, per task, `signal_to_noise`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    results: list[SFTRecord]
+    signal_to_noise: dict[str, dict[str, float]]
+
+    @classmethod
+    def of(cls, records: Sequence[SFTRecord]) -> SFTReport:
+        return cls(results=list(records), signal_to_noise=signal_to_noise(records))
+
+    def table(self) -> pd.DataFrame:
+        return records_table(self.results)
 
 
 def records_table(records: Sequence[SFTRecord]) -> pd.DataFrame:

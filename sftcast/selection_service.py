@@ -1,0 +1,147 @@
+"""One task's selection, inside the active MLflow run: judge the predictors on held-out
+candidates, rank every candidate, register the comparator, fine-tune the best-predicted
+candidate when it has no version yet, and promote that version unless the gate refuses.
+
+The caller (the `select_<task>` step) passes in the ZenML lineage it knows; the comparator's
+version and any version fine-tuned here carry it, as every fine-tuned version does.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+
+from sftcast.evaluation import EvaluationConfig
+from sftcast.evaluation.report import SFTRecord
+from sftcast.promotion import PromotionRefused, promote
+from sftcast.proxies import directions
+from sftcast.registry import Lineage, register_comparator
+from sftcast.selection import ID, TARGET, Selection, SelectionConfig, fit_comparator, select
+from sftcast.selection_report import (
+    ProxyRow,
+    SelectionSummary,
+    importance_figure,
+    selection_figures,
+    selection_table,
+    summarize,
+)
+from sftcast.sft import SFTConfig
+from sftcast.sft.service import finetune_and_register, task_rows
+from sftcast.tracking import config_hash, log_json
+from sftcast.zoo import ZooConfig
+
+# the comparator's held-out scores its registered version carries as `metric.<name>` tags
+COMPARATOR_METRICS = ("pairwise_accuracy_mean", "kendall_tau_mean", "top1_recall")
+
+
+def promote_best_predicted(
+    task: str,
+    proxy_rows: Sequence[ProxyRow],
+    records: Sequence[SFTRecord],
+    candidates: Mapping[str, Path],
+    datasets: Mapping[str, Path],
+    selection: SelectionConfig,
+    sft: SFTConfig,
+    evaluation: EvaluationConfig,
+    zoo: ZooConfig,
+    lineage: Lineage,
+) -> SelectionSummary:
+    """`candidates`: URI -> local folder, every candidate; `datasets`: task -> validated
+    dataset; `records`: the labelled candidates' SFT."""
+    table, proxies = selection_table(proxy_rows, records, task)
+    lower = [p for p in proxies if not directions().get(p, True)]
+    chosen = select(task, table, proxies, lower, selection)
+    _log_selection(chosen, table)
+    if chosen.methods:  # judged: the comparator can be trained and registered
+        _register_comparator(chosen, table, proxies, lower, selection, lineage)
+    record = next(
+        (r for r in records if r.task == task and r.candidate == chosen.best and not r.replicate),
+        None,
+    )
+    if record is None:  # best predicted but never fine-tuned: fine-tune it now
+        base = next(row.base_scores for row in proxy_rows if row.candidate == chosen.best)
+        record = finetune_and_register(
+            candidates[chosen.best], chosen.best, task, task_rows(datasets), base, sft,
+            evaluation, zoo, lineage,
+        )  # fmt: skip
+    return _promote(summarize(chosen, record), chosen, record, selection.force, lineage)
+
+
+def _log_selection(chosen: Selection, table: pd.DataFrame) -> None:
+    """The table, the selection, the held-out accuracies and, when judged, the figures."""
+    mlflow.log_table(table, f"{chosen.task}_candidates.json")
+    log_json(chosen.model_dump(mode="json"), f"{chosen.task}_selection.json")
+    for name, figure in (selection_figures(chosen) if chosen.methods else {}).items():
+        mlflow.log_figure(figure, f"figures/{chosen.task}_{name}.png")
+    mlflow.log_metrics(
+        {f"pairwise_accuracy.{m}": v["pairwise_accuracy_mean"]
+         for m, v in chosen.methods.items() if v["pairwise_accuracy_mean"] is not None}
+    )  # fmt: skip
+
+
+def _register_comparator(
+    chosen: Selection,
+    table: pd.DataFrame,
+    proxies: list[str],
+    lower: list[str],
+    selection: SelectionConfig,
+    lineage: Lineage,
+) -> None:
+    """The comparator trained on every labelled candidate, as a registry version carrying its
+    features, protocol, held-out scores and lineage, with its gain per proxy as a chart."""
+    comparator = fit_comparator(table, proxies, lower, selection.seed, selection.comparator)
+    gains = dict(zip(proxies, comparator.proxy_importance().tolist(), strict=True))
+    mlflow.log_figure(
+        importance_figure(chosen.task, gains), f"figures/{chosen.task}_feature_importance.png"
+    )
+    # what the version is made from: the labelled rows, the features and the protocol (its
+    # held-out scores depend on that too); the same key registers nothing new
+    labelled = table.loc[table[TARGET].notna(), [ID, *proxies, TARGET]]
+    key = config_hash(labelled.to_dict(orient="records"), proxies, lower, chosen.protocol)
+    ltc = chosen.methods["ltc"]
+    register_comparator(
+        comparator,
+        chosen.task,
+        key,
+        tags={
+            "sftcast.features": json.dumps(proxies),
+            "sftcast.lower_is_better": json.dumps(lower),
+            "sftcast.protocol": json.dumps(chosen.protocol),
+            "sftcast.feature_importance": json.dumps(gains),
+            **lineage.tags(),
+        },
+        metrics={m: ltc[m] for m in COMPARATOR_METRICS if ltc.get(m) is not None},
+    )
+
+
+def _promote(
+    summary: SelectionSummary,
+    chosen: Selection,
+    record: SFTRecord,
+    force: bool,
+    lineage: Lineage,
+) -> SelectionSummary:
+    """Move `production` to the best-predicted candidate's version, or say why not."""
+    try:
+        result = promote(
+            record.registered_model,
+            record.model_version,
+            evidence={
+                "ranking": chosen.ranking,
+                "predicted": chosen.predicted,
+                "pairwise_accuracy": summary.pairwise_accuracy,
+            },
+            pipeline_run_id=lineage.pipeline_run_id,
+            predictor=chosen.predictor,
+            force=force,
+            beats_chance=chosen.beats_chance,
+        )
+    except PromotionRefused as refused:
+        return summary.model_copy(update={"refused": str(refused)})
+    return summary.model_copy(
+        update={"promoted": True, "previous": result.previous, "changed": result.changed}
+    )
