@@ -286,7 +286,9 @@ def compare(
     ),
     splits: int = typer.Option(20, help="Random splits of the candidates."),
     train_fraction: float = typer.Option(0.6, help="Share of candidates to train on per split."),
-    seed: int = typer.Option(0, help="Seed of the splits and of the comparator."),
+    seed: int = typer.Option(
+        0, min=0, max=2**32 - 1, help="Seed of the splits and of the comparator."
+    ),
     top_k: int = typer.Option(3, help="k of top-k recall."),
     output: Path | None = typer.Option(
         None, help="Write the JSON report here (missing folders are created)."

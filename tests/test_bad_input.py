@@ -876,6 +876,13 @@ CASES = [
         id="compare-lower-is-better-not-a-proxy",
     ),
     pytest.param(
+        table(
+            lambda df: df, "Invalid value for '--seed'", extra=("--seed", "-1"), names_table=False
+        ),
+        2,
+        id="compare-seed-out-of-range",
+    ),
+    pytest.param(
         table(set_value(3, "ppl", "1e309"), "row 3 (line 4), column 'ppl'", "not finite"),
         2,
         id="compare-infinite-proxy",
