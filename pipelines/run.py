@@ -521,7 +521,7 @@ def _print_selection(run_id: object) -> None:
     held-out candidates, and what was promoted (or why not)."""
     from zenml.client import Client
 
-    from sftcast.selection_report import SelectionSummary
+    from sftcast.selection.report import SelectionSummary
 
     run = Client().get_pipeline_run(run_id)
     table = Table(title="selection (pairwise accuracy on held-out candidates)")

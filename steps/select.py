@@ -15,8 +15,8 @@ from sftcast.evaluation import EvaluationConfig
 from sftcast.evaluation.report import SFTRecord
 from sftcast.proxies import ProxyConfig, compute_proxies, kshot_proxies
 from sftcast.selection import SelectionConfig
-from sftcast.selection_report import ProxyRow, SelectionSummary
-from sftcast.selection_service import promote_best_predicted
+from sftcast.selection.report import ProxyRow, SelectionSummary
+from sftcast.selection.service import promote_best_predicted
 from sftcast.sft import SFTConfig
 from sftcast.tracking import safe_tags
 from sftcast.zoo import ZooConfig

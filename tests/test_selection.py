@@ -19,7 +19,7 @@ from sftcast.registry import (
     register_comparator,
 )
 from sftcast.selection import SelectionConfig, fit_comparator, predict_strength, select
-from sftcast.selection_report import ProxyRow, SelectionSummary, selection_table, summarize
+from sftcast.selection.report import ProxyRow, SelectionSummary, selection_table, summarize
 from sftcast.tracking import TAG_PIPELINE_RUN_ID, TAG_STEP_NAME, ensure_experiment
 
 CANDIDATES = [f"zoo:v{i}@{s}" for i in range(4) for s in (50, 100, 150)]

@@ -21,7 +21,7 @@ from sftcast.promotion import PromotionRefused, promote
 from sftcast.proxies import directions
 from sftcast.registry import Lineage, register_comparator
 from sftcast.selection import ID, TARGET, Selection, SelectionConfig, fit_comparator, select
-from sftcast.selection_report import (
+from sftcast.selection.report import (
     ProxyRow,
     SelectionSummary,
     importance_figure,
