@@ -1,0 +1,222 @@
+"""Which candidate to fine-tune next: selection strategies that learn one post-SFT score per
+fine-tune, and `simulate`, which replays them on a table whose every score is already known.
+
+A strategy sees a score only through `Oracle.reveal`, the stand-in for one SFT run, so a replay
+on a results table is honest: nothing a strategy decides can depend on a score it has not paid
+for. Strategies (each returns its choices in order; the order does not depend on the budget, so
+one replay to the largest budget gives every smaller budget's outcome as a prefix):
+
+- `random`: fine-tune candidates in a random order.
+- `proxy_greedy`: fine-tune `initial` candidates spread over the proxies, find the single proxy
+  that orders them best, then fine-tune the others in that proxy's order.
+- `active`: the same `initial` candidates, then round after round fit a bagged comparator on
+  the labelled pool and fine-tune the unlabelled candidate most likely to beat the best
+  labelled one (probability of improvement, averaged over comparators fitted on bootstrap
+  resamples of the pool, so that a comparator that learnt from few pairs is not trusted alone).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.cluster import kmeans_plusplus
+from sklearn.preprocessing import StandardScaler
+
+from sftcast.comparator import Candidates, Comparator, ComparatorInputError
+from sftcast.comparator.metrics import pairwise_accuracy, preference_from_scores
+
+STRATEGIES = ("random", "proxy_greedy", "active")
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One fine-tune: which candidate (an index) and why it was chosen."""
+
+    candidate: int
+    reason: str
+
+
+class Oracle:
+    """The post-SFT scores, handed out one fine-tune at a time."""
+
+    def __init__(self, target: np.ndarray) -> None:
+        self._target = np.asarray(target, dtype=float)
+        self.revealed: dict[int, float] = {}
+
+    def reveal(self, candidate: int) -> float:
+        self.revealed[candidate] = float(self._target[candidate])
+        return self.revealed[candidate]
+
+    def pool(self) -> tuple[np.ndarray, np.ndarray]:
+        """The labelled candidates (indices, in the order they were fine-tuned) and scores."""
+        return np.array(list(self.revealed), dtype=int), np.array(list(self.revealed.values()))
+
+
+def spread_initial(proxies: np.ndarray, k: int, seed: int) -> list[int]:
+    """`k` candidates spread over the standardised proxies: k-means++ seeding picks each next
+    one with probability growing with its squared distance to those already picked."""
+    z = StandardScaler().fit_transform(proxies)
+    distinct = len(np.unique(z, axis=0))
+    _, picked = kmeans_plusplus(z, n_clusters=min(k, distinct), random_state=seed)
+    chosen = list(dict.fromkeys(picked.tolist()))
+    if len(chosen) < k:  # fewer distinct proxy vectors than k: fill in at random
+        rest = np.random.default_rng(seed).permutation(np.setdiff1d(np.arange(len(z)), chosen))
+        chosen += rest[: k - len(chosen)].tolist()
+    return chosen
+
+
+def run_strategy(
+    name: str,
+    proxies: np.ndarray,
+    oracle: Oracle,
+    budget: int,
+    initial: int,
+    seed: int = 0,
+    bootstraps: int = 5,
+) -> list[Choice]:
+    """Fine-tune `budget` candidates by strategy `name`, revealing each one's score in turn."""
+    if name == "random":
+        order = np.random.default_rng(seed).permutation(len(proxies))[:budget]
+        choices = [Choice(int(i), "random order") for i in order]
+    else:
+        spread = "initial: spread over the proxies (k-means++ seeding)"
+        choices = [Choice(i, spread) for i in spread_initial(proxies, min(initial, budget), seed)]
+    for choice in choices:
+        oracle.reveal(choice.candidate)
+    if name == "proxy_greedy":
+        choices += _by_best_proxy(proxies, oracle, budget - len(choices))
+    elif name == "active":
+        rng = np.random.default_rng(seed)
+        while len(choices) < budget:
+            choice = most_likely_to_beat_best(proxies, *oracle.pool(), rng, bootstraps)
+            oracle.reveal(choice.candidate)
+            choices.append(choice)
+    elif name != "random":
+        raise ComparatorInputError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
+    return choices
+
+
+def _by_best_proxy(proxies: np.ndarray, oracle: Oracle, n: int) -> list[Choice]:
+    labelled, scores = oracle.pool()
+    accuracy = [
+        pairwise_accuracy(preference_from_scores(proxies[labelled, k]), scores)
+        for k in range(proxies.shape[1])
+    ]
+    # every labelled score equal: no proxy can be judged, take the first
+    best = int(np.nanargmax(accuracy)) if not np.all(np.isnan(accuracy)) else 0
+    order = [int(i) for i in np.argsort(-proxies[:, best], kind="stable") if i not in labelled]
+    why = f"next by proxy {best} (pairwise accuracy {accuracy[best]:.2f} on the initial pool)"
+    choices = [Choice(i, why) for i in order[:n]]
+    for choice in choices:
+        oracle.reveal(choice.candidate)
+    return choices
+
+
+def most_likely_to_beat_best(
+    proxies: np.ndarray,
+    labelled: np.ndarray,
+    scores: np.ndarray,
+    rng: np.random.Generator,
+    bootstraps: int = 5,
+) -> Choice:
+    """The unlabelled candidate with the highest probability of beating the best labelled
+    one, that probability averaged over comparators fitted on bootstrap resamples of the
+    labelled pool (the whole pool when no resample has two distinct scores)."""
+    unlabelled = np.setdiff1d(np.arange(len(proxies)), labelled)
+    best = labelled[np.argmax(scores)]
+    rows = np.concatenate([[best], unlabelled])
+    resamples = [rng.integers(0, len(labelled), len(labelled)) for _ in range(bootstraps)]
+    usable = [s for s in resamples if np.unique(scores[s]).size > 1]
+    if not usable and np.unique(scores).size > 1:
+        usable = [np.arange(len(labelled))]
+    if not usable:  # every labelled score is equal: nothing to learn from yet
+        z = StandardScaler().fit(proxies).transform(proxies[unlabelled]).mean(axis=1)
+        pick = int(np.argmax(z))
+        return Choice(int(unlabelled[pick]), "labelled scores all tie: highest proxy mean")
+    beats = np.mean(
+        [
+            Comparator(random_state=k)
+            .fit(proxies[labelled[s]], scores[s])
+            .preference(proxies[rows])[1:, 0]
+            for k, s in enumerate(usable)
+        ],
+        axis=0,
+    )
+    pick = int(np.argmax(beats))
+    return Choice(
+        int(unlabelled[pick]),
+        f"P(beats the best labelled) = {beats[pick]:.2f} over {len(usable)} bagged comparators",
+    )
+
+
+def simulate(
+    candidates: Candidates,
+    target_name: str,
+    budget: int,
+    initial: int = 3,
+    trials: int = 20,
+    seed: int = 0,
+    strategies: Sequence[str] = STRATEGIES,
+    bootstraps: int = 5,
+) -> dict[str, Any]:
+    """Replay each strategy `trials` times (seeds `seed`, `seed + 1`, ...) up to `budget`
+    fine-tunes. Per strategy: the share of trials whose fine-tuned set holds a true best
+    candidate, the regret (true best score minus the best fine-tuned one), and both at every
+    budget from 1 to `budget`; the first trial's choices with their reasons."""
+    n = len(candidates.ids)
+    if not 1 <= initial <= budget <= n:
+        raise ComparatorInputError(
+            f"need 1 <= initial ({initial}) <= budget ({budget}) <= candidates ({n})"
+        )
+    if trials < 1:
+        raise ComparatorInputError(f"trials is {trials}; it must be at least 1")
+    target = candidates.target
+    report: dict[str, Any] = {
+        "target": target_name, "n_candidates": n, "budget": budget, "initial": initial,
+        "trials": trials, "seed": seed, "source": candidates.source, "strategies": {},
+    }  # fmt: skip
+    for name in strategies:
+        found, regret, first = [], [], None
+        for trial in range(trials):
+            oracle = Oracle(target)
+            choices = run_strategy(
+                name, candidates.proxies, oracle, budget, initial, seed + trial, bootstraps
+            )
+            best_so_far = np.maximum.accumulate(target[[c.candidate for c in choices]])
+            found.append(best_so_far == target.max())
+            regret.append(target.max() - best_so_far)
+            first = first or [
+                {"candidate": str(candidates.ids[c.candidate]), "reason": c.reason} for c in choices
+            ]
+        found_at, regret_at = np.array(found, dtype=float), np.array(regret)
+        report["strategies"][name] = {
+            "top1_found_rate": float(found_at[:, -1].mean()),
+            "mean_regret": float(regret_at[:, -1].mean()),
+            "regret_std": float(regret_at[:, -1].std()),
+            "by_budget": {
+                "budget": list(range(1, budget + 1)),
+                "top1_found_rate": found_at.mean(axis=0).round(6).tolist(),
+                "mean_regret": regret_at.mean(axis=0).round(6).tolist(),
+            },
+            "first_trial_choices": first,
+        }
+    return report
+
+
+def plot_found_rate(report: dict[str, Any]) -> Figure:
+    """Top-1 found rate against the number of fine-tunes, one line per strategy."""
+    figure = Figure(figsize=(6, 4), layout="tight")
+    ax = figure.subplots()
+    for name, result in report["strategies"].items():
+        curve = result["by_budget"]
+        ax.plot(curve["budget"], curve["top1_found_rate"], marker="o", markersize=3, label=name)
+    ax.set_xlabel("candidates fine-tuned (budget)")
+    ax.set_ylabel(f"top-1 found rate over {report['trials']} trials")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(f"{report['target']}: {report['n_candidates']} candidates")
+    ax.legend()
+    return figure
