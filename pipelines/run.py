@@ -304,32 +304,24 @@ def compare(
     2: bad input (named by file, row and column), an --output that cannot be
     written (checked first), or nothing to judge (every split's targets tie).
     """
-    import json
-
     from sftcast.comparator import (
         ComparatorInputError,
         compare_table,
+        form_note,
         read_table,
-        report_lines,
-        report_table,
+        report_rows,
+        report_title,
         skipped_note,
-        unwritable,
     )
 
-    def columns(text: str) -> list[str]:
-        return [c.strip() for c in text.split(",") if c.strip()]
-
-    if output is not None:
-        problem = unwritable(output, table)
-        if problem:
-            fail(f"{output}: {problem}")
+    _check_output(output, table)
     try:
         report = compare_table(
             read_table(table),
             id_column,
             target,
-            columns(proxies),
-            lower_is_better=columns(lower_is_better),
+            _columns(proxies),
+            lower_is_better=_columns(lower_is_better),
             splits=splits,
             train_fraction=train_fraction,
             seed=seed,
@@ -338,23 +330,96 @@ def compare(
         )
     except ComparatorInputError as err:
         fail(str(err))
-    if console.is_terminal:
-        console.print(report_table(report))
-    else:  # a pipe or a file: plain lines that no width wraps
-        for line in report_lines(report):
-            console.print(line, markup=False, highlight=False, soft_wrap=True)
+    _show(report_title(report), report_rows(report))
+    console.print(form_note(report), markup=False, highlight=False, soft_wrap=True)
     note = skipped_note(report)
     if note:
         console.print(
             f"warning: {note}", style="yellow", markup=False, highlight=False, soft_wrap=True
         )
-    if output:
-        try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            output.write_text(json.dumps(report, indent=2) + "\n")
-        except OSError as err:  # checked above; a race or a full disk can still get here
-            fail(f"{output}: cannot write the report: {err.strerror or err}")
-        console.print(f"report: {output}", markup=False, soft_wrap=True)
+    _write_json(output, report)
+
+
+@app.command()
+def simulate(
+    table: Path = typer.Option(..., help="CSV or Parquet file, one row per candidate."),
+    id_column: str = typer.Option(..., help="The column naming each candidate."),
+    target: str = typer.Option(..., help="The post-SFT score (higher is better)."),
+    proxies: str = typer.Option(..., help="Comma-separated proxy columns."),
+    lower_is_better: str = typer.Option("", help="Comma-separated proxies where lower is better."),
+    budget: int = typer.Option(..., help="How many candidates each strategy may fine-tune."),
+    initial: int = typer.Option(3, help="Candidates fine-tuned first, spread over the proxies."),
+    trials: int = typer.Option(20, help="Replays per strategy, seeds seed, seed + 1, ..."),
+    seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Seed of the first trial."),
+    output: Path | None = typer.Option(
+        None, help="Write the JSON report here (missing folders are created)."
+    ),
+    plot: Path | None = typer.Option(
+        None, help="Write a PNG of top-1 found rate against budget here."
+    ),
+) -> None:
+    """Replay selection strategies (random, proxy_greedy, active) on a table whose every
+    post-SFT score is known, revealing a score only when a strategy fine-tunes that candidate;
+    no ZenML, no MLflow.
+
+    Exit codes: 0 replayed; 2 bad input (named by file, row and column, as compare names
+    it), an impossible budget, or an --output or --plot that cannot be written (checked first).
+    """
+    from sftcast.active import plot_found_rate, simulate_rows, simulate_title
+    from sftcast.active import simulate as replay
+    from sftcast.comparator import ComparatorInputError, check_table, read_table
+
+    _check_output(output, table)
+    _check_output(plot, table)
+    try:
+        candidates = check_table(
+            read_table(table), id_column, target, _columns(proxies), _columns(lower_is_better)
+        )
+        report = replay(candidates, target, budget, initial, trials, seed)
+    except ComparatorInputError as err:
+        fail(str(err))
+    _show(simulate_title(report), simulate_rows(report))
+    _write_json(output, report)
+    if plot is not None:
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        plot_found_rate(report).savefig(plot, dpi=120)
+        console.print(f"plot: {plot}", markup=False, soft_wrap=True)
+
+
+def _columns(text: str) -> list[str]:
+    return [c.strip() for c in text.split(",") if c.strip()]
+
+
+def _check_output(output: Path | None, table: Path) -> None:
+    """Fail before any work when `output` cannot take a file."""
+    from sftcast.comparator import unwritable
+
+    if output is not None and (problem := unwritable(output, table)):
+        fail(f"{output}: {problem}")
+
+
+def _show(title: str, rows: list[list[str]]) -> None:
+    """A table on a terminal; plain aligned lines on a pipe or in a file."""
+    from sftcast.comparator import rows_lines, rows_table
+
+    if console.is_terminal:
+        console.print(rows_table(title, rows))
+        return
+    for line in rows_lines(title, rows):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+def _write_json(output: Path | None, report: dict[str, Any]) -> None:
+    import json
+
+    if output is None:
+        return
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_text(json.dumps(report, indent=2) + "\n")
+    except OSError as err:  # checked before the work; a race or a full disk can still get here
+        fail(f"{output}: cannot write the report: {err.strerror or err}")
+    console.print(f"report: {output}", markup=False, soft_wrap=True)
 
 
 @command_with_globals()

@@ -207,6 +207,24 @@ def simulate(
     return report
 
 
+def simulate_title(report: dict[str, Any]) -> str:
+    return (
+        f"{report['target']}: {report['n_candidates']} candidates, budget {report['budget']} "
+        f"({report['initial']} initial), {report['trials']} trials"
+    )
+
+
+def simulate_rows(report: dict[str, Any]) -> list[list[str]]:
+    """The header and one row per strategy, as text."""
+    rows = [["strategy", "top-1 found rate", "mean regret", "regret std"]]
+    for name, result in report["strategies"].items():
+        rows.append(
+            [name, f"{result['top1_found_rate']:.2f}", f"{result['mean_regret']:.4f}",
+             f"{result['regret_std']:.4f}"]
+        )  # fmt: skip
+    return rows
+
+
 def plot_found_rate(report: dict[str, Any]) -> Figure:
     """Top-1 found rate against the number of fine-tunes, one line per strategy."""
     figure = Figure(figsize=(6, 4), layout="tight")
@@ -218,5 +236,5 @@ def plot_found_rate(report: dict[str, Any]) -> Figure:
     ax.set_ylabel(f"top-1 found rate over {report['trials']} trials")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"{report['target']}: {report['n_candidates']} candidates")
-    ax.legend()
+    ax.legend(loc="lower right")
     return figure

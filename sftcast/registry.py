@@ -14,9 +14,12 @@ after registering and the lowest version of the key wins: the other deletes its 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import json
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import version
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow
@@ -26,7 +29,7 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from sftcast.tracking import TAG_PIPELINE_RUN_ID, TAG_STEP_NAME, safe_tags
 
 if TYPE_CHECKING:
-    from sftcast.comparator import Comparator
+    from sftcast.comparator.forms import ChosenComparator
 
 TAG_SFT_KEY = "sftcast.sft_key"
 TAG_COMPARATOR_KEY = "sftcast.comparator_key"
@@ -35,6 +38,7 @@ TAG_CANDIDATE = "sftcast.candidate"
 METRIC_TAG_PREFIX = "metric."
 # Pinned from what is installed: inferring requirements imports torchvision, absent here.
 REQUIREMENTS = ("torch", "transformers", "safetensors", "tokenizers")
+COMPARATOR_REQUIREMENTS = ("xgboost-cpu", "scikit-learn", "pandas")
 
 
 @dataclass(frozen=True)
@@ -92,21 +96,32 @@ def register_finetuned(
 
 
 def register_comparator(
-    comparator: Comparator,
+    comparator: ChosenComparator,
+    proxies: Sequence[str],
+    lower_is_better: Sequence[str],
     task: str,
     key: str,
     tags: Mapping[str, Any],
     metrics: Mapping[str, float],
 ) -> ModelVersion:
-    """The comparator's XGBoost model, logged in the active run and registered as a version of
-    `sftcast-comparator-<task>`, once per `key` (what it was trained on, and how)."""
+    """The comparator as a pyfunc model that ranks candidates from their proxy columns (its
+    JSON state and the code that loads it: no pickle), logged in the active run and registered
+    as a version of `sftcast-comparator-<task>`, once per `key` (what it was trained on, and
+    how)."""
+    from sftcast.comparator import mlflow_model
 
     def log_model() -> str:
-        return mlflow.xgboost.log_model(
-            comparator.model_,
-            name="comparator",
-            pip_requirements=[f"xgboost-cpu=={version('xgboost-cpu')}"],
-        ).model_uri
+        state = {"proxies": list(proxies), "lower_is_better": list(lower_is_better),
+                 "comparator": comparator.state()}  # fmt: skip
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "comparator.json"
+            path.write_text(json.dumps(state))
+            return mlflow.pyfunc.log_model(
+                name="comparator",
+                python_model=mlflow_model.__file__,
+                artifacts={mlflow_model.STATE_ARTIFACT: str(path)},
+                pip_requirements=[f"{p}=={version(p)}" for p in COMPARATOR_REQUIREMENTS],
+            ).model_uri
 
     return register_version(comparator_model_name(task), key, log_model, tags, metrics)
 

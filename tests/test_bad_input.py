@@ -437,8 +437,9 @@ def table(
     raw: bytes | None = None,
     extra: tuple[str, ...] = (),
     names_table: bool = True,
+    command: str = "compare",
 ) -> Case:
-    """A results table (`raw` bytes, or `scores()` after `edit`) given to `compare`; "{tmp}"
+    """A results table (`raw` bytes, or `scores()` after `edit`) given to `command`; "{tmp}"
     in `extra` stands for the case's folder. The message must name the table unless the
     case's fault is elsewhere (`names_table=False`: the output path)."""
 
@@ -450,7 +451,7 @@ def table(
             df = scores()
             edited = edit(df)
             (df if edited is None else edited).to_csv(path, index=False)
-        args = ["compare", "--table", str(path), "--id-column", "model", "--target", "sft_score"]
+        args = [command, "--table", str(path), "--id-column", "model", "--target", "sft_score"]
         args += ["--proxies", "ppl,kshot", "--lower-is-better", "ppl"]
         args += [a.replace("{tmp}", str(env.tmp)) for a in extra]
         return args, [str(path), *needles] if names_table else list(needles)
@@ -882,6 +883,59 @@ CASES = [
         2,
         id="compare-seed-out-of-range",
     ),
+    # simulate --table (exit 2): the same table checks as compare, and the budget
+    pytest.param(
+        table(
+            lambda df: df,
+            "budget (20) <= candidates (8)",
+            extra=("--budget", "20"),
+            command="simulate",
+        ),
+        2,
+        id="simulate-budget-above-candidates",
+    ),
+    pytest.param(
+        table(
+            lambda df: df,
+            "initial (5) <= budget (4)",
+            extra=("--budget", "4", "--initial", "5"),
+            command="simulate",
+        ),
+        2,
+        id="simulate-initial-above-budget",
+    ),
+    pytest.param(
+        table(
+            lambda df: df.drop(columns="kshot"),
+            "missing column(s) 'kshot'",
+            extra=("--budget", "4"),
+            command="simulate",
+        ),
+        2,
+        id="simulate-missing-column",
+    ),
+    pytest.param(
+        table(
+            set_value(3, "ppl", "abc"),
+            "row 3 (line 4), column 'ppl'",
+            "'abc'",
+            extra=("--budget", "4"),
+            command="simulate",
+        ),
+        2,
+        id="simulate-non-numeric",
+    ),
+    pytest.param(
+        table(
+            lambda df: df,
+            "{tmp}: is a directory",
+            extra=("--budget", "4", "--plot", "{tmp}"),
+            names_table=False,
+            command="simulate",
+        ),
+        2,
+        id="simulate-plot-is-a-directory",
+    ),
     pytest.param(
         table(set_value(3, "ppl", "1e309"), "row 3 (line 4), column 'ppl'", "not finite"),
         2,
@@ -1012,8 +1066,10 @@ def test_enough_cases() -> None:
     assert len(CASES) >= 30
     ids = [c.id for c in CASES]
     assert len(set(ids)) == len(ids)
-    for entry in ("config-", "candidate-", "validate-", "compare-"):
-        assert sum(i.startswith(entry) for i in ids) >= 4, entry
+    least = {"config-": 4, "candidate-": 4, "validate-": 4, "compare-": 4, "simulate-": 4,
+             "env-": 3, "cli-": 4}  # fmt: skip
+    for entry, count in least.items():
+        assert sum(i.startswith(entry) for i in ids) >= count, entry
 
 
 def test_good_input_passes_the_preflight(good_candidate: Path, tmp_path: Path) -> None:

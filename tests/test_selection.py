@@ -144,9 +144,11 @@ def test_a_comparator_is_registered_once_per_key_with_its_lineage(tracking, tmp_
     for key, run_id in (("key-1", "run-1"), ("key-1", "run-2"), ("key-2", "run-3")):
         with mlflow.start_run():
             lineage = Lineage(pipeline_run_id=run_id, step_name="select_lineage")
-            versions.append(
-                register_comparator(comparator, "lineage", key, lineage.tags(), {"top1": 0.5})
-            )
+            version = register_comparator(
+                comparator, ["p1", "loss", "noise"], ["loss"], "lineage", key,
+                lineage.tags(), {"top1": 0.5},
+            )  # fmt: skip
+            versions.append(version)
     assert [str(v.version) for v in versions] == ["1", "1", "2"]  # the same key: the same version
     first = client.get_model_version(name, "1")
     assert first.tags[TAG_COMPARATOR_KEY] == "key-1" and first.tags["metric.top1"] == "0.5"

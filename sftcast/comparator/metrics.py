@@ -18,16 +18,11 @@ def preference_from_scores(scores: np.ndarray) -> np.ndarray:
     return above + 0.5 * (scores[:, None] == scores[None, :])
 
 
-def pairwise_accuracy(
-    preference: np.ndarray, target: np.ndarray, involving: np.ndarray | None = None
-) -> float:
+def pairwise_accuracy(preference: np.ndarray, target: np.ndarray) -> float:
     """Share of unordered pairs with unequal targets that P orders correctly; P = 0.5 counts
-    half. With `involving` (a boolean mask of candidates), only pairs with at least one such
-    candidate count: a new candidate against a labelled pool. NaN when no pair is left."""
+    half. NaN when every target is equal (no pair to score)."""
     i, j = np.triu_indices(len(target), 1)
     keep = target[i] != target[j]
-    if involving is not None:
-        keep &= involving[i] | involving[j]
     if not keep.any():
         return float("nan")
     i, j = i[keep], j[keep]

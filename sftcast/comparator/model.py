@@ -8,6 +8,11 @@ are ranked by Borda count over f.
 
 from __future__ import annotations
 
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.preprocessing import StandardScaler
@@ -23,13 +28,19 @@ from sftcast.comparator.features import (
 )
 from sftcast.comparator.table import ComparatorInputError
 
+# [d, product, p_i, p_j] per proxy (direction-corrected): more of p_i (and of p_i - p_j) can
+# only help i, more of p_j only help j
+MONOTONE = (1, 0, 1, -1)
+
 
 class ComparatorSettings(BaseModel):
-    """The classifier's size and step (`parameters.selection.comparator`): small trees, as
-    the labelled pools are small."""
+    """The comparator's form and the boosted classifier's size and step
+    (`parameters.selection.comparator`): small trees, as the labelled pools are small."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # "auto": chosen on the training candidates by inner cross-validation (forms.py)
+    form: Literal["auto", "xgboost", "xgboost_monotone", "linear", "best_proxy", "blend"] = "auto"
     n_estimators: int = Field(200, ge=1)
     max_depth: int = Field(3, ge=1)
     learning_rate: float = Field(0.1, gt=0, le=1)
@@ -50,6 +61,7 @@ class Comparator:
         learning_rate: float = DEFAULT_SETTINGS.learning_rate,
         n_jobs: int = 1,  # one thread: comparisons are small, and many run one after another
         random_state: int = 0,
+        monotone: bool = False,
     ) -> None:
         self.params = dict(
             n_estimators=n_estimators,
@@ -58,10 +70,15 @@ class Comparator:
             n_jobs=n_jobs,
             random_state=random_state,
         )
+        self.monotone = monotone
 
     @classmethod
-    def from_settings(cls, settings: ComparatorSettings, random_state: int = 0) -> Comparator:
-        return cls(**settings.model_dump(), random_state=random_state)
+    def from_settings(
+        cls, settings: ComparatorSettings, random_state: int = 0, monotone: bool = False
+    ) -> Comparator:
+        return cls(
+            **settings.model_dump(exclude={"form"}), random_state=random_state, monotone=monotone
+        )
 
     def fit(self, proxies: np.ndarray, target: np.ndarray) -> Comparator:
         self.scaler_ = StandardScaler().fit(proxies)
@@ -69,7 +86,8 @@ class Comparator:
         if not len(pairs):
             raise ComparatorInputError("every training candidate has the same target")
         features = pair_features(self._standardised(proxies), pairs)
-        self.model_ = XGBClassifier(**self.params).fit(features, labels)
+        constraints = {"monotone_constraints": MONOTONE * proxies.shape[1]} if self.monotone else {}
+        self.model_ = XGBClassifier(**self.params, **constraints).fit(features, labels)
         self.n_proxies_ = proxies.shape[1]
         return self
 
@@ -105,6 +123,42 @@ class Comparator:
             out[int(name[1:]) // FEATURES_PER_PROXY] += gain
         return out
 
+    def state(self) -> dict[str, Any]:
+        """Everything `from_state` needs, as JSON-ready data: the scaler and XGBoost's own
+        JSON model (no pickle)."""
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "model.json"
+            self.model_.save_model(path)
+            booster = json.loads(path.read_text())
+        return {"scaler": scaler_state(self.scaler_), "n_proxies": self.n_proxies_,
+                "booster": booster}  # fmt: skip
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> Comparator:
+        comparator = cls()
+        comparator.scaler_ = scaler_from_state(state["scaler"])
+        comparator.n_proxies_ = state["n_proxies"]
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "model.json"
+            path.write_text(json.dumps(state["booster"]))
+            comparator.model_ = XGBClassifier()
+            comparator.model_.load_model(path)
+        return comparator
+
+
+def scaler_state(scaler: StandardScaler) -> dict[str, list[float]]:
+    return {"mean": scaler.mean_.tolist(), "scale": scaler.scale_.tolist()}
+
+
+def scaler_from_state(state: dict[str, list[float]]) -> StandardScaler:
+    """A fitted StandardScaler from its mean and scale (what `transform` uses)."""
+    scaler = StandardScaler()
+    scaler.mean_ = np.asarray(state["mean"], dtype=float)
+    scaler.scale_ = np.asarray(state["scale"], dtype=float)
+    scaler.var_ = scaler.scale_**2
+    scaler.n_features_in_ = len(scaler.mean_)
+    return scaler
+
 
 def antisymmetric(g: np.ndarray) -> np.ndarray:
     """`(g + 1 - g.T) / 2`, computed as the winner's value `0.5 + |g - g.T| / 2` and `1 - that`
@@ -120,6 +174,12 @@ def borda_scores(preference: np.ndarray) -> np.ndarray:
     off_diagonal = ~np.eye(len(preference), dtype=bool)
     wins = (preference > 0.5) + 0.5 * (preference == 0.5)
     return (wins * off_diagonal).sum(axis=1)
+
+
+def strength(preference: np.ndarray) -> np.ndarray:
+    """Each candidate's predicted strength: its Borda wins, ties broken by its mean win
+    probability (which stays below one win)."""
+    return borda_scores(preference) + mean_win_probability(preference) / 2
 
 
 def mean_win_probability(preference: np.ndarray) -> np.ndarray:

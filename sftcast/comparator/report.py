@@ -15,6 +15,7 @@ input file and its sha256, the proxies and their directions) so that it can be r
 from __future__ import annotations
 
 import tempfile
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,18 +27,14 @@ from rich.table import Table
 from sklearn.preprocessing import StandardScaler
 
 from sftcast.comparator.features import check_standardising, labelled_pairs
+from sftcast.comparator.forms import ChosenComparator
 from sftcast.comparator.metrics import (
     kendall_tau,
     pairwise_accuracy,
     preference_from_scores,
     topk_recall,
 )
-from sftcast.comparator.model import (
-    DEFAULT_SETTINGS,
-    Comparator,
-    ComparatorSettings,
-    borda_scores,
-)
+from sftcast.comparator.model import DEFAULT_SETTINGS, ComparatorSettings, borda_scores
 from sftcast.comparator.protocols import Split, leave_one_group_out, random_splits
 from sftcast.comparator.table import Candidates, ComparatorInputError, check_table
 
@@ -60,6 +57,7 @@ REPORT_KEYS = (
     "n_candidates",
     "n_pairs",
     "protocol",
+    "comparator",
     "methods",
     "ranking",
     "feature_importance",
@@ -127,11 +125,10 @@ def compare_table(
     everyone = np.arange(n)
     final = Split("the final fit on every candidate", everyone, everyone)
     check_standardising(candidates, [*judged, final])
-    scores = [evaluate_split(candidates, split, top_k, seed, comparator) for split in judged]
+    judgements = [evaluate_split(candidates, split, top_k, seed, comparator) for split in judged]
+    scores = [metrics for metrics, _ in judgements]
     methods = {name: _summary([s[name] for s in scores]) for name in scores[0]}
-    importance = Comparator.from_settings(comparator, seed).fit(
-        candidates.proxies, candidates.target
-    )
+    final_fit = ChosenComparator(comparator, seed).fit(candidates.proxies, candidates.target)
     return {
         "input": {
             "path": candidates.source,
@@ -143,10 +140,18 @@ def compare_table(
         "n_candidates": n,
         "n_pairs": len(labelled_pairs(candidates.target)[0]) // 2,
         "protocol": protocol,
+        "comparator": {
+            **comparator.model_dump(),
+            # `auto`: the form each split's training side chose, and the one every candidate
+            # chooses (the comparator `select` would rank with)
+            "forms_per_split": dict(Counter(form for _, form in judgements).most_common()),
+            "final_form": final_fit.form_,
+            "final_inner_accuracy": final_fit.inner_accuracy_,
+        },
         "methods": methods,
         "ranking": method_ranking(methods),
         "feature_importance": dict(
-            zip(candidates.proxy_names, map(float, importance.proxy_importance()), strict=True)
+            zip(candidates.proxy_names, map(float, final_fit.proxy_importance()), strict=True)
         ),
     }
 
@@ -189,8 +194,9 @@ def evaluate_split(
     top_k: int = 3,
     seed: int = 0,
     comparator: ComparatorSettings = DEFAULT_SETTINGS,
-) -> dict[str, dict[str, float]]:
-    """Every method's metrics on the split's test candidates, fitting only on its train side."""
+) -> tuple[dict[str, dict[str, float]], str]:
+    """Every method's metrics on the split's test candidates, fitting only on its train side,
+    and the form the comparator chose there."""
     train_x, test_x = candidates.proxies[split.train], candidates.proxies[split.test]
     train_y, test_y = candidates.target[split.train], candidates.target[split.test]
     if np.all(train_y == train_y[0]):
@@ -201,9 +207,10 @@ def evaluate_split(
     }
     mean = StandardScaler().fit(train_x).transform(test_x).mean(axis=1)
     predictions["proxy_mean"] = (preference_from_scores(mean), mean)
-    f = Comparator.from_settings(comparator, seed).fit(train_x, train_y).preference(test_x)
+    ltc = ChosenComparator(comparator, seed).fit(train_x, train_y)
+    f = ltc.preference(test_x)
     predictions["ltc"] = (f, borda_scores(f))
-    return {
+    metrics = {
         name: {
             "pairwise_accuracy": pairwise_accuracy(preference, test_y),
             "kendall_tau": kendall_tau(ranking, test_y),
@@ -212,6 +219,7 @@ def evaluate_split(
         }
         for name, (preference, ranking) in predictions.items()
     }
+    return metrics, ltc.form_
 
 
 def _summary(per_split: list[dict[str, float]]) -> dict[str, float | None]:
@@ -241,6 +249,16 @@ def report_title(report: dict[str, Any]) -> str:
     return (
         f"{report['target']}: {report['n_candidates']} candidates, {how}, "
         f"{protocol['judged_pairs']} held-out pairs"
+    )
+
+
+def form_note(report: dict[str, Any]) -> str:
+    """Which form the comparator (`ltc`) took in the judged splits and on every candidate."""
+    comparator = report["comparator"]
+    per_split = ", ".join(f"{form} {n}" for form, n in comparator["forms_per_split"].items())
+    return (
+        f"comparator form ({comparator['form']}): {per_split} of the judged splits; "
+        f"{comparator['final_form']} on every candidate"
     )
 
 
@@ -274,29 +292,39 @@ def report_rows(report: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def report_table(report: dict[str, Any]) -> Table:
-    """The report for a terminal."""
-    header, *rows = report_rows(report)
-    # column names are user text: escaped, so that "[...]" in one is not read as rich markup
-    table = Table(title=escape(report_title(report)))
-    for column in header:
-        table.add_column(column, justify="left" if column == "method" else "right")
-    for row in rows:
+def rows_table(title: str, rows: list[list[str]]) -> Table:
+    """A header row and text rows as a table for a terminal, first column left-aligned."""
+    header, *body = rows
+    # cells are user text (column names, ids): escaped, so "[...]" is not read as rich markup
+    table = Table(title=escape(title))
+    for k, column in enumerate(header):
+        table.add_column(escape(column), justify="left" if k == 0 else "right")
+    for row in body:
         table.add_row(*map(escape, row))
     return table
 
 
-def report_lines(report: dict[str, Any]) -> list[str]:
-    """The report as plain lines, for a pipe or a file: the title, then aligned columns."""
-    rows = report_rows(report)
+def rows_lines(title: str, rows: list[list[str]]) -> list[str]:
+    """A header row and text rows as plain lines, for a pipe or a file: the title, then
+    aligned columns that no terminal width wraps."""
     widths = [max(len(row[k]) for row in rows) for k in range(len(rows[0]))]
-    return [report_title(report)] + [
+    return [title] + [
         "  ".join(
             cell.ljust(width) if k == 0 else cell.rjust(width)
             for k, (cell, width) in enumerate(zip(row, widths, strict=True))
         ).rstrip()
         for row in rows
     ]
+
+
+def report_table(report: dict[str, Any]) -> Table:
+    """The report for a terminal."""
+    return rows_table(report_title(report), report_rows(report))
+
+
+def report_lines(report: dict[str, Any]) -> list[str]:
+    """The report as plain lines, for a pipe or a file."""
+    return rows_lines(report_title(report), report_rows(report))
 
 
 def _num(value: float | None) -> str:

@@ -18,15 +18,9 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sklearn.preprocessing import StandardScaler
 
-from sftcast.comparator import (
-    Comparator,
-    ComparatorInputError,
-    borda_scores,
-    compare_table,
-    direction_signs,
-    mean_win_probability,
-)
-from sftcast.comparator.model import DEFAULT_SETTINGS, ComparatorSettings
+from sftcast.comparator import ComparatorInputError, compare_table, direction_signs
+from sftcast.comparator.forms import ChosenComparator
+from sftcast.comparator.model import DEFAULT_SETTINGS, ComparatorSettings, strength
 from sftcast.evaluation.evaluate import EvaluationConfig
 from sftcast.proxies.registry import directions
 
@@ -135,10 +129,11 @@ def fit_comparator(
     lower: Sequence[str],
     seed: int,
     settings: ComparatorSettings = DEFAULT_SETTINGS,
-) -> Comparator:
-    """The comparator trained on every labelled row of `table`."""
+) -> ChosenComparator:
+    """The comparator trained on every labelled row of `table` (its form chosen on them when
+    `settings.form` is `auto`)."""
     labelled = table[table[TARGET].notna()]
-    return Comparator.from_settings(settings, seed).fit(
+    return ChosenComparator(settings, seed).fit(
         oriented(labelled, proxies, lower), labelled[TARGET].to_numpy(dtype=float)
     )
 
@@ -154,9 +149,7 @@ def predict_strength(
     """Each candidate's predicted strength under `predictor`, fitted on the labelled rows."""
     x = oriented(table, proxies, lower)
     if predictor == "ltc":
-        preference = fit_comparator(table, proxies, lower, seed, settings).preference(x)
-        # Borda wins first; the mean win probability breaks their ties
-        return borda_scores(preference) + mean_win_probability(preference) / 2
+        return strength(fit_comparator(table, proxies, lower, seed, settings).preference(x))
     # standardised on the labelled rows, as compare_table's proxy_mean is on its training side
     z = StandardScaler().fit(x[table[TARGET].notna().to_numpy()]).transform(x)
     if predictor == "proxy_mean":

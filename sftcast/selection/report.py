@@ -123,11 +123,21 @@ def selection_figures(selection: Selection) -> dict[str, Figure]:
     return {"pairwise_accuracy": bars, "predicted_vs_actual": scatter}
 
 
-def importance_figure(task: str, gains: Mapping[str, float]) -> Figure:
-    """The comparator's gain per proxy, as horizontal bars."""
+# what a comparator form's importance per proxy measures
+IMPORTANCE = {
+    "xgboost": "gain, summed over the proxy's 4 pair features",
+    "xgboost_monotone": "gain, summed over the proxy's 4 pair features",
+    "linear": "|weight| on the standardised proxy difference",
+    "best_proxy": "1 for the proxy that ranks, 0 for the others",
+    "blend": "share of the boosted and of the linear importance, averaged",
+}
+
+
+def importance_figure(task: str, gains: Mapping[str, float], form: str) -> Figure:
+    """The comparator's importance per proxy, as horizontal bars."""
     chart = Figure(figsize=(6, 3.2), layout="tight")
     ax = chart.subplots()
     ax.barh(list(gains), list(gains.values()))
-    ax.set_xlabel("gain, summed over the proxy's 4 pair features")
-    ax.set_title(f"{task}: comparator feature importance")
+    ax.set_xlabel(IMPORTANCE[form])
+    ax.set_title(f"{task}: comparator ({form}) importance per proxy")
     return chart

@@ -96,7 +96,8 @@ def _register_comparator(
     comparator = fit_comparator(table, proxies, lower, selection.seed, selection.comparator)
     gains = dict(zip(proxies, comparator.proxy_importance().tolist(), strict=True))
     mlflow.log_figure(
-        importance_figure(chosen.task, gains), f"figures/{chosen.task}_feature_importance.png"
+        importance_figure(chosen.task, gains, comparator.form_),
+        f"figures/{chosen.task}_feature_importance.png",
     )
     # what the version is made from: the labelled rows, the features and the protocol (its
     # held-out scores depend on that too); the same key registers nothing new
@@ -105,6 +106,8 @@ def _register_comparator(
     ltc = chosen.methods["ltc"]
     register_comparator(
         comparator,
+        proxies,
+        lower,
         chosen.task,
         key,
         tags={
@@ -112,6 +115,8 @@ def _register_comparator(
             "sftcast.lower_is_better": json.dumps(lower),
             "sftcast.protocol": json.dumps(chosen.protocol),
             "sftcast.feature_importance": json.dumps(gains),
+            "sftcast.form": comparator.form_,
+            "sftcast.form_inner_accuracy": json.dumps(comparator.inner_accuracy_),
             **lineage.tags(),
         },
         metrics={m: ltc[m] for m in COMPARATOR_METRICS if ltc.get(m) is not None},
