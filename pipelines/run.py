@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Before ZenML is imported: a project-local ZenML config (export ZENML_CONFIG_PATH to use
@@ -274,25 +274,33 @@ def _log_validation(report: object, task: str, dataset: str, stack: str) -> str 
     return None
 
 
+# compare and simulate read the same results table, with the same options
+ResultsTable = Annotated[Path, typer.Option(help="CSV or Parquet file, one row per candidate.")]
+IdColumn = Annotated[str, typer.Option(help="The column naming each candidate.")]
+TargetColumn = Annotated[str, typer.Option(help="The post-SFT score (higher is better).")]
+ProxyColumns = Annotated[str, typer.Option(help="Comma-separated proxy columns.")]
+LowerIsBetter = Annotated[str, typer.Option(help="Comma-separated proxies where lower is better.")]
+Seed = Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of the splits and models.")]
+ReportPath = Annotated[
+    Path | None, typer.Option(help="Write the JSON report here (missing folders are created).")
+]
+
+
 @app.command()
 def compare(
-    table: Path = typer.Option(..., help="CSV or Parquet file, one row per candidate."),
-    id_column: str = typer.Option(..., help="The column naming each candidate."),
-    target: str = typer.Option(..., help="The post-SFT score to predict (higher is better)."),
-    proxies: str = typer.Option(..., help="Comma-separated proxy columns."),
-    lower_is_better: str = typer.Option("", help="Comma-separated proxies where lower is better."),
+    table: ResultsTable,
+    id_column: IdColumn,
+    target: TargetColumn,
+    proxies: ProxyColumns,
+    lower_is_better: LowerIsBetter = "",
     groups: str | None = typer.Option(
         None, help="Leave one group of this column out at a time, instead of random splits."
     ),
     splits: int = typer.Option(20, help="Random splits of the candidates."),
     train_fraction: float = typer.Option(0.6, help="Share of candidates to train on per split."),
-    seed: int = typer.Option(
-        0, min=0, max=2**32 - 1, help="Seed of the splits and of the comparator."
-    ),
+    seed: Seed = 0,
     top_k: int = typer.Option(3, help="k of top-k recall."),
-    output: Path | None = typer.Option(
-        None, help="Write the JSON report here (missing folders are created)."
-    ),
+    output: ReportPath = None,
 ) -> None:
     """Learning to compare: rank held-out candidates by a comparator over proxies, against
     each proxy alone; no ZenML, no MLflow.
@@ -342,18 +350,16 @@ def compare(
 
 @app.command()
 def simulate(
-    table: Path = typer.Option(..., help="CSV or Parquet file, one row per candidate."),
-    id_column: str = typer.Option(..., help="The column naming each candidate."),
-    target: str = typer.Option(..., help="The post-SFT score (higher is better)."),
-    proxies: str = typer.Option(..., help="Comma-separated proxy columns."),
-    lower_is_better: str = typer.Option("", help="Comma-separated proxies where lower is better."),
+    table: ResultsTable,
+    id_column: IdColumn,
+    target: TargetColumn,
+    proxies: ProxyColumns,
+    lower_is_better: LowerIsBetter = "",
     budget: int = typer.Option(..., help="How many candidates each strategy may fine-tune."),
     initial: int = typer.Option(3, help="Candidates fine-tuned first, spread over the proxies."),
     trials: int = typer.Option(20, help="Replays per strategy, seeds seed, seed + 1, ..."),
-    seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Seed of the first trial."),
-    output: Path | None = typer.Option(
-        None, help="Write the JSON report here (missing folders are created)."
-    ),
+    seed: Seed = 0,
+    output: ReportPath = None,
     plot: Path | None = typer.Option(
         None, help="Write a PNG of top-1 found rate against budget here."
     ),

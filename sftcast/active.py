@@ -170,10 +170,11 @@ def simulate(
     n = len(candidates.ids)
     if not 1 <= initial <= budget <= n:
         raise ComparatorInputError(
-            f"need 1 <= initial ({initial}) <= budget ({budget}) <= candidates ({n})"
+            f"{candidates.source}: need 1 <= initial ({initial}) <= budget ({budget}) <= "
+            f"candidates ({n})"
         )
     if trials < 1:
-        raise ComparatorInputError(f"trials is {trials}; it must be at least 1")
+        raise ComparatorInputError(f"{candidates.source}: trials is {trials}; it must be >= 1")
     target = candidates.target
     report: dict[str, Any] = {
         "target": target_name, "n_candidates": n, "budget": budget, "initial": initial,
