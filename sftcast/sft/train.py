@@ -23,10 +23,10 @@ import torch
 from accelerate import Accelerator
 from peft import LoraConfig, get_peft_model
 from pydantic import BaseModel
-from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, get_linear_schedule_with_warmup
 
 from sftcast.device import resolve_device
+from sftcast.progress import progress_bar
 from sftcast.sft.config import SFTConfig
 from sftcast.sft.data import bucketed_batches, encode_split, sample_rows
 from sftcast.tracking import config_hash
@@ -137,7 +137,7 @@ def finetune(
 
     losses: list[float] = []
     tokens, train_time = 0, 0.0
-    bar = tqdm(total=total, desc=f"sft {task}", unit="step", disable=not progress)
+    bar = progress_bar(total, f"sft {task}", "step", enabled=progress)
     with bar:
         for epoch in range(config.epochs):
             for batch in bucketed_batches(

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import torch
 from pydantic import BaseModel
-from tqdm.auto import tqdm
 from transformers import (
     LlamaForCausalLM,
     PreTrainedTokenizerBase,
@@ -32,6 +31,7 @@ from transformers import (
 )
 
 from sftcast.device import autocast, resolve_device
+from sftcast.progress import progress_bar
 from sftcast.zoo.config import Variant, ZooConfig
 from sftcast.zoo.data import Blocks, encode_documents, length_filter, pack_blocks, train_texts
 from sftcast.zoo.loss import linear_cross_entropy
@@ -218,7 +218,7 @@ class _Loop:
         objective = get_objective(v.objective)
         self.model.train()
         window: list[float] = []
-        bar = tqdm(total=v.steps, initial=self.step, desc=v.name, unit="step", disable=not progress)
+        bar = progress_bar(v.steps, v.name, "step", initial=self.step, enabled=progress)
         with bar:
             while self.step < v.steps:
                 t0 = time.perf_counter()
