@@ -598,11 +598,12 @@ def _print_selection(run_id: object) -> None:
     table = Table(title="selection (pairwise accuracy on held-out candidates)")
     for column in ("task", "ppl_clm", "best single proxy", "comparator", "ranked by", "promoted"):
         table.add_column(column, overflow="fold")  # candidate URIs whole, never cut short
-    refusals = []
+    refusals, choices = [], []
     for step_name, step_run in sorted(run.steps.items()):
         if not step_name.startswith("select_"):
             continue
         s: SelectionSummary = step_run.outputs["selection"][0].load()
+        choices += [f"{s.task}: {c['candidate']} ({c['why']})" for c in s.choices]
         promoted = f"{s.candidate} ({s.model} v{s.version})"
         if not s.promoted:
             promoted = f"refused: {s.candidate}"
@@ -610,8 +611,12 @@ def _print_selection(run_id: object) -> None:
         best_single = f"{s.best_single_proxy or '-'} {_fmt(s.best_single_accuracy)}".strip()
         table.add_row(s.task, _fmt(s.ppl_clm), best_single, _fmt(s.ltc), s.predictor, promoted)
     console.print(table)
+    if choices:
+        console.print("fine-tuned by active selection, in order:", markup=False)
+    for line in choices:
+        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     for line in refusals:
-        console.print(f"[yellow]{line}[/yellow]", soft_wrap=True)
+        console.print(line, style="yellow", markup=False, soft_wrap=True)
 
 
 def _fmt(value: float | None) -> str:

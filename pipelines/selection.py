@@ -1,6 +1,7 @@
 """The main pipeline: validated data -> candidates -> proxies for all -> SFT + evaluation for
-the labelled ones -> per task, judge the predictors, rank every candidate and promote the
-best-predicted one's fine-tuned version to `production`."""
+the labelled ones (chosen up front, or round by round with the active strategy) -> per task,
+judge the predictors, rank every candidate and promote to `production` the best-predicted
+candidate's fine-tuned version (active: the best fine-tuned one's)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from sftcast.proxies import ProxyConfig
 from sftcast.selection import SelectionConfig
 from sftcast.sft import SFTConfig
 from sftcast.zoo import ZooConfig
-from steps.select import candidate_proxies, select_and_promote
+from steps.select import active_round, candidate_proxies, select_and_promote
 from steps.sft import sft_report
 
 
@@ -45,13 +46,23 @@ def select_pipeline(
         )
         for uri in uris
     ]  # fmt: skip
-    sft_report(records=records)
     tasks = list(stage.datasets)
+    shared = {
+        "proxy_rows": proxy_rows, "candidates": [candidates[u] for u in uris], "uris": uris,
+        "datasets": [stage.datasets[t] for t in tasks], "tasks": tasks, "selection": selection,
+        "sft": sft, "evaluation": scoring, "zoo": zoo,
+    }  # fmt: skip
+    per_task = {task: records for task in sft.tasks}
+    if selection.active is not None:  # rounds unrolled to the budget, one step each
+        for task in sft.tasks:
+            per_task[task] = []
+            for r in range(1, selection.active.budget + 1):
+                step_id = f"active_{task}_{r}"
+                record = active_round(
+                    task=task, previous=list(per_task[task]), **shared, id=step_id
+                )
+                per_task[task].append(record)
+        records = [r for task in sft.tasks for r in per_task[task]]
+    sft_report(records=records)
     for task in sft.tasks:
-        select_and_promote(
-            task=task, proxy_rows=proxy_rows, records=records,
-            candidates=[candidates[u] for u in uris], uris=uris,
-            datasets=[stage.datasets[t] for t in tasks], tasks=tasks,
-            selection=selection, sft=sft, evaluation=scoring, zoo=zoo,
-            id=f"select_{task}",
-        )  # fmt: skip
+        select_and_promote(task=task, records=per_task[task], **shared, id=f"select_{task}")

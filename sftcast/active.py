@@ -28,6 +28,10 @@ from sklearn.preprocessing import StandardScaler
 
 from sftcast.comparator import Candidates, Comparator, ComparatorInputError
 from sftcast.comparator.metrics import pairwise_accuracy, preference_from_scores
+from sftcast.evaluation.report import SFTRecord
+from sftcast.proxies.registry import directions
+from sftcast.selection import TARGET, ActiveLabelling, oriented
+from sftcast.selection.report import ProxyRow, selection_table
 
 STRATEGIES = ("random", "proxy_greedy", "active")
 
@@ -90,9 +94,10 @@ def run_strategy(
     if name == "proxy_greedy":
         choices += _by_best_proxy(proxies, oracle, budget - len(choices))
     elif name == "active":
-        rng = np.random.default_rng(seed)
         while len(choices) < budget:
-            choice = most_likely_to_beat_best(proxies, *oracle.pool(), rng, bootstraps)
+            labelled, scores = oracle.pool()
+            rng = np.random.default_rng([seed, len(labelled)])  # as `next_candidate` draws
+            choice = most_likely_to_beat_best(proxies, labelled, scores, rng, bootstraps)
             oracle.reveal(choice.candidate)
             choices.append(choice)
     elif name != "random":
@@ -151,6 +156,32 @@ def most_likely_to_beat_best(
         int(unlabelled[pick]),
         f"P(beats the best labelled) = {beats[pick]:.2f} over {len(usable)} bagged comparators",
     )
+
+
+def next_candidate(
+    task: str,
+    proxy_rows: Sequence[ProxyRow],
+    records: Sequence[SFTRecord],
+    labelling: ActiveLabelling,
+    seed: int = 0,
+) -> Choice:
+    """The next candidate to fine-tune on `task` in `select`'s active strategy, given every
+    candidate's proxies and the SFT `records` so far: the `initial` candidates spread over the
+    proxies first, then the one most likely to beat the best fine-tuned one. `Choice.candidate`
+    indexes `proxy_rows`."""
+    table, proxies = selection_table(proxy_rows, records, task)
+    lower = [p for p in proxies if not directions().get(p, True)]
+    x = oriented(table, proxies, lower)
+    labelled = np.flatnonzero(table[TARGET].notna().to_numpy())
+    if len(labelled) < labelling.initial:
+        # the same spread every round (same proxies, same seed): take its next member
+        spread = spread_initial(x, labelling.initial, seed)
+        pick = next(i for i in spread if i not in labelled)
+        why = f"initial {len(labelled) + 1} of {labelling.initial}: spread over the proxies"
+        return Choice(pick, why)
+    scores = table[TARGET].to_numpy(dtype=float)[labelled]
+    rng = np.random.default_rng([seed, len(labelled)])  # a round's own draws: resumable
+    return most_likely_to_beat_best(x, labelled, scores, rng, labelling.bootstraps)
 
 
 def simulate(

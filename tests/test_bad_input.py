@@ -602,6 +602,33 @@ CASES = [
         id="config-labelled-fraction-above-one",
     ),
     pytest.param(
+        config(
+            setting("selection", "labelled", {"strategy": "active", "budget": 4, "initial": 5}),
+            "parameters.selection.labelled",
+            "initial (5) exceeds the budget (4)",
+        ),
+        2,
+        id="config-active-initial-above-budget",
+    ),
+    pytest.param(
+        config(
+            setting("selection", "labelled", {"strategy": "active", "budget": 9}),
+            "parameters.selection.labelled",
+            "budget 9 exceeds the 4 candidates",
+        ),
+        2,
+        id="config-active-budget-above-candidates",
+    ),
+    pytest.param(
+        config(
+            setting("selection", "labelled", {"strategy": "greedy", "budget": 4}),
+            "parameters.selection.labelled",
+            "'active'",
+        ),
+        2,
+        id="config-labelled-unknown-strategy",
+    ),
+    pytest.param(
         config(setting("selection", "predictor", "ppl"), "parameters.selection.predictor", "ppl"),
         2,
         id="config-unknown-predictor",

@@ -52,15 +52,16 @@ def _versions(client, model: str) -> dict[str, object]:
     return {v.version: v for v in client.search_model_versions(f"name = '{model}'")}
 
 
-def _completed_sft_steps(zenml_client) -> set[str]:
-    """SFT steps ZenML recorded as completed in the newest select run (none yet: empty)."""
+def _completed_sft_steps(zenml_client, prefix: str = "sft_") -> set[str]:
+    """SFT steps (named `prefix...`) ZenML recorded as completed in the newest select run
+    (none yet: empty)."""
     runs = zenml_client.list_pipeline_runs(
         pipeline_name="sftcast_select", sort_by="desc:created", size=1
     ).items
     if not runs:
         return set()
     steps = zenml_client.list_run_steps(pipeline_run_id=runs[0].id, size=100).items
-    return {s.name for s in steps if s.name.startswith("sft_") and s.status.value == "completed"}
+    return {s.name for s in steps if s.name.startswith(prefix) and s.status.value == "completed"}
 
 
 def _mlflow_run(client, pipeline_run_id: str, step: str):
@@ -124,6 +125,55 @@ def test_sigkill_in_the_sft_fan_out_resumes_without_redoing_work(
         v: before[v].tags[TAG_SFT_KEY] for v in before
     }
     assert tracking().get_registered_model(name).aliases[PRODUCTION] in {int(v) for v in after}
+
+
+def test_active_select_records_its_choices_and_resumes_after_a_kill(
+    zenml_client, tracking, make_select_config
+) -> None:
+    """Rounds of active selection are steps: a run killed after its first round, rerun,
+    takes the finished rounds from the cache, fine-tunes the rest, and promotes the best
+    fine-tuned candidate with the order in which candidates were chosen, and why."""
+    import json
+
+    name = "test-active-cls"
+    active = {"strategy": "active", "budget": 4, "initial": 2}
+    config = make_select_config("test-active-{task}", variants=3, selection={"labelled": active})
+    tracking()
+    process = _start(config, "select", "--force")
+    try:
+        while process.poll() is None and not _completed_sft_steps(zenml_client, "active_"):
+            time.sleep(0.2)
+        assert process.poll() is None, "finished before it could be killed"
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    done = _completed_sft_steps(zenml_client, "active_")
+    assert done and done < {f"active_cls_{r}" for r in range(1, 5)}
+
+    resumed = _start(config, "select", "--force")
+    output, _ = resumed.communicate()
+    assert resumed.returncode == 0, output
+    assert "fine-tuned by active selection, in order:" in output
+    run = zenml_client.get_pipeline("sftcast_select").last_run
+    assert all(run.steps[step].status.value == "cached" for step in done)
+    assert not any(n.startswith("sft_cls_") for n in run.steps)  # nothing fine-tuned up front
+
+    # 4 of the 6 candidates fine-tuned, each once: 2 spread over the proxies, then 2 chosen
+    summary = run.steps["select_cls"].outputs["selection"][0].load()
+    whys = [c["why"] for c in summary.choices]
+    assert len(whys) == 4 and len({c["candidate"] for c in summary.choices}) == 4
+    assert whys[0].startswith("round 1: initial 1 of 2") and whys[1].startswith("round 2:")
+    assert all("P(beats the best labelled)" in w or "tie" in w for w in whys[2:])
+    versions = _versions(tracking(), name)
+    assert len(versions) == 4
+    # promoted: the best fine-tuned candidate, with the choices in the evidence
+    scores = {v.tags["sftcast.candidate"]: float(v.tags["metric.score"]) for v in versions.values()}
+    assert scores[summary.candidate] == max(scores.values())  # the first of any tie
+    holder = tracking().get_model_version_by_alias(name, PRODUCTION)
+    evidence = json.loads(holder.tags["sftcast.promotion.evidence"])["evidence"]
+    assert [c["candidate"] for c in evidence["choices"]] == [
+        c["candidate"] for c in summary.choices
+    ]
 
 
 def test_two_runs_at_once_on_one_store_lose_nothing_and_leak_no_secret(

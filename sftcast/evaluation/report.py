@@ -42,6 +42,7 @@ class SFTRecord(BaseModel):
     registered_model: str | None = None
     model_version: str | None = None
     mlflow_run_id: str | None = None
+    choice: str | None = None  # why active selection fine-tuned this candidate, in its round
 
 
 class SFTReport(BaseModel):

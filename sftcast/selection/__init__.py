@@ -15,7 +15,14 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sklearn.preprocessing import StandardScaler
 
 from sftcast.comparator import ComparatorInputError, compare_table, direction_signs
@@ -28,13 +35,33 @@ CHANCE = 0.5
 ID, TARGET = "candidate", "score"
 
 
+class ActiveLabelling(BaseModel):
+    """`selection.labelled: {strategy: active, budget: N, initial: K}`: per task, fine-tune K
+    candidates spread over the proxies, then one at a time the candidate most likely to beat
+    the best fine-tuned so far, until N are (`sftcast.active`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    strategy: Literal["active"]
+    budget: int = Field(ge=4)  # the comparator's floor: it is judged on the labelled pool
+    initial: int = Field(3, ge=2)
+    bootstraps: int = Field(5, ge=1)  # comparators averaged for the probability to beat the best
+
+    @model_validator(mode="after")
+    def _initial_within_budget(self) -> ActiveLabelling:
+        if self.initial > self.budget:
+            raise ValueError(f"initial ({self.initial}) exceeds the budget ({self.budget})")
+        return self
+
+
 class SelectionConfig(BaseModel):
     """`parameters.selection`: which candidates are fine-tuned, how predictors are judged."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    # "all", a fraction of the candidates (seeded sample), or a list of candidate URIs
-    labelled: Literal["all"] | float | list[str] = 0.5
+    # "all", a fraction of the candidates (seeded sample), a list of candidate URIs, or
+    # {strategy: active, budget: N, initial: K}: chosen round by round as scores come in
+    labelled: Literal["all"] | float | list[str] | ActiveLabelling = 0.5
     seed: int = 0
     splits: int = Field(20, ge=1)
     train_fraction: float = Field(0.6, gt=0, lt=1)
@@ -62,10 +89,27 @@ class SelectionConfig(BaseModel):
     @classmethod
     def _one_of(cls, value: Any) -> Any:
         """One clear error instead of one per member of the union."""
+        if isinstance(value, dict):  # the strategy's own errors, not the union's
+            try:
+                return ActiveLabelling.model_validate(value)
+            except ValidationError as err:
+                raise ValueError(
+                    "; ".join(
+                        ".".join(map(str, e["loc"]))
+                        + (": " if e["loc"] else "")
+                        + e["msg"].removeprefix("Value error, ")
+                        for e in err.errors()
+                    )
+                ) from None
+        if isinstance(value, ActiveLabelling):
+            return value
         if isinstance(value, bool) or not (
             value == "all" or isinstance(value, int | float | list | tuple)
         ):
-            raise ValueError("expected 'all', a fraction in (0, 1] or a list of candidate URIs")
+            raise ValueError(
+                "expected 'all', a fraction in (0, 1], a list of candidate URIs or "
+                "{strategy: active, budget: N, initial: K}"
+            )
         return value
 
     @field_validator("labelled")
@@ -75,8 +119,20 @@ class SelectionConfig(BaseModel):
             raise ValueError(f"labelled fraction must be in (0, 1], got {value}")
         return value
 
+    @property
+    def active(self) -> ActiveLabelling | None:
+        return self.labelled if isinstance(self.labelled, ActiveLabelling) else None
+
     def labelled_candidates(self, candidates: Sequence[str]) -> list[str]:
-        """The candidates to fine-tune, in the order given; at least 4 (the comparator's floor)."""
+        """The candidates to fine-tune before any score is known, in the order given; at least
+        4 (the comparator's floor). None (an empty list) for the active strategy, which picks
+        them round by round: its budget must fit the candidates."""
+        if self.active is not None:
+            if self.active.budget > len(candidates):
+                raise ValueError(
+                    f"budget {self.active.budget} exceeds the {len(candidates)} candidates"
+                )
+            return []
         if self.labelled == "all":
             chosen = list(candidates)
         elif isinstance(self.labelled, list):

@@ -41,7 +41,7 @@ class SelectionSummary(BaseModel):
     best_single_proxy: str | None
     best_single_accuracy: float | None
     ltc: float | None
-    candidate: str  # the best-predicted candidate
+    candidate: str  # the best-predicted candidate (active selection: the best fine-tuned)
     score: float  # its post-SFT score
     model: str | None
     version: str | None
@@ -53,6 +53,7 @@ class SelectionSummary(BaseModel):
     previous: str | None = None  # the version `production` left, when promoted
     changed: bool = False  # whether the promotion moved `production`
     refused: str | None = None  # why the gate refused, when it did
+    choices: list[dict[str, str]] = []  # active selection: each fine-tuned candidate and why
 
 
 def selection_table(
@@ -69,7 +70,7 @@ def selection_table(
 
 
 def summarize(chosen: Selection, record: SFTRecord) -> SelectionSummary:
-    """The selection's outcome, before promotion, with `record` the best-predicted's SFT."""
+    """The selection's outcome, before promotion, with `record` the chosen candidate's SFT."""
     accuracy = {m: v["pairwise_accuracy_mean"] for m, v in chosen.methods.items()}
     singles = {
         m: a for m, a in accuracy.items() if m not in ("ltc", "proxy_mean") and a is not None
@@ -84,7 +85,7 @@ def summarize(chosen: Selection, record: SFTRecord) -> SelectionSummary:
         best_single_proxy=best_single,
         best_single_accuracy=singles.get(best_single) if best_single else None,
         ltc=accuracy.get("ltc"),
-        candidate=chosen.best,
+        candidate=record.candidate,
         score=record.score,
         model=record.registered_model,
         version=record.model_version,

@@ -58,17 +58,21 @@ def promote_best_predicted(
     _log_selection(chosen, table)
     if chosen.methods:  # judged: the comparator can be trained and registered
         _register_comparator(chosen, table, proxies, lower, selection, lineage)
-    record = next(
-        (r for r in records if r.task == task and r.candidate == chosen.best and not r.replicate),
-        None,
-    )
+    own = [r for r in records if r.task == task and not r.replicate]
+    if selection.active is not None:  # a score in hand beats a prediction: the best fine-tuned
+        record = max(own, key=lambda r: r.score)
+    else:
+        record = next((r for r in own if r.candidate == chosen.best), None)
     if record is None:  # best predicted but never fine-tuned: fine-tune it now
         base = next(row.base_scores for row in proxy_rows if row.candidate == chosen.best)
         record = finetune_and_register(
             candidates[chosen.best], chosen.best, task, task_rows(datasets), base, sft,
             evaluation, zoo, lineage,
         )  # fmt: skip
-    return _promote(summarize(chosen, record), chosen, record, selection.force, lineage)
+    summary = summarize(chosen, record).model_copy(
+        update={"choices": [{"candidate": r.candidate, "why": r.choice} for r in own if r.choice]}
+    )
+    return _promote(summary, chosen, record, selection.force, lineage)
 
 
 def _log_selection(chosen: Selection, table: pd.DataFrame) -> None:
@@ -130,7 +134,7 @@ def _promote(
     force: bool,
     lineage: Lineage,
 ) -> SelectionSummary:
-    """Move `production` to the best-predicted candidate's version, or say why not."""
+    """Move `production` to the chosen candidate's version, or say why not."""
     try:
         result = promote(
             record.registered_model,
@@ -139,6 +143,8 @@ def _promote(
                 "ranking": chosen.ranking,
                 "predicted": chosen.predicted,
                 "pairwise_accuracy": summary.pairwise_accuracy,
+                # active selection: the order in which candidates were fine-tuned, and why
+                **({"choices": summary.choices} if summary.choices else {}),
             },
             pipeline_run_id=lineage.pipeline_run_id,
             predictor=chosen.predictor,
