@@ -107,3 +107,24 @@ def test_the_registered_comparator_ranks_as_it_did_when_fitted(tracking) -> None
     model = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}")
     predicted = model.predict(raw)
     assert np.allclose(predicted.to_numpy(), strength(fitted.preference(oriented)))
+
+
+def test_the_form_is_chosen_on_the_training_side_only() -> None:
+    """Poisoning the held-out candidates' targets changes the scores, never the form each
+    split's comparator chose, nor what it predicts for them."""
+    from sftcast.comparator import Candidates, evaluate_split
+
+    x, y = table("two proxies", n=30, seed=4)
+    honest = Candidates(ids=np.arange(30).astype(str), target=y, proxies=x,
+                        proxy_names=("a", "b", "c", "d"), groups=None, source="t")  # fmt: skip
+    for split in random_splits(30, 4, 0.6, seed=1):
+        poisoned_target = y.copy()
+        poisoned_target[split.test] = -poisoned_target[split.test]  # every held-out pair flips
+        poisoned = Candidates(**{**honest.__dict__, "target": poisoned_target})
+        (metrics, form), (flipped, poisoned_form) = (
+            evaluate_split(honest, split),
+            evaluate_split(poisoned, split),
+        )
+        assert form == poisoned_form
+        ltc, ltc_flipped = metrics["ltc"]["pairwise_accuracy"], flipped["ltc"]["pairwise_accuracy"]
+        assert ltc + ltc_flipped == pytest.approx(1.0)  # the same predictions, judged backwards
