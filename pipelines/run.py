@@ -34,6 +34,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # colours only a terminal.
 if os.environ.get("NO_COLOR") or not (sys.stdout and sys.stdout.isatty()):
     os.environ.setdefault("ZENML_LOGGING_COLORS_DISABLED", "true")
+# In a log file, the Hub's, datasets' and transformers' bars ("Loading weights" at every model
+# load) are noise; sftcast's own loops print a few plain lines there (sftcast/progress.py).
+if not (sys.stderr and sys.stderr.isatty()):
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 if __name__ == "__main__" and str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # `python pipelines/run.py` puts pipelines/ first instead
 

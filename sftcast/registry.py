@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow
+from huggingface_hub import ModelCard, ModelCardData
 from mlflow.entities.model_registry import ModelVersion
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -76,12 +77,14 @@ def register_finetuned(
     tags: Mapping[str, Any],
     metrics: Mapping[str, float],
     description: str = "",
+    card: Path | None = None,
 ) -> ModelVersion:
     """Log the model (already loaded from its folder, for evaluation) and its tokenizer as a
     transformers model in the active run, and register it under `name`.
 
     `tags` and `metrics` (as `metric.<name>` tags) go on the version, so the registry alone
-    answers "which candidate, trained how, scoring what, made by which pipeline run".
+    answers "which candidate, trained how, scoring what, made by which pipeline run". `card`
+    is the candidate's model card (README.md), logged with the model.
     """
 
     def log_model() -> str:
@@ -90,9 +93,26 @@ def register_finetuned(
             name="model",
             task="text-generation",
             pip_requirements=[f"{p}=={version(p)}" for p in REQUIREMENTS],
+            model_card=model_card(card, description),
         ).model_uri
 
     return register_version(name, sft_key, log_model, tags, metrics, description)
+
+
+def model_card(card: Path | None, description: str) -> ModelCard:
+    """The candidate's card (when it has one) with the fine-tune described on top. Given to
+    MLflow, which otherwise looks the model up on the Hub by its folder name; a card that
+    declares no license says `unknown`, the truth for a checkpoint pre-trained here on text
+    from several sources, and MLflow records that instead of warning about it."""
+    text = card.read_text(encoding="utf-8") if card is not None and card.is_file() else ""
+    if text.startswith("---"):  # a metadata block (the Hub's cards have one; the zoo's not)
+        parsed = ModelCard(text)
+        data, body = parsed.data, parsed.text
+    else:
+        data, body = ModelCardData(), text
+    if not data.license:
+        data.license = "unknown"
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n{description}\n\n{body}")
 
 
 def register_comparator(

@@ -138,6 +138,7 @@ def finetune_and_register(
         metrics=metrics,
         description=f"{uri} fine-tuned on {task} ({sft.method}, seed {seed}): "
         f"score {scores.score:.4f}, base {scores.base_score:.4f}.",
+        card=candidate / "README.md",
     )
     return record.model_copy(
         update={"registered_model": name, "model_version": str(version.version)}
