@@ -599,9 +599,7 @@ def _print_selection(run_id: object) -> None:
     from sftcast.selection.report import SelectionSummary
 
     run = Client().get_pipeline_run(run_id)
-    table = Table(title="selection (pairwise accuracy on held-out candidates)")
-    for column in ("task", "ppl_clm", "best single proxy", "comparator", "ranked by", "promoted"):
-        table.add_column(column, overflow="fold")  # candidate URIs whole, never cut short
+    rows = [["task", "ppl_clm", "best single proxy", "comparator", "ranked by", "promoted"]]
     refusals, choices = [], []
     for step_name, step_run in sorted(run.steps.items()):
         if not step_name.startswith("select_"):
@@ -613,8 +611,8 @@ def _print_selection(run_id: object) -> None:
             promoted = f"refused: {s.candidate}"
             refusals.append(f"{s.task}: {s.refused}")
         best_single = f"{s.best_single_proxy or '-'} {_fmt(s.best_single_accuracy)}".strip()
-        table.add_row(s.task, _fmt(s.ppl_clm), best_single, _fmt(s.ltc), s.predictor, promoted)
-    console.print(table)
+        rows.append([s.task, _fmt(s.ppl_clm), best_single, _fmt(s.ltc), s.predictor, promoted])
+    _show("selection (pairwise accuracy on held-out candidates)", rows)
     if choices:
         console.print("fine-tuned by active selection, in order:", markup=False)
     for line in choices:

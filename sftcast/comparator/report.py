@@ -298,7 +298,8 @@ def rows_table(title: str, rows: list[list[str]]) -> Table:
     # cells are user text (column names, ids): escaped, so "[...]" is not read as rich markup
     table = Table(title=escape(title))
     for k, column in enumerate(header):
-        table.add_column(escape(column), justify="left" if k == 0 else "right")
+        # fold, never cut: a candidate id or URI is read whole
+        table.add_column(escape(column), justify="left" if k == 0 else "right", overflow="fold")
     for row in body:
         table.add_row(*map(escape, row))
     return table
