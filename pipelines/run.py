@@ -343,7 +343,7 @@ def compare(
     except ComparatorInputError as err:
         fail(str(err))
     _show(report_title(report), report_rows(report))
-    console.print(form_note(report), markup=False, highlight=False, soft_wrap=True)
+    console.print(f"note: {form_note(report)}", markup=False, highlight=False, soft_wrap=True)
     note = skipped_note(report)
     if note:
         console.print(

@@ -365,7 +365,8 @@ def test_compare_prints_plain_lines_to_a_pipe(tmp_path: Path, monkeypatch) -> No
     assert title.startswith("score: 12 candidates, ") and "held-out pairs" in title
     header_text = "method pairwise accuracy Kendall tau top-1 recall top-3 recall"
     assert " ".join(header.split()) == header_text
-    methods = {line.split()[0]: line.split()[1:] for line in rows if not line.startswith("warn")}
+    notes = ("warning:", "note:")
+    methods = {line.split()[0]: line.split()[1:] for line in rows if not line.startswith(notes)}
     assert set(methods) == {"p1", "loss", "noise", "proxy_mean", "ltc"}
     assert all(len(cells) == 6 and cells[1] == "±" for cells in methods.values())
 

@@ -70,7 +70,7 @@ def selection_table(
 
 
 def summarize(chosen: Selection, record: SFTRecord) -> SelectionSummary:
-    """The selection's outcome, before promotion, with `record` the chosen candidate's SFT."""
+    """The selection's outcome, before promotion, with `record` the best-predicted's SFT."""
     accuracy = {m: v["pairwise_accuracy_mean"] for m, v in chosen.methods.items()}
     singles = {
         m: a for m, a in accuracy.items() if m not in ("ltc", "proxy_mean") and a is not None
@@ -85,7 +85,7 @@ def summarize(chosen: Selection, record: SFTRecord) -> SelectionSummary:
         best_single_proxy=best_single,
         best_single_accuracy=singles.get(best_single) if best_single else None,
         ltc=accuracy.get("ltc"),
-        candidate=record.candidate,
+        candidate=chosen.best,
         score=record.score,
         model=record.registered_model,
         version=record.model_version,

@@ -70,7 +70,10 @@ def promote_best_predicted(
             evaluation, zoo, lineage,
         )  # fmt: skip
     summary = summarize(chosen, record).model_copy(
-        update={"choices": [{"candidate": r.candidate, "why": r.choice} for r in own if r.choice]}
+        update={
+            "candidate": record.candidate,  # active selection: the best fine-tuned, not predicted
+            "choices": [{"candidate": r.candidate, "why": r.choice} for r in own if r.choice],
+        }
     )
     return _promote(summary, chosen, record, selection.force, lineage)
 
