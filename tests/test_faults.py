@@ -127,6 +127,8 @@ def test_sigkill_in_the_sft_fan_out_resumes_without_redoing_work(
     assert tracking().get_registered_model(name).aliases[PRODUCTION] in {int(v) for v in after}
 
 
+# its own group (with the gate test): beside the other pipeline tests, on the other worker
+@pytest.mark.xdist_group("zenml-runs-2")
 def test_active_select_records_its_choices_and_resumes_after_a_kill(
     zenml_client, tracking, make_select_config
 ) -> None:
@@ -137,7 +139,7 @@ def test_active_select_records_its_choices_and_resumes_after_a_kill(
 
     name = "test-active-cls"
     active = {"strategy": "active", "budget": 4, "initial": 2}
-    config = make_select_config("test-active-{task}", variants=3, selection={"labelled": active})
+    config = make_select_config("test-active-{task}", selection={"labelled": active})
     tracking()
     process = _start(config, "select", "--force")
     try:
@@ -158,7 +160,7 @@ def test_active_select_records_its_choices_and_resumes_after_a_kill(
     assert all(run.steps[step].status.value == "cached" for step in done)
     assert not any(n.startswith("sft_cls_") for n in run.steps)  # nothing fine-tuned up front
 
-    # 4 of the 6 candidates fine-tuned, each once: 2 spread over the proxies, then 2 chosen
+    # the 4 candidates fine-tuned, each once: 2 spread over the proxies, then 2 chosen
     summary = run.steps["select_cls"].outputs["selection"][0].load()
     whys = [c["why"] for c in summary.choices]
     assert len(whys) == 4 and len({c["candidate"] for c in summary.choices}) == 4

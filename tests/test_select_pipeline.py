@@ -112,6 +112,8 @@ def test_an_unlabelled_best_predicted_candidate_is_fine_tuned_then_promoted(
     assert holder.tags[TAG_STEP_NAME] == "select_cls"
 
 
+# its own group (with the active-selection test): on the other worker, beside the others
+@pytest.mark.xdist_group("zenml-runs-2")
 def test_the_gate_promotes_a_predictor_that_beats_chance_and_refuses_one_that_cannot(
     zenml_client, tracking, make_gate_config
 ) -> None:
