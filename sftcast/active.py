@@ -27,7 +27,7 @@ from sklearn.cluster import kmeans_plusplus
 from sklearn.preprocessing import StandardScaler
 
 from sftcast.comparator import Candidates, Comparator, ComparatorInputError
-from sftcast.comparator.metrics import pairwise_accuracy, preference_from_scores
+from sftcast.comparator.forms import ProxyComparator
 from sftcast.evaluation.report import SFTRecord
 from sftcast.proxies.registry import directions
 from sftcast.selection import TARGET, ActiveLabelling, oriented
@@ -86,18 +86,18 @@ def run_strategy(
     if name == "random":
         order = np.random.default_rng(seed).permutation(len(proxies))[:budget]
         choices = [Choice(int(i), "random order") for i in order]
-    else:
+    elif name == "proxy_greedy":
         spread = "initial: spread over the proxies (k-means++ seeding)"
         choices = [Choice(i, spread) for i in spread_initial(proxies, min(initial, budget), seed)]
+    else:
+        choices = []  # `active` takes its initial candidates round by round
     for choice in choices:
         oracle.reveal(choice.candidate)
     if name == "proxy_greedy":
         choices += _by_best_proxy(proxies, oracle, budget - len(choices))
     elif name == "active":
         while len(choices) < budget:
-            labelled, scores = oracle.pool()
-            rng = np.random.default_rng([seed, len(labelled)])  # as `next_candidate` draws
-            choice = most_likely_to_beat_best(proxies, labelled, scores, rng, bootstraps)
+            choice = active_choice(proxies, *oracle.pool(), initial, bootstraps, seed)
             oracle.reveal(choice.candidate)
             choices.append(choice)
     elif name != "random":
@@ -107,14 +107,12 @@ def run_strategy(
 
 def _by_best_proxy(proxies: np.ndarray, oracle: Oracle, n: int) -> list[Choice]:
     labelled, scores = oracle.pool()
-    accuracy = [
-        pairwise_accuracy(preference_from_scores(proxies[labelled, k]), scores)
-        for k in range(proxies.shape[1])
-    ]
-    # every labelled score equal: no proxy can be judged, take the first
-    best = int(np.nanargmax(accuracy)) if not np.all(np.isnan(accuracy)) else 0
+    ranker = ProxyComparator().fit(proxies[labelled], scores)
+    best = ranker.proxy_
     order = [int(i) for i in np.argsort(-proxies[:, best], kind="stable") if i not in labelled]
-    why = f"next by proxy {best} (pairwise accuracy {accuracy[best]:.2f} on the initial pool)"
+    why = (
+        f"next by proxy {best} (pairwise accuracy {ranker.accuracy_[best]:.2f} on the initial pool)"
+    )
     choices = [Choice(i, why) for i in order[:n]]
     for choice in choices:
         oracle.reveal(choice.candidate)
@@ -173,15 +171,26 @@ def next_candidate(
     lower = [p for p in proxies if not directions().get(p, True)]
     x = oriented(table, proxies, lower)
     labelled = np.flatnonzero(table[TARGET].notna().to_numpy())
-    if len(labelled) < labelling.initial:
-        # the same spread every round (same proxies, same seed): take its next member
-        spread = spread_initial(x, labelling.initial, seed)
-        pick = next(i for i in spread if i not in labelled)
-        why = f"initial {len(labelled) + 1} of {labelling.initial}: spread over the proxies"
-        return Choice(pick, why)
     scores = table[TARGET].to_numpy(dtype=float)[labelled]
+    return active_choice(x, labelled, scores, labelling.initial, labelling.bootstraps, seed)
+
+
+def active_choice(
+    proxies: np.ndarray,
+    labelled: np.ndarray,
+    scores: np.ndarray,
+    initial: int,
+    bootstraps: int,
+    seed: int,
+) -> Choice:
+    """One round of the `active` strategy: while fewer than `initial` are labelled, the next
+    of the spread over the proxies (the same spread every round: same proxies, same seed);
+    then the one most likely to beat the best labelled."""
+    if len(labelled) < initial:
+        pick = next(i for i in spread_initial(proxies, initial, seed) if i not in labelled)
+        return Choice(pick, f"initial {len(labelled) + 1} of {initial}: spread over the proxies")
     rng = np.random.default_rng([seed, len(labelled)])  # a round's own draws: resumable
-    return most_likely_to_beat_best(x, labelled, scores, rng, labelling.bootstraps)
+    return most_likely_to_beat_best(proxies, labelled, scores, rng, bootstraps)
 
 
 def simulate(

@@ -84,11 +84,16 @@ class ProxyComparator:
         self.random_state = random_state
 
     def fit(self, proxies: np.ndarray, target: np.ndarray) -> ProxyComparator:
-        accuracy = [
-            pairwise_accuracy(preference_from_scores(proxies[:, k]), target)
-            for k in range(proxies.shape[1])
-        ]
-        self.proxy_, self.n_proxies_ = int(np.nanargmax(accuracy)), proxies.shape[1]
+        self.accuracy_ = np.array(
+            [
+                pairwise_accuracy(preference_from_scores(proxies[:, k]), target)
+                for k in range(proxies.shape[1])
+            ]
+        )
+        # every target equal: no proxy can be judged, the first one stands
+        judged = not np.all(np.isnan(self.accuracy_))
+        self.proxy_ = int(np.nanargmax(self.accuracy_)) if judged else 0
+        self.n_proxies_ = proxies.shape[1]
         return self
 
     def preference(self, proxies: np.ndarray) -> np.ndarray:
