@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Before ZenML is imported: a project-local ZenML config (export ZENML_CONFIG_PATH to use
@@ -288,6 +288,24 @@ Seed = Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Seed of the split
 ReportPath = Annotated[
     Path | None, typer.Option(help="Write the JSON report here (missing folders are created).")
 ]
+# sftcast.comparator.protocols.PROTOCOLS, spelt out: the library loads scikit-learn
+ProtocolName = Annotated[
+    Literal["paper", "group", "deployment"] | None,
+    typer.Option(
+        help="paper: random splits, held-out pairs; group: leave one --groups group out; "
+        "deployment: the random splits, held-out x training pairs. [default: paper, or group "
+        "with --groups]",
+        show_default=False,
+    ),
+]
+SeedNoise = Annotated[
+    float | None,
+    typer.Option(
+        min=0,
+        help="The target's std over fine-tuning seeds: also report accuracy on the pairs whose "
+        "targets differ by more than twice it.",
+    ),
+]
 
 
 @app.command()
@@ -297,13 +315,15 @@ def compare(
     target: TargetColumn,
     proxies: ProxyColumns,
     lower_is_better: LowerIsBetter = "",
+    protocol: ProtocolName = None,
     groups: str | None = typer.Option(
         None, help="Leave one group of this column out at a time, instead of random splits."
     ),
     splits: int = typer.Option(20, help="Random splits of the candidates."),
     train_fraction: float = typer.Option(0.6, help="Share of candidates to train on per split."),
     seed: Seed = 0,
-    top_k: int = typer.Option(3, help="k of top-k recall."),
+    top_k: int = typer.Option(3, help="k of top-k recall and of best in top-k."),
+    seed_noise: SeedNoise = None,
     output: ReportPath = None,
 ) -> None:
     """Learning to compare: rank held-out candidates by a comparator over proxies, against
@@ -314,17 +334,17 @@ def compare(
     0: judged; a warning says how many splits could not be (their targets tie).
 
     2: bad input (named by file, row and column), an --output that cannot be
-    written (checked first), or nothing to judge (every split's targets tie).
+    written (checked first), options that do not go together (--groups with
+    another protocol than group), or nothing to judge (every split's targets tie).
     """
     from sftcast.comparator import (
         ComparatorInputError,
         compare_table,
-        form_note,
         read_table,
         report_rows,
         report_title,
-        skipped_note,
     )
+    from sftcast.comparator.report import report_notes
 
     _check_output(output, table)
     try:
@@ -339,16 +359,15 @@ def compare(
             seed=seed,
             top_k=top_k,
             groups=groups,
+            protocol=protocol,
+            seed_noise=seed_noise,
         )
     except ComparatorInputError as err:
         fail(str(err))
     _show(report_title(report), report_rows(report))
-    console.print(f"note: {form_note(report)}", markup=False, highlight=False, soft_wrap=True)
-    note = skipped_note(report)
-    if note:
-        console.print(
-            f"warning: {note}", style="yellow", markup=False, highlight=False, soft_wrap=True
-        )
+    for kind, text in report_notes(report):
+        style = "yellow" if kind == "warning" else None
+        console.print(f"{kind}: {text}", style=style, markup=False, highlight=False, soft_wrap=True)
     _write_json(output, report)
 
 

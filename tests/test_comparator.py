@@ -363,12 +363,12 @@ def test_compare_prints_plain_lines_to_a_pipe(tmp_path: Path, monkeypatch) -> No
     assert "\x1b[" not in result.output  # no colour codes
     title, header, *rows = result.output.splitlines()
     assert title.startswith("score: 12 candidates, ") and "held-out pairs" in title
-    header_text = "method pairwise accuracy Kendall tau top-1 recall top-3 recall"
+    header_text = "method pairwise accuracy Kendall tau top-1 recall top-3 recall best in top-3"
     assert " ".join(header.split()) == header_text
     notes = ("warning:", "note:")
     methods = {line.split()[0]: line.split()[1:] for line in rows if not line.startswith(notes)}
     assert set(methods) == {"p1", "loss", "noise", "proxy_mean", "ltc"}
-    assert all(len(cells) == 6 and cells[1] == "±" for cells in methods.values())
+    assert all(len(cells) == 7 and cells[1] == "±" for cells in methods.values())
 
 
 def test_compare_checks_the_output_path_first(tmp_path: Path) -> None:

@@ -3,10 +3,13 @@
 Every method gives a preference matrix P (P[i, j]: how strongly it prefers i to j; 0.5 is a
 tie) and ranking scores (higher ranks first): for a single proxy, P is 1/0.5/0 from comparing
 values and the scores are the values; for the comparator, P is f and the scores are Borda
-counts. Ties count half (pairwise accuracy) or as a fraction (top-k recall, ties broken at random).
+counts (under the deployment protocol, the mean f against the training candidates). Ties
+count half (pairwise accuracy) or as a fraction (top-k recall, ties broken at random).
 """
 
 from __future__ import annotations
+
+from math import comb
 
 import numpy as np
 from scipy.stats import kendalltau
@@ -23,11 +26,16 @@ def pairwise_accuracy(preference: np.ndarray, target: np.ndarray) -> float:
     half. NaN when every target is equal (no pair to score)."""
     i, j = np.triu_indices(len(target), 1)
     keep = target[i] != target[j]
-    if not keep.any():
-        return float("nan")
     i, j = i[keep], j[keep]
-    p = preference[i, j]
-    correct = np.where(p == 0.5, 0.5, (p > 0.5) == (target[i] > target[j]))
+    return accuracy_on_pairs(preference[i, j], target[i] > target[j])
+
+
+def accuracy_on_pairs(preference: np.ndarray, first_better: np.ndarray) -> float:
+    """Share of pairs whose preference for the first (P = 0.5 counts half) names the better
+    one; NaN for no pair. Both arrays are per pair, none with equal targets."""
+    if not len(first_better):
+        return float("nan")
+    correct = np.where(preference == 0.5, 0.5, (preference > 0.5) == first_better)
     return float(correct.mean())
 
 
@@ -48,6 +56,21 @@ def topk_recall(scores: np.ndarray, target: np.ndarray, k: int) -> float:
     k = min(k, len(scores))
     true_top = target >= np.sort(target)[::-1][k - 1]
     return float((_chance_in_top(scores, k) * true_top).sum() / k)
+
+
+def best_in_top_k(scores: np.ndarray, target: np.ndarray, k: int) -> float:
+    """The chance that the predicted top k holds a truly best candidate (one with the highest
+    target), ties in the prediction broken at random; k = 1 is top-1 recall."""
+    k = min(k, len(scores))
+    kth = np.sort(scores)[::-1][k - 1]
+    best = target == target.max()
+    if (best & (scores > kth)).any():
+        return 1.0
+    # the open places go to a random draw from the candidates tied with the k-th score
+    tied = scores == kth
+    places = k - int((scores > kth).sum())
+    drawn, best_drawn = int(tied.sum()), int((best & tied).sum())
+    return 1.0 - comb(drawn - best_drawn, places) / comb(drawn, places)
 
 
 def _chance_in_top(scores: np.ndarray, k: int) -> np.ndarray:

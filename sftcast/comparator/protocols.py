@@ -1,5 +1,11 @@
-"""Evaluation protocols: splits of *candidates*, never of pairs, so that every test pair is
-made of candidates the comparator has never seen. Pairs are built inside each side."""
+"""Evaluation protocols: splits of *candidates*, never of pairs, so that no held-out candidate
+is seen in fitting.
+
+- `paper`: seeded random splits; the scored pairs are built inside the held-out side.
+- `group`: leave-one-group-out; pairs as in `paper`.
+- `deployment`: the same random splits as `paper`; the scored pairs are (held-out candidate,
+  training candidate), as `select` meets a new candidate against its labelled pool.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,7 @@ from sklearn.model_selection import LeaveOneGroupOut, ShuffleSplit
 from sftcast.comparator.table import ComparatorInputError
 
 MIN_SIDE = 2  # a side with fewer candidates has no pair to learn from or to score
+PROTOCOLS = ("paper", "group", "deployment")
 
 
 @dataclass(frozen=True)
@@ -18,6 +25,27 @@ class Split:
     name: str  # "split 3", "group 'gpt2'"
     train: np.ndarray  # candidate indices
     test: np.ndarray
+
+
+def resolve_protocol(protocol: str | None, groups: str | None) -> str:
+    """The protocol to run: `group` when a group column is given, else `paper`, unless named;
+    a group column belongs to `group` alone."""
+    if protocol is None:
+        return "paper" if groups is None else "group"
+    if protocol not in PROTOCOLS:
+        raise ComparatorInputError(
+            f"protocol {protocol!r} is not one of {', '.join(map(repr, PROTOCOLS))}"
+        )
+    if protocol == "group" and groups is None:
+        raise ComparatorInputError(
+            "protocol 'group' holds out one group at a time: name the group column (--groups)"
+        )
+    if protocol != "group" and groups is not None:
+        raise ComparatorInputError(
+            f"a group column ({groups!r}) goes with protocol 'group', not {protocol!r}, whose "
+            "splits are random"
+        )
+    return protocol
 
 
 def random_splits(
