@@ -119,24 +119,7 @@ def compare_table(
     name = resolve_protocol(protocol, groups)
     candidates = check_table(df, id_column, target, proxies, lower_is_better, groups)
     n = len(candidates.ids)
-    if name == "group":
-        plan = leave_one_group_out(candidates.groups)
-        record: dict[str, Any] = {
-            "name": "leave_one_group_out",
-            "group_column": groups,
-            "groups": sorted(set(candidates.groups.tolist())),
-            "splits": len(plan),
-        }
-    else:
-        plan = random_splits(n, splits, train_fraction, seed)
-        record = {
-            # the paper's protocol keeps its name of old: `select` hashes this record
-            "name": "random_splits" if name == "paper" else "deployment",
-            "splits": splits,
-            "train_fraction": train_fraction,
-            "n_train": len(plan[0].train),
-            "n_test": len(plan[0].test),
-        }
+    plan, record = _plan(name, candidates, groups, splits, train_fraction, seed)
     judged, skipped = _judged_splits(candidates, plan)
     pairs = [scored_pairs(split, candidates.target, name == "deployment") for split in judged]
     record.update(
@@ -194,6 +177,34 @@ def compare_table(
         "feature_importance": dict(
             zip(candidates.proxy_names, map(float, final_fit.proxy_importance()), strict=True)
         ),
+    }
+
+
+def _plan(
+    protocol: str,
+    candidates: Candidates,
+    groups: str | None,
+    splits: int,
+    train_fraction: float,
+    seed: int,
+) -> tuple[list[Split], dict[str, Any]]:
+    """The protocol's splits, and its record in the report."""
+    if protocol == "group":
+        plan = leave_one_group_out(candidates.groups)
+        return plan, {
+            "name": "leave_one_group_out",
+            "group_column": groups,
+            "groups": sorted(set(candidates.groups.tolist())),
+            "splits": len(plan),
+        }
+    plan = random_splits(len(candidates.ids), splits, train_fraction, seed)
+    return plan, {
+        # the paper's protocol keeps its name of old: `select` hashes this record
+        "name": "random_splits" if protocol == "paper" else "deployment",
+        "splits": splits,
+        "train_fraction": train_fraction,
+        "n_train": len(plan[0].train),
+        "n_test": len(plan[0].test),
     }
 
 
