@@ -215,7 +215,8 @@ def _held_out_pairs(candidates: Candidates, split: Split) -> int:
 
 def _judged_splits(candidates: Candidates, plan: list[Split]) -> tuple[list[Split], dict[str, int]]:
     """The splits that can be judged, and how many were skipped for each reason (small
-    labelled pools with ties hit both)."""
+    labelled pools with ties hit both). The same under deployment, whose held-out x training
+    pairs differ more often: its ranking metrics need held-out candidates that differ too."""
     skipped = {TIED_TRAINING: 0, TIED_HELD_OUT: 0}
     judged = []
     for split in plan:
