@@ -5,6 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# Two test workers (or a run beside anything else) share 2 cores: OpenMP threads that spin
+# while they wait steal them from each other (a fine-tune ran 4x slower spinning).
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install browser run test lint ui bench clean-stores constraints
 

@@ -6,6 +6,7 @@ from pipelines.data import data_pipeline
 from pipelines.runconfig import pipeline_parameters
 from pipelines.selection import select_pipeline
 from pipelines.sft import sft_pipeline
+from pipelines.study import study_pipeline
 from pipelines.zoo import zoo_pipeline
 
 PIPELINES = {
@@ -13,6 +14,7 @@ PIPELINES = {
     "zoo": zoo_pipeline,
     "sft": sft_pipeline,
     "select": select_pipeline,
+    "study": study_pipeline,
 }
 
 

@@ -30,6 +30,9 @@ os.environ.setdefault("ZENML_ANALYTICS_OPT_IN", "false")
 os.environ.setdefault("ZENML_CUSTOM_SOURCE_ROOT", str(REPO_ROOT))
 os.environ.setdefault("ZENML_LOGGING_VERBOSITY", "WARN")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# OpenMP threads that spin while waiting steal the cores from any other process: on 2 shared
+# cores a fine-tune ran 4x slower with the default policy than with passive waiting.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # ZenML colours its log lines whatever the output; rich (sftcast's own output) already
 # colours only a terminal.
 if os.environ.get("NO_COLOR") or not (sys.stdout and sys.stdout.isatty()):
@@ -76,7 +79,7 @@ UI_SERVER_ENV = {
     "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
     "MLFLOW_SERVER_ALLOWED_HOSTS": f"{LOOPBACK},{LOOPBACK}:*,localhost,localhost:*",
 }
-PIPELINE_COMMANDS = ("data", "zoo", "sft", "select")
+PIPELINE_COMMANDS = ("data", "zoo", "sft", "study", "select")
 # The commands each global option means something to; given to any other it is refused,
 # never ignored (`rollback --dry-run` would otherwise roll back for real).
 GLOBAL_OPTION_COMMANDS = {
@@ -144,6 +147,7 @@ class Options:
     no_cache: bool
     dry_run: bool
     force: bool = False
+    variants: list[str] | None = None  # study: a chunk of the zoo
 
 
 @app.callback(invoke_without_command=True)
@@ -196,6 +200,21 @@ def zoo(ctx: typer.Context) -> None:
 def sft(ctx: typer.Context) -> None:
     """The zoo's candidates fine-tuned on each task, evaluated, and registered in MLflow."""
     _run(ctx.obj, "sft")
+
+
+@command_with_globals("study")
+def study(
+    ctx: typer.Context,
+    variants: str = typer.Option(
+        "",
+        help="A chunk: comma-separated shell patterns of variant names (`clm-*,plm-*`); "
+        "the table is written by a run without it.",
+    ),
+) -> None:
+    """The study: every candidate's proxies (fine-tuning probes included) and post-SFT score
+    per task, written to study.results with its summary (judged by compare) and figures."""
+    ctx.obj.variants = _columns(variants) or None
+    _run(ctx.obj, "study")
 
 
 @command_with_globals("select")
@@ -589,6 +608,11 @@ def _run_pipeline(opts: Options, name: str, stack_file: StackFile) -> None:
     config = load_run_config(opts.config, pipeline, known_sections(), opts.no_cache)
     if opts.force and "selection" in config["parameters"]:
         config["parameters"]["selection"] = {**config["parameters"]["selection"], "force": True}
+    if opts.variants:
+        config["parameters"]["study"] = {
+            **config["parameters"].get("study", {}),
+            "variants": opts.variants,
+        }
     ensure_repository()
     config_path = with_stack_options(config, pipeline, stack_file)
     if opts.dry_run:
@@ -608,18 +632,44 @@ def _run_pipeline(opts: Options, name: str, stack_file: StackFile) -> None:
     )
     if name == "select":
         _print_selection(run.id)
+    if name == "study":
+        _publish_study(run.id, opts)
+
+
+def _publish_study(run_id: object, opts: Options) -> None:
+    """Write the study's table, summary, reports and figures (a chunk writes nothing: the table
+    is the whole zoo's)."""
+    from zenml.client import Client
+
+    from sftcast.config import RunParameters
+    from sftcast.study import StudyConfig, publish
+
+    table = Client().get_pipeline_run(run_id).steps["study_table"].output.load()
+    if opts.variants:
+        console.print(
+            f"chunk done: {len(table)} candidates measured; run `study` without --variants to "
+            "write the table (the chunks' steps come from the cache)",
+            markup=False,
+        )
+        return
+    params = RunParameters.model_validate(yaml.safe_load(opts.config.read_text())["parameters"])
+    study = params.study or StudyConfig()
+    for path in publish(table, study, params.sft.tasks):
+        console.print(f"wrote {path}", markup=False)
 
 
 def _print_selection(run_id: object) -> None:
-    """Per task: pairwise accuracy of PPL-CLM, the best single proxy and the comparator on
-    held-out candidates, and what was promoted (or why not)."""
+    """Per task: pairwise accuracy (mean ± std over splits) of PPL-CLM, the best single proxy
+    and the comparator on held-out candidates, whether the best predictor's lead is beyond that
+    spread, and what was promoted (or why not)."""
     from zenml.client import Client
 
+    from sftcast.comparator.report import lead_note
     from sftcast.selection.report import SelectionSummary
 
     run = Client().get_pipeline_run(run_id)
     rows = [["task", "ppl_clm", "best single proxy", "comparator", "ranked by", "promoted"]]
-    refusals, choices = [], []
+    notes, refusals, choices, judged = [], [], [], []
     for step_name, step_run in sorted(run.steps.items()):
         if not step_name.startswith("select_"):
             continue
@@ -629,9 +679,26 @@ def _print_selection(run_id: object) -> None:
         if not s.promoted:
             promoted = f"refused: {s.candidate}"
             refusals.append(f"{s.task}: {s.refused}")
-        best_single = f"{s.best_single_proxy or '-'} {_fmt(s.best_single_accuracy)}".strip()
-        rows.append([s.task, _fmt(s.ppl_clm), best_single, _fmt(s.ltc), s.predictor, promoted])
-    _show("selection (pairwise accuracy on held-out candidates)", rows)
+        if s.lead:
+            notes.append(f"{s.task}: {lead_note({'lead': s.lead})}")
+        judged.append(f"{s.task} {s.judged_pairs} ({s.protocol or 'none'})")
+        std = s.pairwise_accuracy_std
+        best_single = s.best_single_proxy
+        rows.append([
+            s.task,
+            _fmt(s.ppl_clm, std.get("ppl_clm")),
+            f"{best_single or '-'} {_fmt(s.best_single_accuracy, std.get(best_single or ''))}",
+            _fmt(s.ltc, std.get("ltc")),
+            s.predictor,
+            promoted,
+        ])  # fmt: skip
+    _show(
+        "selection (pairwise accuracy ± std over splits, on held-out candidates; judged pairs: "
+        f"{', '.join(judged)})",
+        rows,
+    )
+    for line in notes:
+        console.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
     if choices:
         console.print("fine-tuned by active selection, in order:", markup=False)
     for line in choices:
@@ -640,8 +707,10 @@ def _print_selection(run_id: object) -> None:
         console.print(line, style="yellow", markup=False, soft_wrap=True)
 
 
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
+def _fmt(value: float | None, std: float | None = None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.2f}" if std is None else f"{value:.2f} ± {std:.2f}"
 
 
 class PipelineFailed(RuntimeError):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 from zenml import pipeline
@@ -31,11 +32,16 @@ def _readable(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text.replace("@", "_")).strip("_.-")
 
 
-def zoo_stage(corpus: Any, zoo: ZooConfig, after: list[str]) -> dict[str, Any]:
-    """Wire tokenizer, pre-training and fetches; returns candidate URI -> its artifact."""
+def zoo_stage(
+    corpus: Any, zoo: ZooConfig, after: list[str], only: Callable[[str], bool] | None = None
+) -> dict[str, Any]:
+    """Wire tokenizer, pre-training and fetches (of the variants `only` keeps, by name);
+    returns candidate URI -> its artifact."""
     tokenizer = zoo_tokenizer(corpus=corpus, zoo=zoo, after=after)
     candidates = {}
     for variant in zoo.variants:
+        if only is not None and not only(variant.name):
+            continue
         run = pretrain(
             corpus=corpus,
             tokenizer=tokenizer,

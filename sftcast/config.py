@@ -17,6 +17,7 @@ from sftcast.evaluation.evaluate import EvaluationConfig
 from sftcast.proxies.config import ProxyConfig
 from sftcast.selection import SelectionConfig
 from sftcast.sft.config import SFTConfig
+from sftcast.study.config import StudyConfig
 from sftcast.zoo.config import ZooConfig
 
 
@@ -39,6 +40,7 @@ class RunParameters(BaseModel):
     evaluation: EvaluationConfig | None = None
     proxies: ProxyConfig | None = None
     selection: SelectionConfig | None = None
+    study: StudyConfig | None = None
 
     @field_validator("*", mode="before")
     @classmethod

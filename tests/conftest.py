@@ -31,6 +31,7 @@ os.environ.update(
         "HF_DATASETS_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "PASSIVE"),  # see the Makefile
     }
 )
 (SESSION_DIR / "zenml-repo").mkdir()
@@ -175,3 +176,35 @@ def make_gate_config(make_select_config):
         return gate
 
     return make
+
+
+# A tiny real candidate and task rows, for SFT and probes (module scope: each module trains its
+# own tokenizer once). sftcast is imported inside: this file sets the environment it reads.
+TINY_SFT_SIZE = {"hidden_size": 32, "num_layers": 2, "num_heads": 2, "intermediate_size": 64}
+SFT_SIZES = {"train_size": 64, "validation_size": 8, "test_size": 32}
+
+
+@pytest.fixture(scope="module")
+def tiny_task_rows() -> dict[str, dict[str, list[dict]]]:
+    from sftcast.data import DataConfig, build_all
+
+    config = DataConfig(tasks={t: {**SFT_SIZES, "max_chars": 200} for t in ("cbqa", "rag", "cls")})
+    corpus, tasks, _ = build_all(config)
+    rows = {t: {s: ds.to_list() for s, ds in dd.items()} for t, dd in tasks.items()}
+    rows["_corpus"] = corpus  # type: ignore[assignment]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def tiny_candidate(tiny_task_rows, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A freshly initialised tiny Llama with a real BPE tokenizer, saved like a zoo checkpoint."""
+    from sftcast.zoo import ModelSize
+    from sftcast.zoo.data import train_texts
+    from sftcast.zoo.model import build_model, save_checkpoint
+    from sftcast.zoo.tokenizer import train_tokenizer
+
+    root = tmp_path_factory.mktemp("candidate")
+    texts = [t for docs in train_texts(tiny_task_rows["_corpus"]).values() for t in docs[:200]]
+    tokenizer = train_tokenizer(texts, 512, root / "tokenizer", model_max_length=128)
+    model = build_model(ModelSize(**TINY_SFT_SIZE, max_length=128), tokenizer, seed=0)
+    return save_checkpoint(model, tokenizer, root / "checkpoint-0", "# tiny", {"step": 0})

@@ -52,11 +52,13 @@ def _versions(client, model: str) -> dict[str, object]:
     return {v.version: v for v in client.search_model_versions(f"name = '{model}'")}
 
 
-def _completed_sft_steps(zenml_client, prefix: str = "sft_") -> set[str]:
-    """SFT steps (named `prefix...`) ZenML recorded as completed in the newest select run
+def _completed_sft_steps(
+    zenml_client, prefix: str = "sft_", pipeline: str = "sftcast_select"
+) -> set[str]:
+    """Steps (named `prefix...`) ZenML recorded as completed in the newest run of `pipeline`
     (none yet: empty)."""
     runs = zenml_client.list_pipeline_runs(
-        pipeline_name="sftcast_select", sort_by="desc:created", size=1
+        pipeline_name=pipeline, sort_by="desc:created", size=1
     ).items
     if not runs:
         return set()

@@ -72,6 +72,26 @@ def test_best_predictor_ranks_every_candidate_and_beats_chance() -> None:
     )
 
 
+def test_predictors_are_judged_as_deployed_with_their_spread_and_lead() -> None:
+    """By default each held-out labelled candidate is scored against the training ones (many
+    more judged pairs than pairs inside the held-out side), and the summary says whether the
+    best predictor's lead over the runner-up exceeds its spread over splits."""
+    table, proxies = _table(n=12, labelled=6), ["p1", "loss", "noise"]
+    deployed = select("cls", table, proxies, ["loss"], SelectionConfig(splits=20))
+    paper = select("cls", table, proxies, ["loss"], SelectionConfig(splits=20, protocol="paper"))
+    assert deployed.protocol["name"] == "deployment"
+    # 6 labelled, 60/40: 4 x 2 cross pairs against 1 pair inside the held-out side, per split
+    assert deployed.protocol["judged_pairs"] >= 30 > paper.protocol["judged_pairs"]
+    lead = deployed.lead
+    assert lead["best"] == max(
+        deployed.methods, key=lambda m: deployed.methods[m]["pairwise_accuracy_mean"]
+    )
+    assert lead["within_uncertainty"] == (abs(lead["difference"]) <= lead["std"])
+    summary = summarize(deployed, _record(deployed.best, 1.0))
+    assert summary.lead == lead and summary.protocol == "deployment"
+    assert summary.pairwise_accuracy_std["ltc"] == deployed.methods["ltc"]["pairwise_accuracy_std"]
+
+
 def test_a_lower_is_better_proxy_ranks_ascending() -> None:
     table = _table()
     strength = predict_strength(table, ["p1", "loss"], ["loss"], "loss", seed=0)

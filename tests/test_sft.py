@@ -12,36 +12,20 @@ from pydantic import ValidationError
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from sftcast.data import DataConfig, build_all
 from sftcast.evaluation import EvaluationConfig, evaluate_task
 from sftcast.sft import SFTConfig, SFTDivergedError, finetune
-from sftcast.zoo import ModelSize
-from sftcast.zoo.data import train_texts
-from sftcast.zoo.model import build_model, save_checkpoint
-from sftcast.zoo.tokenizer import train_tokenizer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-TINY = ModelSize(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_length=128)
-SIZES = {"train_size": 64, "validation_size": 8, "test_size": 32}
 
 
 @pytest.fixture(scope="module")
-def rows() -> dict[str, dict[str, list[dict]]]:
-    config = DataConfig(tasks={t: {**SIZES, "max_chars": 200} for t in ("cbqa", "rag", "cls")})
-    corpus, tasks, _ = build_all(config)
-    rows = {t: {s: ds.to_list() for s, ds in dd.items()} for t, dd in tasks.items()}
-    rows["_corpus"] = corpus  # type: ignore[assignment]
-    return rows
+def rows(tiny_task_rows):
+    return tiny_task_rows
 
 
 @pytest.fixture(scope="module")
-def candidate(rows, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A freshly initialised tiny Llama with a real BPE tokenizer, saved like a zoo checkpoint."""
-    root = tmp_path_factory.mktemp("candidate")
-    texts = [t for docs in train_texts(rows["_corpus"]).values() for t in docs[:200]]
-    tokenizer = train_tokenizer(texts, 512, root / "tokenizer", model_max_length=128)
-    model = build_model(TINY, tokenizer, seed=0)
-    return save_checkpoint(model, tokenizer, root / "checkpoint-0", "# tiny", {"step": 0})
+def candidate(tiny_candidate) -> Path:
+    return tiny_candidate
 
 
 def _config(tmp_path: Path, **overrides) -> SFTConfig:

@@ -5,8 +5,9 @@
 - `signal_to_noise`: per task, the spread of post-SFT scores across candidates against the
   spread across seeds of one candidate; the comparator is only meaningful when the first
   clearly exceeds the second.
-- `plot_scores_by_step`: Amuro & Char's figure: base (few-shot) and fine-tuned (zero-shot)
-  score against pre-training step, one line per variant, one panel per variant family.
+- `plot_scores_by_step` / `plot_base_vs_finetuned`: Amuro & Char's figure: base (few-shot)
+  and fine-tuned (zero-shot) score against pre-training step, one line per variant, one panel
+  per variant family.
 """
 
 from __future__ import annotations
@@ -98,23 +99,35 @@ def signal_to_noise(records: Sequence[SFTRecord]) -> dict[str, dict[str, float]]
 
 def plot_scores_by_step(records: Sequence[SFTRecord], task: str) -> Figure:
     rows = [r for r in records if r.task == task and not r.replicate and r.checkpoint_step]
-    families = sorted({r.family or "other" for r in rows}) or ["other"]
+    frame = pd.DataFrame(
+        [(r.variant, r.family, r.checkpoint_step, r.base_score, r.score) for r in rows],
+        columns=["variant", "family", "checkpoint_step", "base", "score"],
+    )
+    return plot_base_vs_finetuned(frame, task)
+
+
+def plot_base_vs_finetuned(frame: pd.DataFrame, task: str) -> Figure:
+    """Amuro & Char's figure from a frame of `variant`, `family`, `checkpoint_step`, `base`
+    (few-shot) and `score` (fine-tuned, zero-shot): one panel per family, a line per variant."""
+    frame = frame.assign(family=frame["family"].fillna("other").replace("", "other"))
+    families = sorted(frame["family"].unique()) or ["other"]
     fig = Figure(figsize=(4.5 * len(families), 3.6), layout="tight")
     axes = fig.subplots(1, len(families), squeeze=False, sharey=True)
     for ax, family in zip(axes[0], families, strict=True):
-        variants = sorted({r.variant for r in rows if (r.family or "other") == family})
+        in_family = frame[frame["family"] == family]
+        variants = sorted(in_family["variant"].unique())
         for i, variant in enumerate(variants):
-            pts = sorted(
-                (r.checkpoint_step, r.base_score, r.score) for r in rows if r.variant == variant
-            )
-            steps, base, tuned = zip(*pts, strict=True)
-            color = f"C{i}"
-            ax.plot(steps, tuned, "o-", color=color, label=f"{variant} (fine-tuned)")
-            ax.plot(steps, base, "s--", color=color, alpha=0.6, label=f"{variant} (base)")
+            pts = in_family[in_family["variant"] == variant].sort_values("checkpoint_step")
+            color = f"C{i % 10}"
+            ax.plot(pts["checkpoint_step"], pts["score"], "o-", color=color,
+                    label=f"{variant} (fine-tuned)")  # fmt: skip
+            ax.plot(pts["checkpoint_step"], pts["base"], "s--", color=color, alpha=0.6,
+                    label=f"{variant} (base)")  # fmt: skip
         ax.set_title(family)
         ax.set_xlabel("pre-training step")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if len(variants) <= 6:  # beyond that a legend hides the lines
+            ax.legend(fontsize=7)
     axes[0][0].set_ylabel(f"{task} score")
     fig.suptitle(f"{task}: base (few-shot) vs fine-tuned (zero-shot) by checkpoint")
     return fig

@@ -14,6 +14,7 @@ Directions, for the comparator's `lower_is_better`:
   (large norms of over-trained models fine-tune worse, lost plasticity) is about a regime the
   zoo does not reach.
 - `kshot_*`: few-shot scores of `sftcast.evaluation.evaluate_base`, higher is better.
+- `answer_loss_*`, `probe_*`: fine-tuning probes, `sftcast.proxies.probe` (directions there).
 """
 
 from __future__ import annotations
@@ -26,14 +27,21 @@ from sftcast.evaluation.evaluate import PRIMARY_METRIC
 from sftcast.proxies import measures
 from sftcast.proxies.measures import ProxyInputs
 
-Source = Literal["heldout", "weights", "run", "eval"]
+# name template -> higher is better; `sftcast.proxies.probe` says what each reads out
+PROBE_READOUTS = {
+    "answer_loss_{task}": False,
+    "probe_loss_{task}": False,
+    "probe_drop_{task}": True,
+    "probe_{task}": True,
+}
+Source = Literal["heldout", "weights", "run", "eval", "probe"]
 
 
 @dataclass(frozen=True)
 class ProxySpec:
     name: str
     higher_is_better: bool
-    source: Source  # held-out blocks, the weights, the zoo's run records, or evaluate_base
+    source: Source  # held-out blocks, weights, the zoo's run records, evaluate_base, a probe
     description: str
     fn: Callable[[ProxyInputs], float] | None = None  # None: computed by evaluation, not here
 
@@ -82,6 +90,11 @@ _SPECS = (
             f"few-shot {metric} on {task} (evaluate_base)",
         )
         for task, metric in sorted(PRIMARY_METRIC.items())
+    ),
+    *(
+        ProxySpec(template.format(task=task), higher, "probe", f"fine-tuning probe on {task}")
+        for task in sorted(PRIMARY_METRIC)
+        for template, higher in PROBE_READOUTS.items()
     ),
 )
 PROXIES: dict[str, ProxySpec] = {spec.name: spec for spec in _SPECS}

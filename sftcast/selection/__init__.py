@@ -63,6 +63,9 @@ class SelectionConfig(BaseModel):
     # {strategy: active, budget: N, initial: K}: chosen round by round as scores come in
     labelled: Literal["all"] | float | list[str] | ActiveLabelling = 0.5
     seed: int = 0
+    # deployment: each held-out labelled candidate against the ones the comparator was trained
+    # on, as `select` uses it (many more judged pairs than paper's pairs inside the held-out side)
+    protocol: Literal["paper", "deployment"] = "deployment"
     splits: int = Field(20, ge=1)
     train_fraction: float = Field(0.6, gt=0, lt=1)
     top_k: int = Field(3, ge=1)
@@ -168,6 +171,7 @@ class Selection(BaseModel):
     actual: dict[str, float]  # post-SFT score of the labelled candidates
     feature_importance: dict[str, float]
     protocol: dict[str, Any]
+    lead: dict[str, Any] | None = None  # the best method's lead over the runner-up, with its std
 
     @property
     def best(self) -> str:
@@ -232,7 +236,7 @@ def select(
         report = compare_table(
             labelled, ID, TARGET, proxies, lower_is_better, splits=config.splits,
             train_fraction=config.train_fraction, seed=config.seed, top_k=config.top_k,
-            comparator=config.comparator,
+            comparator=config.comparator, protocol=config.protocol,
         )  # fmt: skip
     except ComparatorInputError as err:
         return _unjudged(task, table, proxies, lower_is_better, config, str(err))
@@ -248,7 +252,7 @@ def select(
     return _ranked(
         task, table, predictor, strength, beats_chance=(scored[predictor] or 0.0) > CHANCE,
         methods=methods, feature_importance=report["feature_importance"],
-        protocol=report["protocol"],
+        protocol=report["protocol"], lead=report["lead"],
     )  # fmt: skip
 
 

@@ -5,6 +5,7 @@ prints and the promotion's evidence quotes."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,6 +38,10 @@ class SelectionSummary(BaseModel):
     predictor: str
     beats_chance: bool
     pairwise_accuracy: dict[str, float | None]  # per method, mean over held-out splits
+    pairwise_accuracy_std: dict[str, float | None] = {}  # per method, std over those splits
+    judged_pairs: int = 0  # scored pairs summed over the judged splits
+    protocol: str = ""  # how the predictors were judged
+    lead: dict[str, Any] | None = None  # the best method's lead over the runner-up, with its std
     ppl_clm: float | None
     best_single_proxy: str | None
     best_single_accuracy: float | None
@@ -72,6 +77,7 @@ def selection_table(
 def summarize(chosen: Selection, record: SFTRecord) -> SelectionSummary:
     """The selection's outcome, before promotion, with `record` the best-predicted's SFT."""
     accuracy = {m: v["pairwise_accuracy_mean"] for m, v in chosen.methods.items()}
+    accuracy_std = {m: v["pairwise_accuracy_std"] for m, v in chosen.methods.items()}
     singles = {
         m: a for m, a in accuracy.items() if m not in ("ltc", "proxy_mean") and a is not None
     }
@@ -81,6 +87,10 @@ def summarize(chosen: Selection, record: SFTRecord) -> SelectionSummary:
         predictor=chosen.predictor,
         beats_chance=chosen.beats_chance,
         pairwise_accuracy=accuracy,
+        pairwise_accuracy_std=accuracy_std,
+        judged_pairs=chosen.protocol.get("judged_pairs", 0),
+        protocol=chosen.protocol.get("name", ""),
+        lead=chosen.lead,
         ppl_clm=accuracy.get("ppl_clm"),
         best_single_proxy=best_single,
         best_single_accuracy=singles.get(best_single) if best_single else None,

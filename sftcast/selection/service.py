@@ -146,6 +146,9 @@ def _promote(
                 "ranking": chosen.ranking,
                 "predicted": chosen.predicted,
                 "pairwise_accuracy": summary.pairwise_accuracy,
+                "pairwise_accuracy_std": summary.pairwise_accuracy_std,
+                # whether the best predictor's lead over the runner-up exceeds its spread
+                **({"lead": summary.lead} if summary.lead else {}),
                 # active selection: the order in which candidates were fine-tuned, and why
                 **({"choices": summary.choices} if summary.choices else {}),
             },

@@ -16,6 +16,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -85,30 +86,37 @@ def sft_key(
     )
 
 
-def finetune(
+@dataclass
+class Fitted:
+    """A model trained in memory by `fit`, not saved: a fine-tune before `finetune` saves it,
+    or a probe that is thrown away."""
+
+    model: Any  # the trained model (LoRA merged), on the training device
+    tokenizer: Any
+    losses: list[float]
+    tokens: int  # non-padding input tokens processed
+    train_time_s: float
+    trainable_params: int
+    n_examples: int
+    device: str
+
+
+def fit(
     candidate_dir: Path,
     task: str,
-    train_rows: Sequence[Mapping[str, Any]],
+    rows: Sequence[Mapping[str, Any]],
     config: SFTConfig,
+    seed: int,
     *,
     candidate_uri: str | None = None,
-    seed: int | None = None,
     trust_remote_code: bool = False,
     on_log: LogFn | None = None,
     progress: bool = True,
     log_every: int = 10,
-) -> SFTResult:
-    """Fine-tune the candidate in `candidate_dir` on `train_rows` of `task`."""
+) -> Fitted:
+    """Train the candidate in `candidate_dir` on exactly `rows` of `task` with `config`'s
+    recipe, in memory."""
     device = resolve_device()  # first: a GPU step without a GPU fails before any work
-    start = time.perf_counter()
-    seed = config.seed if seed is None else seed
-    rows = sample_rows(train_rows, config.train_examples, config.seed)
-    key = sft_key(candidate_dir, task, rows, config, seed)
-    out_dir = Path(config.output_dir).resolve() / task / key
-    done = _completed(out_dir, key)
-    if done is not None:
-        return done
-
     tokenizer = AutoTokenizer.from_pretrained(candidate_dir, trust_remote_code=trust_remote_code)
     examples = encode_split(tokenizer, task, rows, config.prompt_format, config.max_length)
     if not examples:
@@ -182,6 +190,47 @@ def finetune(
     merged = accelerator.unwrap_model(model)
     if config.method == "lora":  # one plain folder: loads without peft, like any candidate
         merged = merged.merge_and_unload()
+    return Fitted(
+        model=merged,
+        tokenizer=tokenizer,
+        losses=losses,
+        tokens=tokens,
+        train_time_s=train_time,
+        trainable_params=sum(p.numel() for p in trainable),
+        n_examples=len(examples),
+        device=str(accelerator.device),
+    )
+
+
+def finetune(
+    candidate_dir: Path,
+    task: str,
+    train_rows: Sequence[Mapping[str, Any]],
+    config: SFTConfig,
+    *,
+    candidate_uri: str | None = None,
+    seed: int | None = None,
+    trust_remote_code: bool = False,
+    on_log: LogFn | None = None,
+    progress: bool = True,
+    log_every: int = 10,
+) -> SFTResult:
+    """Fine-tune the candidate in `candidate_dir` on a seeded sample of `train_rows` of
+    `task` and save it under its SFT key (reused, not retrained, when already there)."""
+    resolve_device()  # a GPU step without a GPU fails even when the result is on disk
+    start = time.perf_counter()
+    seed = config.seed if seed is None else seed
+    rows = sample_rows(train_rows, config.train_examples, config.seed)
+    key = sft_key(candidate_dir, task, rows, config, seed)
+    out_dir = Path(config.output_dir).resolve() / task / key
+    done = _completed(out_dir, key)
+    if done is not None:
+        return done
+    fitted = fit(
+        candidate_dir, task, rows, config, seed, candidate_uri=candidate_uri,
+        trust_remote_code=trust_remote_code, on_log=on_log, progress=progress,
+        log_every=log_every,
+    )  # fmt: skip
     result = SFTResult(
         task=task,
         candidate=candidate_uri or str(candidate_dir),
@@ -190,17 +239,17 @@ def finetune(
         config_hash=config.training_hash(seed),
         seed=seed,
         method=config.method,
-        steps=total,
-        n_examples=len(examples),
-        trainable_params=sum(p.numel() for p in trainable),
-        tokens_seen=tokens,
-        tokens_per_s=tokens / train_time,
-        loss_history=losses,
+        steps=len(fitted.losses),
+        n_examples=fitted.n_examples,
+        trainable_params=fitted.trainable_params,
+        tokens_seen=fitted.tokens,
+        tokens_per_s=fitted.tokens / fitted.train_time_s,
+        loss_history=fitted.losses,
         wall_time_s=time.perf_counter() - start,
-        device=str(accelerator.device),
+        device=fitted.device,
     )
     meta = {"kind": "sft", "sft_result": result.model_dump(mode="json")}
-    save_checkpoint(merged.cpu(), tokenizer, out_dir, _card(result, config), meta)
+    save_checkpoint(fitted.model.cpu(), fitted.tokenizer, out_dir, _card(result, config), meta)
     return result
 
 

@@ -1,0 +1,112 @@
+"""Fine-tuning probes: how a candidate *starts* to fine-tune, as proxies of how it ends.
+
+After LensLLM (ICML 2025) and the rectified scaling law of Lin et al. (ICML 2024): the first
+steps of fine-tuning predict its outcome better than pre-training metrics. Per task, a probe
+fine-tunes the candidate on a small seeded slice of the task's train split with the real SFT's
+recipe (prompt format, answer-only loss, optimizer, schedule; `ProbeSettings` overrides only
+the size and the learning rate), reads it out on a small seeded validation slice, and throws
+the model away: nothing is saved or registered.
+
+Read-outs per task (which one predicts best is learnt per task on the training candidates, by
+the comparator, never assumed):
+- `answer_loss_<task>`: the *base* model's loss on the validation answers in the task's
+  prompt format, zero-shot (lower is better; costs one forward pass, no training);
+- `probe_loss_<task>`: the same loss after the probe (lower is better);
+- `probe_drop_<task>`: how far the probe moved it, `answer_loss - probe_loss` (higher);
+- `probe_<task>`: the probe model's task score on the validation slice (higher).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+
+from sftcast.evaluation.evaluate import EvaluationConfig, evaluate_task, primary
+from sftcast.proxies.config import ProbeSettings
+from sftcast.sft.config import SFTConfig
+from sftcast.sft.data import collate, encode_split, sample_rows
+from sftcast.sft.service import load_model
+from sftcast.sft.train import fit
+from sftcast.zoo.objectives import IGNORE_INDEX
+from sftcast.zoo.train import lm_loss
+
+
+class ProbeResult(BaseModel):
+    task: str
+    values: dict[str, float]  # the READOUTS, named for the task
+    seconds: float  # wall time of the whole probe: both read-outs and the training
+    steps: int
+
+
+def probe(
+    candidate_dir: Path,
+    task: str,
+    rows: Mapping[str, Sequence[Mapping[str, Any]]],
+    sft: SFTConfig,
+    settings: ProbeSettings,
+    evaluation: EvaluationConfig,
+) -> ProbeResult:
+    """Probe the candidate on `task` (`rows`: split -> rows) with the task's SFT recipe."""
+    start = time.perf_counter()
+    recipe = sft.for_task(task).model_copy(
+        update={
+            "train_examples": None,
+            "epochs": settings.epochs,
+            "batch_size": settings.batch_size,
+            "learning_rate": settings.learning_rate,
+        }
+    )
+    train = sample_rows(rows["train"], settings.train_rows, settings.seed)
+    validation = sample_rows(rows["validation"], settings.validation_rows, settings.seed)
+    base, tokenizer = load_model(candidate_dir)
+    before = answer_loss(base, tokenizer, task, validation, recipe)
+    del base
+    fitted = fit(candidate_dir, task, train, recipe, settings.seed, progress=False)
+    after = answer_loss(fitted.model, tokenizer, task, validation, recipe)
+    scoring = EvaluationConfig(
+        split="validation",
+        max_new_tokens=evaluation.max_new_tokens,
+        max_length=evaluation.max_length,
+        batch_size=evaluation.batch_size,
+        formats=["train"],
+        forgetting=False,
+    )
+    scores = evaluate_task(
+        fitted.model, tokenizer, task, {"train": train, "validation": validation}, scoring
+    )
+    values = {
+        f"answer_loss_{task}": before,
+        f"probe_loss_{task}": after,
+        f"probe_drop_{task}": before - after,
+        f"probe_{task}": primary(task, scores),
+    }
+    return ProbeResult(
+        task=task, values=values, seconds=time.perf_counter() - start, steps=len(fitted.losses)
+    )
+
+
+@torch.no_grad()
+def answer_loss(
+    model: Any,
+    tokenizer: Any,
+    task: str,
+    rows: Sequence[Mapping[str, Any]],
+    sft: SFTConfig,
+    batch_size: int = 32,
+) -> float:
+    """Mean loss per answer token of `rows` in the SFT prompt format (the SFT objective)."""
+    model.eval()
+    examples = encode_split(tokenizer, task, rows, sft.prompt_format, sft.max_length)
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for start in range(0, len(examples), batch_size):
+        batch = collate(examples[start : start + batch_size], tokenizer.pad_token_id).to(device)
+        n = int((batch.labels[:, 1:] != IGNORE_INDEX).sum())
+        total += float(lm_loss(model, batch)) * n
+        count += n
+    return total / count

@@ -1,0 +1,153 @@
+"""The study's judgement: `compare` on the results table, per task and protocol, for the
+pre-training proxies alone and with the task's fine-tuning probes, gathered in `summary.json`.
+
+Every number in the summary comes from a `compare` report whose exact argument list the
+summary records under `commands`, so `python pipelines/run.py <args>` reproduces it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sftcast.comparator import ComparatorInputError, compare_table, read_table
+from sftcast.proxies.registry import PROBE_READOUTS, PROXIES, directions
+from sftcast.study.config import StudyConfig
+from sftcast.study.table import seed_noise, spread, target_column
+
+PROTOCOLS = ("paper", "deployment", "group")
+GROUP_COLUMN = "family"  # leave-one-family-out
+PROBE_COST_TARGET = 0.05
+
+
+def pretraining_proxies(df: pd.DataFrame) -> list[str]:
+    """The paper's kind of proxy: from the pre-trained candidate alone, no fine-tuning."""
+    return [p for p, spec in PROXIES.items() if spec.source != "probe" and _ranks(df, p)]
+
+
+def probe_proxies(df: pd.DataFrame, task: str) -> list[str]:
+    return [t.format(task=task) for t in PROBE_READOUTS if _ranks(df, t.format(task=task))]
+
+
+def _ranks(df: pd.DataFrame, column: str) -> bool:
+    """The column is in the table, known for every candidate (a proxy a candidate lacks, like
+    the loss slope of a run too short to have one, cannot rank them all) and not constant."""
+    return column in df.columns and df[column].notna().all() and df[column].nunique() > 1
+
+
+def compare_args(
+    results: Path,
+    task: str,
+    proxies: Sequence[str],
+    protocol: str,
+    study: StudyConfig,
+    noise: float,
+    output: Path,
+) -> list[str]:
+    """The `pipelines/run.py` argument list of one judgement."""
+    lower = [p for p in proxies if not directions()[p]]
+    args = [
+        "compare", "--table", str(results), "--id-column", "candidate",
+        "--target", target_column(task), "--proxies", ",".join(proxies),
+        "--lower-is-better", ",".join(lower), "--protocol", protocol,
+        "--seed", str(study.seed), "--top-k", str(study.top_k),
+    ]  # fmt: skip
+    if protocol == "group":
+        args += ["--groups", GROUP_COLUMN]
+    else:
+        args += ["--splits", str(study.splits), "--train-fraction", repr(study.train_fraction)]
+    if math.isfinite(noise):
+        args += ["--seed-noise", repr(noise)]
+    return [*args, "--output", str(output)]
+
+
+def run_compare(args: Sequence[str]) -> dict[str, Any]:
+    """What `pipelines/run.py compare` computes and writes for `args` (its own options only)."""
+    opts = dict(zip(args[1::2], args[2::2], strict=True))
+    report = compare_table(
+        read_table(opts["--table"]),
+        opts["--id-column"],
+        opts["--target"],
+        opts["--proxies"].split(","),
+        lower_is_better=[p for p in opts["--lower-is-better"].split(",") if p],
+        splits=int(opts.get("--splits", 20)),
+        train_fraction=float(opts.get("--train-fraction", 0.6)),
+        seed=int(opts["--seed"]),
+        top_k=int(opts["--top-k"]),
+        groups=opts.get("--groups"),
+        protocol=opts["--protocol"],
+        seed_noise=float(opts["--seed-noise"]) if "--seed-noise" in opts else None,
+    )
+    output = Path(opts["--output"])
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    return report
+
+
+def _method(report_method: dict[str, Any]) -> dict[str, Any]:
+    keys = {
+        "pairwise_accuracy_mean": "pairwise_accuracy_mean",
+        "pairwise_accuracy_std": "pairwise_accuracy_std",
+        "pairwise_accuracy_clear_mean": "pairwise_accuracy_clear_mean",
+        "kendall_tau_mean": "kendall_tau_mean",
+        "top1_recall": "top1_recall",
+        "top3_recall": "best_in_topk",  # the true best among the predicted top 3 (k = 3)
+        "topk_share": "topk_recall",  # the share of the predicted top k truly in the top k
+    }
+    return {ours: report_method.get(theirs) for ours, theirs in keys.items()}
+
+
+def summarize(results: Path, study: StudyConfig, tasks: Sequence[str], reports: Path) -> dict:
+    """Judge every task under every protocol; write each report under `reports`."""
+    df = read_table(results)
+    pretraining = pretraining_proxies(df)
+    summary: dict[str, Any] = {"n_candidates": len(df), "tasks": {}}
+    for task in tasks:
+        numeric = df.apply(pd.to_numeric, errors="coerce")
+        noise = seed_noise(numeric, task)
+        probes = probe_proxies(df, task)
+        entry: dict[str, Any] = {
+            "target_column": target_column(task),
+            "seed_noise": noise,
+            "spread": spread(numeric, task),
+            "probe_cost_fraction": probe_cost_fraction(numeric, task),
+            "commands": [],
+        }
+        for protocol in PROTOCOLS:
+            methods: dict[str, Any] = {}
+            for label, proxies in (("pretraining", pretraining), ("all", pretraining + probes)):
+                if label == "all" and not probes:
+                    continue
+                out = reports / f"{task}_{protocol}_{label}.json"
+                args = compare_args(results, task, proxies, protocol, study, noise, out)
+                try:
+                    report = run_compare(args)
+                except ComparatorInputError as err:  # e.g. one family only: no group to hold out
+                    methods = {"skipped": str(err)}
+                    break
+                entry["commands"].append(args)
+                found = report["methods"]
+                if label == "pretraining":
+                    methods["ltc_pretraining"] = _method(found["ltc"])
+                    methods["proxy_mean"] = _method(found["proxy_mean"])
+                else:
+                    methods["ltc"] = _method(found["ltc"])
+                methods |= {p: _method(found[p]) for p in proxies}
+            if "ltc" not in methods and "skipped" not in methods:  # no probes
+                methods["ltc"] = methods["ltc_pretraining"]
+            entry[protocol] = methods
+        summary["tasks"][task] = entry
+    return summary
+
+
+def probe_cost_fraction(df: pd.DataFrame, task: str) -> float | None:
+    """Median over candidates of the probe's wall time over the full fine-tune's."""
+    probe, sft = f"seconds_probe_{task}", f"seconds_sft_{task}"
+    if probe not in df or sft not in df:
+        return None
+    return float((df[probe] / df[sft]).median())
