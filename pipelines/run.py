@@ -637,24 +637,20 @@ def _run_pipeline(opts: Options, name: str, stack_file: StackFile) -> None:
 
 
 def _publish_study(run_id: object, opts: Options) -> None:
-    """Write the study's table, summary, reports and figures (a chunk writes nothing: the table
-    is the whole zoo's)."""
+    """Write the study's table, summary, reports and figures; a chunk (--variants) adds its
+    rows to the table's rows measured with the same settings."""
     from zenml.client import Client
 
     from sftcast.config import RunParameters
     from sftcast.study import StudyConfig, publish
+    from sftcast.tracking import config_hash
 
     table = Client().get_pipeline_run(run_id).steps["study_table"].output.load()
-    if opts.variants:
-        console.print(
-            f"chunk done: {len(table)} candidates measured; run `study` without --variants to "
-            "write the table (the chunks' steps come from the cache)",
-            markup=False,
-        )
-        return
     params = RunParameters.model_validate(yaml.safe_load(opts.config.read_text())["parameters"])
     study = params.study or StudyConfig()
-    for path in publish(table, study, params.sft.tasks):
+    settings = config_hash(params.sft, params.evaluation, params.proxies)[:12]
+    written = publish(table, study, params.sft.tasks, settings, merge=bool(opts.variants))
+    for path in written:
         console.print(f"wrote {path}", markup=False)
 
 

@@ -24,6 +24,7 @@ from sftcast.proxies import PROXIES, ProxyConfig
 from sftcast.proxies.config import ProbeSettings
 from sftcast.proxies.probe import probe
 from sftcast.sft import SFTConfig
+from sftcast.study import merged
 from sftcast.study.config import StudyConfig
 from sftcast.study.summary import summarize
 from sftcast.study.table import VARIANT_COLUMNS
@@ -172,3 +173,17 @@ def test_the_summary_is_what_its_recorded_compare_commands_print(tmp_path) -> No
         assert json.loads(rerun.read_text())["methods"] == written["methods"]
     pretraining = next(a for a in cls["commands"] if a[a.index("--protocol") + 1] == "paper")
     assert "probe_cls" not in pretraining[pretraining.index("--proxies") + 1]
+
+
+def test_a_chunk_adds_its_rows_to_those_measured_with_the_same_settings() -> None:
+    def rows(candidates: str, settings: str, score: float) -> pd.DataFrame:
+        names = candidates.split()
+        return pd.DataFrame(
+            {"candidate": names, "sft_cls": [score] * len(names), "settings": settings}
+        )
+
+    on_disk = pd.concat([rows("a b", "s1", 0.1), rows("c", "s0", 0.2)])
+    table = merged(on_disk, rows("b d", "s1", 0.9))
+    # a and the re-measured b, d; c was measured with other settings and is dropped
+    assert table["candidate"].tolist() == ["a", "b", "d"]
+    assert table["sft_cls"].tolist() == [0.1, 0.9, 0.9]

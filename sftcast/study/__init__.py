@@ -21,12 +21,28 @@ from sftcast.study.summary import pretraining_proxies, probe_proxies, summarize
 __all__ = ["StudyConfig", "publish"]
 
 
-def publish(table: pd.DataFrame, study: StudyConfig, tasks: Sequence[str]) -> list[Path]:
+def publish(
+    table: pd.DataFrame,
+    study: StudyConfig,
+    tasks: Sequence[str],
+    settings: str,
+    merge: bool = False,
+) -> list[Path]:
     """Write the table to `study.results` and the summary, reports and figures beside it;
-    returns the paths written."""
+    returns the paths written. `settings` names what the rows were measured with (a hash of
+    the SFT, evaluation and proxy sections): with `merge` (a chunk), the rows already in the
+    file that were measured with the same settings and are not re-measured here are kept, so
+    the table grows chunk by chunk; rows measured otherwise are dropped."""
     results = study.results
     root = results.parent
     (root / "figures").mkdir(parents=True, exist_ok=True)
+    table = table.assign(settings=settings)
+    if merge and results.is_file():
+        kept = pd.read_csv(results)
+        kept = kept[
+            (kept.get("settings") == settings) & ~kept["candidate"].isin(table["candidate"])
+        ]
+        table = pd.concat([kept, table], ignore_index=True).sort_values("candidate")
     table.to_csv(results, index=False)
     summary = summarize(results, study, tasks, root / "reports")
     written = [results, root / "summary.json"]
@@ -43,3 +59,13 @@ def publish(table: pd.DataFrame, study: StudyConfig, tasks: Sequence[str]) -> li
         fig.savefig(root / "figures" / name, dpi=110)
         written.append(root / "figures" / name)
     return written
+
+
+def merged(kept: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
+    """`table`'s rows, and those of `kept` measured with the same settings for candidates
+    `table` does not have; sorted by candidate."""
+    settings = table["settings"].iloc[0]
+    same = kept["settings"] == settings if "settings" in kept else False
+    kept = kept[same & ~kept["candidate"].isin(table["candidate"])]
+    both = pd.concat([kept, table], ignore_index=True)
+    return both.sort_values("candidate", ignore_index=True)
