@@ -631,7 +631,7 @@ def _run_pipeline(opts: Options, name: str, stack_file: StackFile) -> None:
         f"Finished run {run.name} ({run.id}); `make ui` shows it.", style="green", markup=False
     )
     if name == "select":
-        _print_selection(run.id)
+        _print_selection(run.id, config["parameters"].get("selection", {}).get("evidence"))
     if name == "study":
         _publish_study(run.id, opts)
 
@@ -654,7 +654,7 @@ def _publish_study(run_id: object, opts: Options) -> None:
         console.print(f"wrote {path}", markup=False)
 
 
-def _print_selection(run_id: object) -> None:
+def _print_selection(run_id: object, evidence: str | None = None) -> None:
     """Per task: pairwise accuracy (mean ± std over splits) of PPL-CLM, the best single proxy
     and the comparator on held-out candidates, whether the best predictor's lead is beyond that
     spread, and what was promoted (or why not)."""
@@ -701,6 +701,26 @@ def _print_selection(run_id: object) -> None:
         console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     for line in refusals:
         console.print(line, style="yellow", markup=False, soft_wrap=True)
+    if evidence:
+        _print_study_evidence(Path(evidence), [row[0] for row in rows[1:]])
+
+
+def _print_study_evidence(results: Path, tasks: list[str]) -> None:
+    """After the smoke run's table, the evidence at scale: a study table (selection.evidence)
+    judged live (ppl_clm, the best single proxy, the comparator on held-out candidates)."""
+    from sftcast.study.summary import evidence_lines
+
+    if not results.is_file():
+        console.print(f"note: no study table at {results} (selection.evidence)", markup=False)
+        return
+    console.print(
+        f"the study ({results}), judged now: pairwise accuracy on held-out candidates, "
+        "mean ± std over splits",
+        markup=False,
+        soft_wrap=True,
+    )
+    for line in evidence_lines(results, tasks):
+        console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _fmt(value: float | None, std: float | None = None) -> str:

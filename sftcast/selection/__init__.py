@@ -11,6 +11,7 @@ coin (pairwise accuracy > 0.5).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -78,6 +79,9 @@ class SelectionConfig(BaseModel):
     # format only: prompt formats and forgetting (MRC) are the `sft` pipeline's study, and
     # skipping them saves about a sixth of `select`. True scores them as `sft` does.
     study_metrics: bool = False
+    # A study results table (sftcast.study): after its own table, `select` prints that table
+    # judged live, the evidence at scale beside the smoke run. None: not printed.
+    evidence: Path | None = None
     comparator: ComparatorSettings = Field(default_factory=ComparatorSettings)
 
     @field_validator("predictor")

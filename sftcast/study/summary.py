@@ -151,3 +151,35 @@ def probe_cost_fraction(df: pd.DataFrame, task: str) -> float | None:
     if probe not in df or sft not in df:
         return None
     return float((df[probe] / df[sft]).median())
+
+
+def evidence_lines(results: Path, tasks: Sequence[str], splits: int = 5) -> list[str]:
+    """One line per task of the study table: pairwise accuracy (mean ± std over `splits`
+    random 60/40 splits, pairs inside the held-out side) of ppl_clm, the best single proxy and
+    the comparator on every proxy, probes included. Tasks the table lacks are left out."""
+    df = read_table(results)
+    lines = []
+    for task in tasks:
+        if target_column(task) not in df.columns:
+            continue
+        proxies = pretraining_proxies(df) + probe_proxies(df, task)
+        report = compare_table(
+            df, "candidate", target_column(task), proxies,
+            [p for p in proxies if not directions()[p]], splits=splits,
+        )  # fmt: skip
+        methods = report["methods"]
+        singles = {m: v for m, v in methods.items() if m not in ("ltc", "proxy_mean")}
+        best = max(singles, key=lambda m: singles[m]["pairwise_accuracy_mean"])
+        lines.append(
+            f"{task}: ppl_clm {_accuracy(methods, 'ppl_clm')}, best single proxy {best} "
+            f"{_accuracy(methods, best)}, comparator {_accuracy(methods, 'ltc')} "
+            f"({len(df)} candidates, {splits} splits)"
+        )
+    return lines
+
+
+def _accuracy(methods: dict[str, Any], name: str) -> str:
+    found = methods.get(name)  # absent: a proxy constant over the table
+    if found is None:
+        return "-"
+    return f"{found['pairwise_accuracy_mean']:.2f} ± {found['pairwise_accuracy_std']:.2f}"
