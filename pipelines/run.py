@@ -207,13 +207,19 @@ def study(
     ctx: typer.Context,
     variants: str = typer.Option(
         "",
-        help="A chunk: comma-separated shell patterns of variant names (`clm-*,plm-*`); "
-        "the table is written by a run without it.",
+        help="A chunk: comma-separated shell patterns of variant names (`clm-*,plm-*`); its "
+        "rows are added to the table.",
+    ),
+    judge_only: bool = typer.Option(
+        False, "--judge-only", help="Run nothing: judge the table on disk (summary, figures)."
     ),
 ) -> None:
     """The study: every candidate's proxies (fine-tuning probes included) and post-SFT score
     per task, written to study.results with its summary (judged by compare) and figures."""
     ctx.obj.variants = _columns(variants) or None
+    if judge_only:
+        _publish_study(None, ctx.obj)
+        return
     _run(ctx.obj, "study")
 
 
@@ -636,21 +642,33 @@ def _run_pipeline(opts: Options, name: str, stack_file: StackFile) -> None:
         _publish_study(run.id, opts)
 
 
-def _publish_study(run_id: object, opts: Options) -> None:
-    """Write the study's table, summary, reports and figures; a chunk (--variants) adds its
-    rows to the table's rows measured with the same settings."""
-    from zenml.client import Client
-
+def _publish_study(run_id: object | None, opts: Options) -> None:
+    """Write the study's table (a chunk adds its rows) from the run, then judge the whole
+    table (summary, reports, figures) unless it was a chunk; with no run, judge the table on
+    disk."""
     from sftcast.config import RunParameters
-    from sftcast.study import StudyConfig, publish
+    from sftcast.study import StudyConfig, judge, write_table
     from sftcast.tracking import config_hash
 
-    table = Client().get_pipeline_run(run_id).steps["study_table"].output.load()
     params = RunParameters.model_validate(yaml.safe_load(opts.config.read_text())["parameters"])
     study = params.study or StudyConfig()
-    settings = config_hash(params.sft, params.evaluation, params.proxies)[:12]
-    written = publish(table, study, params.sft.tasks, settings, merge=bool(opts.variants))
-    for path in written:
+    if run_id is not None:
+        from zenml.client import Client
+
+        table = Client().get_pipeline_run(run_id).steps["study_table"].output.load()
+        settings = config_hash(params.sft, params.evaluation, params.proxies)
+        path = write_table(table, study, settings, merge=bool(opts.variants))
+        console.print(f"wrote {path} ({len(table)} candidates measured by this run)", markup=False)
+        if opts.variants:
+            console.print(
+                "a chunk: the summary and figures come from `study --judge-only` or a run "
+                "without --variants (every chunk's steps come from the cache)",
+                markup=False,
+            )
+            return
+    if not study.results.is_file():
+        fail(f"{study.results}: no study table yet; run `study` first")
+    for path in judge(study, params.sft.tasks):
         console.print(f"wrote {path}", markup=False)
 
 

@@ -1,9 +1,9 @@
 """The study: every candidate of a zoo measured (proxies, fine-tuning probes, post-SFT score
 per task), written as one results table, judged by `compare` under every protocol, drawn.
 
-`publish` writes, beside the table: `summary.json` (the judgement, with the `compare` argument
-lists that reproduce it), the `compare` reports under `reports/` and the figures under
-`figures/`.
+`write_table` writes the table (a chunk adds to it); `judge` writes beside it `summary.json`
+(the judgement, with the `compare` argument lists that reproduce it), the `compare` reports
+under `reports/` and the figures under `figures/`.
 """
 
 from __future__ import annotations
@@ -18,35 +18,30 @@ from sftcast.study.config import StudyConfig
 from sftcast.study.figures import plot_accuracy, plot_predicted_vs_actual, plot_study_scores_by_step
 from sftcast.study.summary import pretraining_proxies, probe_proxies, summarize
 
-__all__ = ["StudyConfig", "publish"]
+__all__ = ["StudyConfig", "judge", "merged", "write_table"]
 
 
-def publish(
-    table: pd.DataFrame,
-    study: StudyConfig,
-    tasks: Sequence[str],
-    settings: str,
-    merge: bool = False,
-) -> list[Path]:
-    """Write the table to `study.results` and the summary, reports and figures beside it;
-    returns the paths written. `settings` names what the rows were measured with (a hash of
-    the SFT, evaluation and proxy sections): with `merge` (a chunk), the rows already in the
-    file that were measured with the same settings and are not re-measured here are kept, so
-    the table grows chunk by chunk; rows measured otherwise are dropped."""
-    results = study.results
-    root = results.parent
-    (root / "figures").mkdir(parents=True, exist_ok=True)
+def write_table(table: pd.DataFrame, study: StudyConfig, settings: str, merge: bool) -> Path:
+    """Write the table to `study.results`. `settings` names what the rows were measured with
+    (a hash of the SFT, evaluation and proxy sections): with `merge` (a chunk), the rows
+    already in the file that were measured with the same settings and are not re-measured
+    here are kept, so the table grows chunk by chunk; rows measured otherwise are dropped."""
+    study.results.parent.mkdir(parents=True, exist_ok=True)
     table = table.assign(settings=settings)
-    if merge and results.is_file():
-        kept = pd.read_csv(results)
-        kept = kept[
-            (kept.get("settings") == settings) & ~kept["candidate"].isin(table["candidate"])
-        ]
-        table = pd.concat([kept, table], ignore_index=True).sort_values("candidate")
-    table.to_csv(results, index=False)
-    summary = summarize(results, study, tasks, root / "reports")
-    written = [results, root / "summary.json"]
-    written[1].write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    if merge and study.results.is_file():
+        table = merged(pd.read_csv(study.results), table)
+    table.to_csv(study.results, index=False)
+    return study.results
+
+
+def judge(study: StudyConfig, tasks: Sequence[str]) -> list[Path]:
+    """Judge the table at `study.results` with `compare` under every protocol: write
+    `summary.json`, the reports and the figures beside it; returns the paths written."""
+    root = study.results.parent
+    (root / "figures").mkdir(parents=True, exist_ok=True)
+    summary = summarize(study.results, study, tasks, root / "reports")
+    (root / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
+    table = pd.read_csv(study.results)
     figures = {
         "accuracy_paper.png": plot_accuracy(summary, "paper"),
         "accuracy_deployment.png": plot_accuracy(summary, "deployment"),
@@ -57,8 +52,7 @@ def publish(
     }
     for name, fig in figures.items():
         fig.savefig(root / "figures" / name, dpi=110)
-        written.append(root / "figures" / name)
-    return written
+    return [root / "summary.json", *(root / "figures" / name for name in figures)]
 
 
 def merged(kept: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
