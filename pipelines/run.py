@@ -349,6 +349,7 @@ def compare(
     seed: Seed = 0,
     top_k: int = typer.Option(3, help="k of top-k recall and of best in top-k."),
     seed_noise: SeedNoise = None,
+    jobs: int = typer.Option(1, min=1, help="Processes judging the splits (same result)."),
     output: ReportPath = None,
 ) -> None:
     """Learning to compare: rank held-out candidates by a comparator over proxies, against
@@ -386,6 +387,7 @@ def compare(
             groups=groups,
             protocol=protocol,
             seed_noise=seed_noise,
+            jobs=jobs,
         )
     except ComparatorInputError as err:
         fail(str(err))

@@ -421,3 +421,14 @@ def test_an_output_in_a_folder_that_takes_no_file_is_refused_first(tmp_path: Pat
     assert result.exit_code == 2, result.output
     assert result.output.startswith(f"error: {readonly}/sftcast/report.json: cannot be written")
     assert "pairwise accuracy" not in result.output  # refused before the work
+
+
+def test_splits_judged_on_two_processes_give_the_same_report() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(16, 3))
+    df = pd.DataFrame({"id": [f"c{i}" for i in range(16)], "a": x[:, 0], "b": x[:, 1],
+                       "c": x[:, 2], "y": x[:, 0] - x[:, 1] + rng.normal(size=16) / 3})  # fmt: skip
+    args = (df, "id", "y", ["a", "b", "c"])
+    one = compare_table(*args, splits=4, protocol="deployment")
+    two = compare_table(*args, splits=4, protocol="deployment", jobs=2)
+    assert one["methods"] == two["methods"] and one["comparator"] == two["comparator"]

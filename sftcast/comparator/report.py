@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from rich.markup import escape
 from rich.table import Table
 
@@ -105,13 +106,15 @@ def compare_table(
     *,
     protocol: str | None = None,
     seed_noise: float | None = None,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     """Validate the table, evaluate every method under the protocol (`paper`: `splits` random
     splits; `group`: leave-one-group-out on `groups`, the default when it is given;
     `deployment`: the random splits, scored on held-out x training pairs), and report means
     and stds over the judged splits, with the comparator's gain per proxy when trained on every
     candidate. With `seed_noise`, also the accuracy on pairs whose targets differ by more than
-    twice it. Raises `ComparatorInputError` when no split can be judged."""
+    twice it. `jobs` processes judge the splits (the comparator's fits dominate at a hundred
+    candidates). Raises `ComparatorInputError` when no split can be judged."""
     if top_k < 1:
         raise ComparatorInputError(f"top k is {top_k}; it must be at least 1")
     if seed_noise is not None and not (np.isfinite(seed_noise) and seed_noise >= 0):
@@ -144,10 +147,11 @@ def compare_table(
     everyone = np.arange(n)
     final = Split("the final fit on every candidate", everyone, everyone)
     check_standardising(candidates, [*judged, final])
-    judgements = [
-        _judge(candidates, split, split_pairs, top_k, seed, comparator, clear_gap)
+    # splits are independent and seeded: the same judgement on any number of processes
+    judgements = Parallel(n_jobs=jobs)(
+        delayed(_judge)(candidates, split, split_pairs, top_k, seed, comparator, clear_gap)
         for split, split_pairs in zip(judged, pairs, strict=True)
-    ]
+    )
     scores = [metrics for metrics, _ in judgements]
     methods = {method: _summary([s[method] for s in scores]) for method in scores[0]}
     ranking = method_ranking(methods)

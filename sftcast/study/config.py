@@ -18,6 +18,7 @@ class StudyConfig(BaseModel):
     train_fraction: float = Field(0.6, gt=0, lt=1)
     seed: int = 0
     top_k: int = Field(3, ge=1)
+    jobs: int = Field(2, ge=1, description="processes judging the splits (compare --jobs)")
     # A chunk: only the variants matching one of these shell patterns (`clm-*`); the table is
     # written by a run of them all, which reuses every chunk's steps from the cache.
     variants: list[str] | None = None

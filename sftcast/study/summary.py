@@ -55,7 +55,7 @@ def compare_args(
         "compare", "--table", str(results), "--id-column", "candidate",
         "--target", target_column(task), "--proxies", ",".join(proxies),
         "--lower-is-better", ",".join(lower), "--protocol", protocol,
-        "--seed", str(study.seed), "--top-k", str(study.top_k),
+        "--seed", str(study.seed), "--top-k", str(study.top_k), "--jobs", str(study.jobs),
     ]  # fmt: skip
     if protocol == "group":
         args += ["--groups", GROUP_COLUMN]
@@ -82,6 +82,7 @@ def run_compare(args: Sequence[str]) -> dict[str, Any]:
         groups=opts.get("--groups"),
         protocol=opts["--protocol"],
         seed_noise=float(opts["--seed-noise"]) if "--seed-noise" in opts else None,
+        jobs=int(opts["--jobs"]),
     )
     output = Path(opts["--output"])
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -153,7 +154,9 @@ def probe_cost_fraction(df: pd.DataFrame, task: str) -> float | None:
     return float((df[probe] / df[sft]).median())
 
 
-def evidence_lines(results: Path, tasks: Sequence[str], splits: int = 5) -> list[str]:
+def evidence_lines(
+    results: Path, tasks: Sequence[str], splits: int = 5, jobs: int = 2
+) -> list[str]:
     """One line per task of the study table: pairwise accuracy (mean ± std over `splits`
     random 60/40 splits, pairs inside the held-out side) of ppl_clm, the best single proxy and
     the comparator on every proxy, probes included. Tasks the table lacks are left out."""
@@ -165,7 +168,7 @@ def evidence_lines(results: Path, tasks: Sequence[str], splits: int = 5) -> list
         proxies = pretraining_proxies(df) + probe_proxies(df, task)
         report = compare_table(
             df, "candidate", target_column(task), proxies,
-            [p for p in proxies if not directions()[p]], splits=splits,
+            [p for p in proxies if not directions()[p]], splits=splits, jobs=jobs,
         )  # fmt: skip
         methods = report["methods"]
         singles = {m: v for m, v in methods.items() if m not in ("ltc", "proxy_mean")}
