@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from sftcast.sft.service import variant_info
 from sftcast.study.candidate import StudyRow
 from sftcast.zoo import ZooConfig
-from sftcast.zoo.fetch import parse_zoo_uri
 
 VARIANT_COLUMNS = (
     "variant", "family", "objective", "learning_rate", "mixture", "length_band", "domain_tag",
@@ -47,20 +47,20 @@ def results_table(rows: Sequence[StudyRow], zoo: ZooConfig) -> pd.DataFrame:
 
 
 def _variant(uri: str, zoo: ZooConfig) -> dict[str, object]:
-    if not uri.startswith("zoo:"):
+    info = variant_info(uri, zoo)
+    if not info:
         return {}
-    name, step = parse_zoo_uri(uri)
-    variant = zoo.variant(name)
+    config = info["variant_config"]
     return {
-        "variant": name,
-        "family": variant.family,
-        "objective": variant.objective,
-        "learning_rate": variant.learning_rate,
+        "variant": info["variant"],
+        "family": info["family"],
+        "objective": info["objective"],
+        "learning_rate": config["learning_rate"],
         # compact and stable: domain=share pairs, sorted
-        "mixture": ";".join(f"{k}={v:g}" for k, v in sorted(variant.mixture.items())),
-        "length_band": f"{variant.length_band[0]:g}-{variant.length_band[1]:g}",
-        "domain_tag": variant.domain_tag,
-        "checkpoint_step": step,
+        "mixture": ";".join(f"{k}={v:g}" for k, v in sorted(config["mixture"].items())),
+        "length_band": "{:g}-{:g}".format(*config["length_band"]),
+        "domain_tag": config["domain_tag"],
+        "checkpoint_step": info["checkpoint_step"],
     }
 
 
