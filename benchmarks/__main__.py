@@ -20,6 +20,7 @@ BENCHMARKS: dict[str, str] = {
     "pretrain": "benchmarks.pretrain",
     "sft": "benchmarks.sft",
     "evaluation": "benchmarks.evaluation",
+    "make_run": "benchmarks.make_run",
 }
 RESULTS = Path(__file__).with_name("results.md")
 

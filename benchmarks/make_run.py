@@ -1,0 +1,115 @@
+"""`make run` timed: the default `select` from empty stores, then again from the cache.
+
+What `make run` does after installation (`pipelines/run.py` on `configs/demo.yaml`), with every
+store new: its own data, zoo and SFT folders, ZenML store and MLflow store, under a temporary
+folder, so nothing a previous run left is reused. Reported: the wall time of the cold run and
+of the cached rerun (the baseline: the same command with nothing left to do, so the ratio is
+the work itself), and the cold run's time per stage, from ZenML's step start and end times.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_S = 300  # issue #18: at most 5 minutes from empty stores, after installation
+# step name prefix -> stage, in pipeline order
+STAGES = {
+    "build_data": "data", "validate_": "data", "zoo_tokenizer": "zoo",
+    "pretrain_": "zoo", "fetch_": "zoo", "evaluate_": "base scores",
+    "proxies_": "proxies", "active_": "SFT (active rounds)", "sft_report": "SFT report",
+    "sft_": "SFT (active rounds)",
+    "select_": "select + register + promote",
+}  # fmt: skip
+STEP_TIMES = """
+import json
+from zenml.client import Client
+run = Client().get_pipeline("sftcast_select").last_run
+print(json.dumps({n: (s.end_time - s.start_time).total_seconds()
+                  for n, s in run.steps.items() if s.start_time and s.end_time}))
+"""
+
+
+def _stores(root: Path) -> tuple[dict[str, str], Path]:
+    (root / "zenml-repo").mkdir(parents=True)
+    (root / "stores" / "mlruns").mkdir(parents=True)
+    config = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+    parameters = config["parameters"]
+    for section, key in (("data", "output_dir"), ("zoo", "root"), ("sft", "output_dir")):
+        parameters[section][key] = str(root / section)
+    path = root / "demo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    env = {
+        **os.environ,
+        "ZENML_CONFIG_PATH": str(root / "zenml-config"),
+        "ZENML_REPOSITORY_PATH": str(root / "zenml-repo"),
+        "SFTCAST_ROOT": str(root / "stores"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'stores' / 'mlruns' / 'mlflow.db'}",
+    }
+    return env, path
+
+
+def _timed_run(env: dict[str, str], config: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, str(REPO / "pipelines" / "run.py"), "--config", str(config)],
+        env=env, cwd=REPO, check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    return time.perf_counter() - start
+
+
+def run() -> str:
+    with tempfile.TemporaryDirectory(prefix="sftcast-make-run-") as tmp:
+        env, config = _stores(Path(tmp))
+        cold = _timed_run(env, config)
+        steps = json.loads(
+            subprocess.run(
+                [sys.executable, "-c", STEP_TIMES], env=env, cwd=REPO, check=True,
+                capture_output=True, text=True,
+            ).stdout.splitlines()[-1]
+        )  # fmt: skip
+        cached = _timed_run(env, config)
+    return report(cold, cached, steps)
+
+
+def report(cold: float, cached: float, steps: dict[str, float]) -> str:
+    stages: dict[str, list[float]] = defaultdict(list)
+    for name, seconds in steps.items():
+        stage = next((s for prefix, s in STAGES.items() if name.startswith(prefix)), "other")
+        stages[stage].append(seconds)
+    order = [*dict.fromkeys(STAGES.values()), "other"]
+    rows = [
+        f"| {stage} | {len(stages[stage])} | {sum(stages[stage]):.0f} |"
+        for stage in order
+        if stage in stages
+    ]
+    met = "met" if cold <= TARGET_S else "not met"
+    return "\n".join(
+        [
+            "## `make run` (`benchmarks/make_run.py`)",
+            "",
+            "The default `select` on `configs/demo.yaml`, installation done, from empty stores "
+            "(data, zoo, SFT folders, ZenML and MLflow stores all new), then rerun from the "
+            "cache.",
+            "",
+            f"From empty stores: **{cold:.0f} s** (target <= {TARGET_S} s: {met}); cached "
+            f"rerun: {cached:.0f} s; cold / cached: {cold / cached:.1f}x.",
+            "",
+            "| stage | steps | seconds (sum of step times) |",
+            "|---|---|---|",
+            *rows,
+            "",
+            f"Steps sum to {sum(steps.values()):.0f} s; the rest of the cold run's {cold:.0f} s "
+            "is start-up, compilation and ZenML's bookkeeping between steps.",
+            "",
+        ]
+    )
