@@ -130,7 +130,7 @@ def test_the_study_resumes_after_a_kill_and_writes_a_reproducible_table(
         assert (tmp_path / "study" / "figures" / figure).stat().st_size > 0
 
 
-def _synthetic_results(path: Path, n: int = 30) -> None:
+def _synthetic_results(path: Path, n: int = 24) -> None:
     """A results table shaped like the study's: two families, pre-training proxies, a task's
     probe read-outs, a target with extra seeds on a few candidates, costs."""
     rng = np.random.default_rng(0)
@@ -152,7 +152,7 @@ def _synthetic_results(path: Path, n: int = 30) -> None:
 def test_the_summary_is_what_its_recorded_compare_commands_print(tmp_path) -> None:
     results = tmp_path / "results.csv"
     _synthetic_results(results)
-    summary = summarize(results, StudyConfig(results=results, splits=3), ["cls"], tmp_path / "r")
+    summary = summarize(results, StudyConfig(results=results, splits=2), ["cls"], tmp_path / "r")
     cls = summary["tasks"]["cls"]
     assert cls["seed_noise"] == pytest.approx(0.01 / math.sqrt(2))
     assert cls["probe_cost_fraction"] == pytest.approx(1 / 40)
