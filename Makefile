@@ -6,7 +6,8 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install browser run test lint ui bench clean-stores constraints
+.PHONY: install browser run test lint ui bench clean-stores constraints \
+	postgresql services services-down
 
 install: $(STAMP)
 
@@ -36,6 +37,20 @@ browser:
 	@command -v chromium >/dev/null || \
 		(apt-get update -q && apt-get install -y -q --no-install-recommends chromium) || \
 		echo "chromium could not be installed: tests/test_lineage_ui.py will skip"
+
+# The tracking services (configs/services.yaml), on 127.0.0.1 only: PostgreSQL, an MLflow server
+# on it and a ZenML server; idempotent. `--stack server` then tracks to them (README, "Stacks").
+services: install postgresql
+	$(PY) pipelines/run.py services up
+
+services-down: install
+	$(PY) pipelines/run.py services down
+
+# PostgreSQL from Debian's packages, where it is missing (the services run their own cluster,
+# on their own port, whatever Debian's package starts).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+		(apt-get update -q && apt-get install -y -q --no-install-recommends postgresql)
 
 # MLflow UI over the stack's store, bound to 127.0.0.1 only (pipelines/run.py ui --help).
 ui: install
