@@ -14,7 +14,7 @@ import typer
 import yaml
 
 from pipelines.stacks import REPO_ROOT, StackFileError, expand_placeholders, yaml_error_line
-from sftcast.services import USERNAME, ServiceError, Services, ServicesConfig, ServiceState
+from sftcast.services import ENGINE, USERNAME, ServiceError, Services, ServicesConfig, ServiceState
 
 SERVICES_CONFIG = REPO_ROOT / "configs" / "services.yaml"
 MLFLOW_SECRET = "sftcast_mlflow"
@@ -41,13 +41,16 @@ def load_services_config(
     except yaml.YAMLError as err:
         raise ServiceError(f"{path}: {yaml_error_line(err)}") from err
     try:
-        return ServicesConfig.model_validate(expand_placeholders(raw, path, env))
+        config = ServicesConfig.model_validate(expand_placeholders(raw, path, env))
     except StackFileError as err:
         raise ServiceError(str(err)) from err
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(map(str, first["loc"])) or "configuration"
         raise ServiceError(f"{path}: {where}: {first['msg']} (got {first.get('input')!r})") from err
+    if config.containers_conf and not config.containers_conf.is_absolute():
+        config.containers_conf = REPO_ROOT / config.containers_conf  # the project's own file
+    return config
 
 
 def login_zenml(services: Services) -> None:
@@ -102,12 +105,16 @@ def _show(states: list[ServiceState]) -> None:
 
 
 @app.command()
-def up() -> None:
+def up(
+    containers: bool = typer.Option(
+        False, "--containers", help="Also podman's Docker API, for `--stack containers`."
+    ),
+) -> None:
     """Start what is not running (idempotent), then log this project's ZenML client in to the
     ZenML server; `--stack server` then tracks to the MLflow server."""
     services = _services()
     try:
-        states = services.up()
+        states = services.up(engine=containers)
     except ServiceError as err:
         _show(services.status())
         _fail(str(err))
@@ -118,6 +125,8 @@ def up() -> None:
         f"in its secret {MLFLOW_SECRET}; generated credentials in "
         f"{services.root / 'credentials.json'} (owner only)"
     )
+    if containers:
+        typer.echo(f"for --stack containers: export DOCKER_HOST={services.url(ENGINE)}")
 
 
 @app.command()

@@ -34,6 +34,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 LOOPBACK = "127.0.0.1"
 SERVICES = ("postgres", "mlflow", "zenml")  # the order they start in; they stop in reverse
+# podman's Docker API, for the `containers` stack only: started on request (`up --containers`)
+ENGINE = "podman"
 # The variables the ports are read from (configs/services.yaml); the stack files read the same.
 PORT_VARIABLES = {
     "postgres": "SFTCAST_POSTGRES_PORT",
@@ -61,6 +63,8 @@ class ServicesConfig(BaseModel):
     postgres_port: int = Field(ge=1, le=65535)
     mlflow_port: int = Field(ge=1, le=65535)
     zenml_port: int = Field(ge=1, le=65535)
+    # podman's own settings file (CONTAINERS_CONF) for the engine
+    containers_conf: Path | None = None
     # where PostgreSQL's binaries are; empty: the newest /usr/lib/postgresql/*/bin, else PATH
     postgres_bin: Path | None = None
     # a first start creates the databases: minutes on a busy machine
@@ -119,36 +123,48 @@ class Services:
         return Credentials.load_or_create(self.root / "credentials.json")
 
     def url(self, service: str) -> str:
+        if service == ENGINE:
+            return f"unix://{self.engine_socket}"  # what DOCKER_HOST takes
         port = self.config.port(service)
         if service == "postgres":
             return f"postgresql://{MLFLOW_DATABASE}@{LOOPBACK}:{port}/{MLFLOW_DATABASE}"
         return f"http://{LOOPBACK}:{port}"
 
+    @property
+    def engine_socket(self) -> Path:
+        return self.root / "podman.sock"
+
     # -- the three commands ----------------------------------------------------------------
 
-    def up(self) -> list[ServiceState]:
+    def up(self, engine: bool = False) -> list[ServiceState]:
         self.root.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
-        return [self.start(name) for name in SERVICES]
+        return [self.start(name) for name in (*SERVICES, *[ENGINE] * engine)]
 
     def down(self) -> list[ServiceState]:
-        return [self.stop(name) for name in reversed(SERVICES)][::-1]
+        return [self.stop(name) for name in reversed(self._names())][::-1]
 
     def status(self) -> list[ServiceState]:
-        return [self._state(name) for name in SERVICES]
+        return [self._state(name) for name in self._names()]
+
+    def _names(self) -> tuple[str, ...]:
+        """The three services, and the engine where it was started."""
+        return (*SERVICES, *[ENGINE] * self._pid_file(ENGINE).exists())
 
     def start(self, name: str) -> ServiceState:
+        ported = name != ENGINE  # the engine listens on a socket file, not a port
         if self._pid(name) is not None:
-            port, wanted = self._running_port(name), self.config.port(name)
+            port, wanted = (self._running_port(name), self.config.port(name)) if ported else (0, 0)
             if port != wanted:
                 raise ServiceError(
                     f"{name}: already running on port {port}, not {wanted} "
                     f"({PORT_VARIABLES[name]}): `services down` first, to move it"
                 )
             return self._state(name, "already running")
-        self._check_port_free(name)
+        if ported:
+            self._check_port_free(name)
         {"postgres": self._start_postgres, "mlflow": self._start_mlflow,
-         "zenml": self._start_zenml}[name]()  # fmt: skip
+         "zenml": self._start_zenml, ENGINE: self._start_engine}[name]()  # fmt: skip
         return self._state(name, "started")
 
     def stop(self, name: str) -> ServiceState:
@@ -387,6 +403,20 @@ class Services:
         ]  # fmt: skip
         self._spawn("zenml", command, env)
 
+    # -- podman's Docker API ----------------------------------------------------------------
+
+    def _start_engine(self) -> None:
+        if not shutil.which("podman"):
+            raise ServiceError(
+                f"{ENGINE}: podman is not installed: apt-get install podman buildah runc"
+            )
+        env = {"BUILDAH_ISOLATION": "chroot"}  # builds: the isolation that works without
+        if self.config.containers_conf:  # cgroup delegation
+            env["CONTAINERS_CONF"] = str(self.config.containers_conf)
+        self.engine_socket.unlink(missing_ok=True)
+        command = ["podman", "system", "service", "--time=0", self.url(ENGINE)]
+        self._spawn(ENGINE, command, env)
+
     # -- processes -------------------------------------------------------------------------
 
     def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
@@ -400,7 +430,8 @@ class Services:
                 command, env={**inherited, **env}, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, cwd=self.root, start_new_session=True,
             )  # fmt: skip
-        self._pid_file(name).write_text(f"{process.pid}\n{self.config.port(name)}\n")
+        port = "" if name == ENGINE else self.config.port(name)
+        self._pid_file(name).write_text(f"{process.pid}\n{port}\n")
         deadline = time.monotonic() + self.config.ready_timeout_s
         while time.monotonic() < deadline:
             if process.poll() is not None:
@@ -409,7 +440,9 @@ class Services:
                     f"{name}: the server exited ({process.returncode}) before it answered: "
                     f"{_last_line(log.read_text(errors='replace'))} (log: {log})"
                 )
-            if _answers(f"{self.url(name)}/health"):
+            if _answers(f"{self.url(name)}/health") or (
+                name == ENGINE and _accepts(self.engine_socket)
+            ):
                 return
             time.sleep(1.0)
         _terminate(process.pid)
@@ -464,6 +497,15 @@ def _answers(url: str) -> bool:
             return response.status == 200
     except (urllib.error.URLError, OSError):
         return False
+
+
+def _accepts(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
 
 
 def _last_line(text: str) -> str:
