@@ -25,13 +25,14 @@ ARG TORCH_VERSION=2.13.0
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 RUN python3.11 -m pip install --extra-index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 COPY pyproject.toml constraints.txt README.md ./
-COPY sftcast sftcast
-COPY steps steps
-COPY pipelines pipelines
-COPY materializers materializers
+# The dependencies in a layer of their own, installed from pyproject.toml alone (its packages
+# still empty folders): a change to the sources then rebuilds only the layers below.
 RUN grep -v '^torch==' constraints.txt > /tmp/constraints.txt \
-    && python3.11 -m pip install -c /tmp/constraints.txt ".[pipelines]"
+    && mkdir -p sftcast steps pipelines materializers \
+    && python3.11 -m pip install -c /tmp/constraints.txt ".[pipelines]" \
+    && python3.11 -m pip uninstall -y sftcast
 COPY . .
+RUN python3.11 -m pip install --no-deps .
 # pods run as an unprivileged user
 RUN useradd --create-home --uid 1000 sftcast && chown -R sftcast /app
 USER sftcast

@@ -645,6 +645,8 @@ def _failure_summary(pipeline_name: str) -> str:
     if not runs.items:
         return ""
     run = runs.items[0]
+    if run.status != ExecutionStatus.FAILED:  # it failed before a run existed (its image build)
+        return ""
     lines = [f"run {run.name} ({run.id}) failed:"]
     for name, step_run in run.steps.items():
         if step_run.status == ExecutionStatus.FAILED:

@@ -36,6 +36,13 @@ needs_postgres = pytest.mark.skipif(
 )
 
 
+# minutes each: `make test-services` (after `make test` in .ci/run) sets it
+in_test_services = pytest.mark.skipif(
+    not os.environ.get("SFTCAST_SERVICE_TESTS"),
+    reason="runs pipelines through the servers (minutes): `make test-services` runs it",
+)
+
+
 def on_the_services(test):
     """A test of the module's services: slow, one xdist group (one worker, one set of
     servers), skipped without PostgreSQL."""
@@ -245,6 +252,7 @@ def assert_no_credential_logged(client, credentials: Credentials, monkeypatch) -
     test_faults._assert_no_secret(client)
 
 
+@in_test_services
 @on_the_services
 def test_a_stopped_mlflow_server_fails_the_run_and_the_rerun_resumes(
     services_env: dict[str, str], make_select_config, monkeypatch: pytest.MonkeyPatch
@@ -305,6 +313,7 @@ def test_a_stopped_mlflow_server_fails_the_run_and_the_rerun_resumes(
     assert_no_credential_logged(client, services.credentials, monkeypatch)
 
 
+@in_test_services
 @on_the_services
 def test_two_runs_through_the_server_lose_no_run_metric_or_version(
     services_env: dict[str, str], make_select_config, monkeypatch: pytest.MonkeyPatch
