@@ -33,6 +33,7 @@ RUN grep -v '^torch==' constraints.txt > /tmp/constraints.txt \
     && python3.11 -m pip uninstall -y sftcast
 COPY . .
 RUN python3.11 -m pip install --no-deps .
-# pods run as an unprivileged user
+# Pods run as an unprivileged user. ZenML builds its layer (the stack's requirements, the
+# code) on this image as root, then switches to it: `user: sftcast` in the stacks' docker
+# settings. A `USER` here would fail ZenML's `RUN chmod -R a+rw .` on the files it copies.
 RUN useradd --create-home --uid 1000 sftcast && chown -R sftcast /app
-USER sftcast
