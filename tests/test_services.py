@@ -5,6 +5,7 @@ client in to the ZenML server)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -80,9 +81,10 @@ def services_environment(root: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture(scope="module")
-def services_env() -> Iterator[dict[str, str]]:
-    """Services started once for this module with `services up`; `down` at the end."""
+@contextlib.contextmanager
+def started_services(*options: str) -> Iterator[dict[str, str]]:
+    """Services started with `services up [options]` under a new folder, for as long as the
+    block lasts; then `down`, and the folder removed. Yields their environment."""
     # not pytest's tmp_path: as root, PostgreSQL runs as `postgres`, who must reach the folder
     root = Path(tempfile.mkdtemp(prefix="sftcast-services-"))
     root.chmod(0o755)
@@ -90,12 +92,19 @@ def services_env() -> Iterator[dict[str, str]]:
     for folder in ("zenml-repo", "stores"):
         (root / folder).mkdir()
     try:
-        started = cli(env, "services", "up")
+        started = cli(env, "services", "up", *options)
         assert started.returncode == 0, started.stdout + started.stderr
         yield env
     finally:
         cli(env, "services", "down")
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def services_env() -> Iterator[dict[str, str]]:
+    """Services started once for this module; `down` at the end."""
+    with started_services() as env:
+        yield env
 
 
 def services_of(env: dict[str, str]) -> Services:

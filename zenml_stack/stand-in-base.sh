@@ -10,6 +10,11 @@ if podman image exists "$IMAGE"; then
     echo "$IMAGE: present"
     exit 0
 fi
+if timeout 120 podman pull -q "$IMAGE" >/dev/null 2>&1; then
+    echo "$IMAGE: pulled"
+    exit 0
+fi
+echo "$IMAGE: cannot be pulled here; building a stand-in from Debian's packages"
 ROOTFS=$(mktemp -d /var/tmp/sftcast-base.XXXXXX)
 trap 'rm -rf "$ROOTFS"' EXIT
 debootstrap --variant=minbase --include=python3.11,python3-pip,python3-venv,ca-certificates \
