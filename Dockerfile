@@ -1,7 +1,8 @@
 # The image sftcast's Kubernetes pods run (ZenML's image builder uses it on the k8s stack).
 # CPU by default; for GPU nodes pass a CUDA runtime base:
 #   docker build -t sftcast:cpu .
-#   docker build --build-arg BASE_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 -t sftcast:cuda .
+#   docker build --build-arg BASE_IMAGE=nvidia/cuda:12.8.1-cudnn-runtime-ubuntu24.04 \
+#     --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 -t sftcast:cuda .
 # Python 3.11 comes from the official image and is copied onto any base (glibc >= 2.36).
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM python:3.11-slim-bookworm AS python
@@ -17,16 +18,22 @@ ENV PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     TOKENIZERS_PARALLELISM=false ZENML_ANALYTICS_OPT_IN=false
 WORKDIR /app
 # torch first and pinned, as on a workstation; then the exact versions of constraints.txt.
+# PyTorch's CPU index by default: PyPI's Linux torch is the CUDA build, gigabytes of CUDA
+# libraries a CPU base never uses. Its `2.13.0+cpu` outranks PyPI's `2.13.0`, so pip takes it.
+# For a CUDA base pass --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128.
 ARG TORCH_VERSION=2.13.0
-RUN python3.11 -m pip install "torch==${TORCH_VERSION}"
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+RUN python3.11 -m pip install --extra-index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 COPY pyproject.toml constraints.txt README.md ./
-COPY sftcast sftcast
-COPY steps steps
-COPY pipelines pipelines
-COPY materializers materializers
+# The dependencies in a layer of their own, installed from pyproject.toml alone (its packages
+# still empty folders): a change to the sources then rebuilds only the layers below.
 RUN grep -v '^torch==' constraints.txt > /tmp/constraints.txt \
-    && python3.11 -m pip install -c /tmp/constraints.txt ".[pipelines]"
+    && mkdir -p sftcast steps pipelines materializers \
+    && python3.11 -m pip install -c /tmp/constraints.txt ".[pipelines]" \
+    && python3.11 -m pip uninstall -y sftcast
 COPY . .
-# pods run as an unprivileged user
+RUN python3.11 -m pip install --no-deps .
+# Pods run as an unprivileged user. ZenML builds its layer (the stack's requirements, the
+# code) on this image as root, then switches to it: `user: sftcast` in the stacks' docker
+# settings. A `USER` here would fail ZenML's `RUN chmod -R a+rw .` on the files it copies.
 RUN useradd --create-home --uid 1000 sftcast && chown -R sftcast /app
-USER sftcast

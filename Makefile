@@ -9,7 +9,8 @@ export TOKENIZERS_PARALLELISM ?= false
 # while they wait steal them from each other (a fine-tune ran 4x slower spinning).
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install browser run test lint ui bench clean-stores constraints
+.PHONY: install browser run test lint ui bench clean-stores constraints \
+	postgresql services services-down podman test-services
 
 install: $(STAMP)
 
@@ -39,6 +40,33 @@ browser:
 	@command -v chromium >/dev/null || \
 		(apt-get update -q && apt-get install -y -q --no-install-recommends chromium) || \
 		echo "chromium could not be installed: tests/test_lineage_ui.py will skip"
+
+# The tracking services (configs/services.yaml), on 127.0.0.1 only: PostgreSQL, an MLflow server
+# on it and a ZenML server; idempotent. `--stack server` then tracks to them (README, "Stacks").
+services: install postgresql
+	$(PY) pipelines/run.py services up
+
+services-down: install
+	$(PY) pipelines/run.py services down
+
+# PostgreSQL from Debian's packages, where it is missing (the services run their own cluster,
+# on their own port, whatever Debian's package starts).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+		(apt-get update -q && apt-get install -y -q --no-install-recommends postgresql)
+
+# podman (Docker's API for the `containers` stack), buildah, runc and debootstrap (for a
+# stand-in base image) from Debian's packages, where missing.
+podman:
+	@(command -v podman && command -v buildah && command -v runc && command -v debootstrap) \
+		>/dev/null || (apt-get update -q && apt-get install -y -q podman buildah runc debootstrap)
+
+# What runs pipelines through the services, minutes each (tests/test_services.py's fault and
+# concurrency checks, tests/test_containers.py: the image built, a tiny select in it); .ci/run
+# calls it after `make test`.
+test-services: install postgresql podman
+	SFTCAST_SERVICE_TESTS=1 $(PY) -m pytest -p no:cacheprovider \
+		tests/test_services.py tests/test_containers.py
 
 # MLflow UI over the stack's store, bound to 127.0.0.1 only (pipelines/run.py ui --help).
 ui: install

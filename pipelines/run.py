@@ -57,6 +57,7 @@ from rich.table import Table  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
 from pipelines.runconfig import RunConfigError  # noqa: E402
+from pipelines.services import app as services_app  # noqa: E402
 from pipelines.stacks import (  # noqa: E402
     StackFile,
     StackFileError,
@@ -136,6 +137,7 @@ app = typer.Typer(
     help="sftcast: predict which checkpoint will be best after SFT, and promote it. "
     "With no command: the select pipeline. " + GLOBAL_OPTIONS_NOTE,
 )
+app.add_typer(services_app, name="services")
 # The commands that take global options name them under their own --help.
 command_with_globals = partial(app.command, epilog=GLOBAL_OPTIONS_NOTE)
 
@@ -594,9 +596,11 @@ def _run(opts: Options, name: str) -> None:
         fail(str(err))
     from zenml.exceptions import StackValidationError
 
+    from pipelines.manifests import ManifestError
+
     try:
         _run_pipeline(opts, name, stack_file)
-    except (StackFileError, RunConfigError, StackValidationError) as err:
+    except (StackFileError, RunConfigError, StackValidationError, ManifestError) as err:
         fail(str(err))
     except PipelineFailed as err:
         fail(str(err), code=1, prefix="pipeline failed")
@@ -627,6 +631,8 @@ def _run_pipeline(opts: Options, name: str, stack_file: StackFile) -> None:
         register_stack(stack_file, activate=False)
         snapshot, stack = compile_for_stack(pipeline, config_path, stack_file)
         _print_placement(placement_rows(snapshot, stack), pipeline.name, stack_file.stack_name)
+        if stack.orchestrator.flavor == "kubernetes":
+            _write_manifests(snapshot, stack, pipeline.name)
         return
     stack = register_stack(stack_file, activate=True)
     _prepare_tracking(pipeline.name)
@@ -763,6 +769,8 @@ def _failure_summary(pipeline_name: str) -> str:
     if not runs.items:
         return ""
     run = runs.items[0]
+    if run.status != ExecutionStatus.FAILED:  # it failed before a run existed (its image build)
+        return ""
     lines = [f"run {run.name} ({run.id}) failed:"]
     for name, step_run in run.steps.items():
         if step_run.status == ExecutionStatus.FAILED:
@@ -783,6 +791,20 @@ def _prepare_tracking(experiment: str) -> None:
     if uri and is_local_store(uri):
         mlflow.set_tracking_uri(uri)
         ensure_experiment(experiment, stores_root() / "mlruns" / "artifacts")
+
+
+def _write_manifests(snapshot: Any, stack: Any, pipeline: str) -> None:
+    """The Jobs the run would submit, validated offline (pipelines/manifests.py)."""
+    from pipelines.manifests import write_manifests
+    from pipelines.runconfig import EFFECTIVE_DIR
+
+    folder = EFFECTIVE_DIR.parent / "manifests" / pipeline
+    paths = write_manifests(snapshot, stack, folder)
+    # on stderr: stdout is the placement table, which scripts read
+    print(
+        f"manifests: {len(paths)} Kubernetes Jobs in {folder}, valid against the API schema",
+        file=sys.stderr,
+    )
 
 
 def _print_placement(rows: list[dict[str, str]], pipeline: str, stack: str) -> None:

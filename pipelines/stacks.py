@@ -78,8 +78,8 @@ def expand_placeholders(value: Any, source: Path, env: dict[str, str] | None = N
         return match.group(0)  # left as it is: the loop below stops, the error follows
 
     def expand(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: expand(v) for k, v in value.items()}
+        if isinstance(value, dict):  # keys too: a volume's host path is a key, for one
+            return {expand(k): expand(v) for k, v in value.items()}
         if isinstance(value, list):
             return [expand(v) for v in value]
         if not isinstance(value, str):

@@ -234,3 +234,56 @@ def test_kubernetes_contexts_are_checked_against_the_kubeconfig(
 def test_tracking_uri_is_the_experiment_trackers() -> None:
     stack = load_stack_file("local", env={"SFTCAST_ROOT": "/srv/sftcast"})
     assert tracking_uri(stack) == "sqlite:////srv/sftcast/mlruns/mlflow.db"
+
+
+def test_k8s_dry_run_writes_the_jobs_valid_against_the_kubernetes_schema(k8s_env) -> None:
+    from pipelines.manifests import validate_manifest
+    from pipelines.run import app
+    from pipelines.runconfig import EFFECTIVE_DIR
+
+    folder = EFFECTIVE_DIR.parent / "manifests" / "sftcast_zoo"
+    result = CliRunner().invoke(app, ["--stack", "k8s", "--dry-run", "zoo"])
+    assert result.exit_code == 0, result.output
+    assert f"Kubernetes Jobs in {folder}, valid" in result.output
+    jobs = {path.stem: path for path in folder.glob("*.yaml")}
+    steps = {line.split("\t")[0] for line in result.output.splitlines()[2:] if "\t" in line}
+    operated = {s.removesuffix(".step-operator") for s in jobs if s.endswith(".step-operator")}
+    assert set(jobs) == {"orchestrator", *steps, *(f"{s}.step-operator" for s in operated)}
+    assert operated and all(s.startswith("pretrain_") for s in operated)
+
+    for name, path in jobs.items():
+        assert validate_manifest(path)  # as a user would check it: offline, strict
+        job = yaml.safe_load(path.read_text())
+        assert (job["apiVersion"], job["kind"]) == ("batch/v1", "Job")
+        pod = job["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["image"].startswith("registry.example.com/sftcast/")
+        resources = container["resources"]
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        if name.endswith(".step-operator"):  # the GPU pod
+            assert resources["limits"]["nvidia.com/gpu"] == "1"
+            assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
+            assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+            assert env["SFTCAST_DEVICE"] == "cuda"
+        else:
+            assert "nvidia.com/gpu" not in yaml.safe_dump(resources)
+            assert "nodeSelector" not in pod
+
+
+def test_a_manifest_off_the_kubernetes_schema_is_named(tmp_path: Path) -> None:
+    from pipelines.manifests import ManifestError, validate_manifest
+
+    path = tmp_path / "job.yaml"
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"},
+           "spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [
+               {"name": "main", "image": "i", "resources": {"limits": ["nvidia.com/gpu"]}}
+           ]}}}}  # fmt: skip
+    path.write_text(yaml.safe_dump(job))
+    with pytest.raises(ManifestError) as err:
+        validate_manifest(path)
+    assert str(err.value).startswith(f"{path}: spec.template.spec.containers.0.resources.limits")
+    job["spec"]["template"]["spec"]["containers"][0]["resources"] = {"limits": {"cpu": "1"}}
+    job["spec"]["template"]["spec"]["nodeSelectors"] = {"a": "b"}  # a typo: strict refuses it
+    path.write_text(yaml.safe_dump(job))
+    with pytest.raises(ManifestError, match="nodeSelectors"):
+        validate_manifest(path)
