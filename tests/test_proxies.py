@@ -15,7 +15,7 @@ import torch
 from pydantic import ValidationError
 from transformers import AutoModelForCausalLM
 
-from sftcast.data.schema import NEWS_TOPICS
+from sftcast.data.schema import NEWS_TOPICS, TASKS
 from sftcast.proxies import (
     COMPUTED,
     PROXIES,
@@ -200,8 +200,10 @@ def test_every_proxy_has_a_direction() -> None:
     assert all(isinstance(up, bool) for up in directions().values())
     assert all(spec.description for spec in PROXIES.values())
     lower = {name for name, up in directions().items() if not up}
-    assert lower == {"ppl_clm", "ppl_sc"}
-    assert {"kshot_cbqa", "kshot_cls", "kshot_rag"} <= set(directions()) - lower
+    losses = {f"{kind}_{task}" for kind in ("answer_loss", "probe_loss") for task in TASKS}
+    assert lower == {"ppl_clm", "ppl_sc"} | losses  # perplexities and the probes' losses
+    higher = {f"{kind}_{task}" for kind in ("kshot", "probe", "probe_drop") for task in TASKS}
+    assert higher <= set(directions()) - lower
 
 
 def test_kshot_proxies_take_each_task_primary_metric() -> None:
