@@ -39,14 +39,15 @@ print(json.dumps({n: (s.end_time - s.start_time).total_seconds()
 """
 
 
-def _stores(root: Path) -> tuple[dict[str, str], Path]:
+def empty_stores(root: Path, config: dict) -> tuple[dict[str, str], Path]:
+    """An environment and a run configuration (written under `root`) whose every store and
+    folder is new: the data, zoo and SFT folders, the ZenML store and the MLflow store."""
     (root / "zenml-repo").mkdir(parents=True)
     (root / "stores" / "mlruns").mkdir(parents=True)
-    config = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
     parameters = config["parameters"]
     for section, key in (("data", "output_dir"), ("zoo", "root"), ("sft", "output_dir")):
         parameters[section][key] = str(root / section)
-    path = root / "demo.yaml"
+    path = root / "run.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {
         **os.environ,
@@ -69,7 +70,8 @@ def _timed_run(env: dict[str, str], config: Path) -> float:
 
 def run() -> str:
     with tempfile.TemporaryDirectory(prefix="sftcast-make-run-") as tmp:
-        env, config = _stores(Path(tmp))
+        demo = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
+        env, config = empty_stores(Path(tmp), demo)
         cold = _timed_run(env, config)
         steps = json.loads(
             subprocess.run(

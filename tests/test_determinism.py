@@ -5,7 +5,6 @@ same selection artifacts and the same promotion evidence."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import mlflow
 import pytest
 import yaml
 
+from benchmarks.make_run import empty_stores
 from sftcast.promotion import PRODUCTION
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("zenml-runs-3")]
@@ -26,26 +26,6 @@ run = Client().get_pipeline("sftcast_select").last_run
 print(json.dumps({name: step.outputs["selection"][0].load().model_dump(mode="json")
                   for name, step in sorted(run.steps.items()) if name.startswith("select_")}))
 """
-
-
-def _empty_stores(root: Path, config: dict) -> tuple[dict[str, str], Path]:
-    """An environment and a configuration whose every store and folder is new, under `root`."""
-    root.mkdir()
-    (root / "zenml-repo").mkdir()
-    (root / "stores" / "mlruns").mkdir(parents=True)
-    parameters = config["parameters"]
-    for section, key in (("data", "output_dir"), ("zoo", "root"), ("sft", "output_dir")):
-        parameters[section][key] = str(root / section)
-    path = root / "select.yaml"
-    path.write_text(yaml.safe_dump(config))
-    env = {
-        **os.environ,
-        "ZENML_CONFIG_PATH": str(root / "zenml-config"),
-        "ZENML_REPOSITORY_PATH": str(root / "zenml-repo"),
-        "SFTCAST_ROOT": str(root / "stores"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'stores' / 'mlruns' / 'mlflow.db'}",
-    }
-    return env, path
 
 
 def _select(env: dict[str, str], config: Path) -> tuple[str, dict, dict]:
@@ -71,8 +51,8 @@ def test_select_twice_from_empty_stores_gives_the_same_answer(make_select_config
     config = yaml.safe_load(
         make_select_config("test-det-{task}", selection={"labelled": active}).read_text()
     )
-    first = _select(*_empty_stores(tmp_path / "first", json.loads(json.dumps(config))))
-    second = _select(*_empty_stores(tmp_path / "second", json.loads(json.dumps(config))))
+    first = _select(*empty_stores(tmp_path / "first", json.loads(json.dumps(config))))
+    second = _select(*empty_stores(tmp_path / "second", json.loads(json.dumps(config))))
     table, summaries, evidence = first
     assert "cls" in table and summaries["select_cls"]["choices"]
     assert second[0] == table  # the printed table, word for word
