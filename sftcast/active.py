@@ -29,7 +29,7 @@ from sklearn.preprocessing import StandardScaler
 from sftcast.comparator import Candidates, Comparator, ComparatorInputError
 from sftcast.comparator.forms import ProxyComparator
 from sftcast.evaluation.report import SFTRecord
-from sftcast.proxies.registry import directions
+from sftcast.proxies.registry import lower_is_better
 from sftcast.selection import TARGET, ActiveLabelling, oriented
 from sftcast.selection.report import ProxyRow, selection_table
 
@@ -168,7 +168,7 @@ def next_candidate(
     proxies first, then the one most likely to beat the best fine-tuned one. `Choice.candidate`
     indexes `proxy_rows`."""
     table, proxies = selection_table(proxy_rows, records, task)
-    lower = [p for p in proxies if not directions().get(p, True)]
+    lower = lower_is_better(proxies)
     x = oriented(table, proxies, lower)
     labelled = np.flatnonzero(table[TARGET].notna().to_numpy())
     scores = table[TARGET].to_numpy(dtype=float)[labelled]

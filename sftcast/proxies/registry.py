@@ -19,7 +19,7 @@ Directions, for the comparator's `lower_is_better`:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -105,6 +105,12 @@ COMPUTED: tuple[str, ...] = tuple(name for name, spec in PROXIES.items() if spec
 def directions() -> dict[str, bool]:
     """Proxy name → higher_is_better, for every proxy (the k-shot ones included)."""
     return {name: spec.higher_is_better for name, spec in PROXIES.items()}
+
+
+def lower_is_better(proxies: Sequence[str]) -> list[str]:
+    """Those of `proxies` whose lower values are better (a name the registry does not know,
+    such as a column of the user's own table, counts as higher is better)."""
+    return [p for p in proxies if not directions().get(p, True)]
 
 
 def kshot_proxies(base_scores: Mapping[str, Mapping[str, float]]) -> dict[str, float]:

@@ -18,7 +18,7 @@ import pandas as pd
 from sftcast.evaluation import EvaluationConfig
 from sftcast.evaluation.report import SFTRecord
 from sftcast.promotion import PromotionRefused, promote
-from sftcast.proxies import directions
+from sftcast.proxies.registry import lower_is_better
 from sftcast.registry import Lineage, register_comparator
 from sftcast.selection import ID, TARGET, Selection, SelectionConfig, fit_comparator, select
 from sftcast.selection.report import (
@@ -53,7 +53,7 @@ def promote_best_predicted(
     """`candidates`: URI -> local folder, every candidate; `datasets`: task -> validated
     dataset; `records`: the labelled candidates' SFT."""
     table, proxies = selection_table(proxy_rows, records, task)
-    lower = [p for p in proxies if not directions().get(p, True)]
+    lower = lower_is_better(proxies)
     chosen = select(task, table, proxies, lower, selection)
     _log_selection(chosen, table)
     if chosen.methods:  # judged: the comparator can be trained and registered

@@ -15,17 +15,11 @@ from sklearn.model_selection import KFold
 from sftcast.comparator import check_table
 from sftcast.comparator.forms import ChosenComparator
 from sftcast.evaluation.report import plot_base_vs_finetuned
-from sftcast.proxies.registry import directions
+from sftcast.proxies.registry import lower_is_better
+from sftcast.study.summary import best_single_proxy
 from sftcast.study.table import target_column
 
 SHOWN = ("ppl_clm", "best single proxy", "proxy_mean", "ltc_pretraining", "ltc")
-COMBINED = ("ltc", "ltc_pretraining", "proxy_mean")  # methods that are not a single proxy
-
-
-def best_single_proxy(methods: dict[str, Any]) -> str:
-    """The single proxy with the highest mean pairwise accuracy."""
-    singles = {m: v for m, v in methods.items() if m not in COMBINED}
-    return max(singles, key=lambda m: singles[m]["pairwise_accuracy_mean"] or 0.0)
 
 
 def plot_accuracy(summary: dict[str, Any], protocol: str) -> Figure:
@@ -59,8 +53,9 @@ def out_of_fold_strength(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Each candidate's predicted win probability against the candidates of the other folds
     (the comparator fitted on those only), and its actual score."""
-    lower = [p for p in proxies if not directions()[p]]
-    candidates = check_table(df, "candidate", target_column(task), list(proxies), lower)
+    candidates = check_table(
+        df, "candidate", target_column(task), list(proxies), lower_is_better(proxies)
+    )
     x, y = candidates.proxies, candidates.target
     predicted = np.empty(len(y))
     for train, test in KFold(min(folds, len(y)), shuffle=True, random_state=seed).split(x):

@@ -16,13 +16,13 @@ from typing import Any
 import pandas as pd
 
 from sftcast.comparator import ComparatorInputError, compare_table, read_table
-from sftcast.proxies.registry import PROBE_READOUTS, PROXIES, directions
+from sftcast.proxies.registry import PROBE_READOUTS, PROXIES, lower_is_better
 from sftcast.study.config import StudyConfig
 from sftcast.study.table import seed_noise, spread, target_column
 
 PROTOCOLS = ("paper", "deployment", "group")
 GROUP_COLUMN = "family"  # leave-one-family-out
-PROBE_COST_TARGET = 0.05
+COMBINED = ("ltc", "ltc_pretraining", "proxy_mean")  # methods that are not a single proxy
 
 
 def pretraining_proxies(df: pd.DataFrame) -> list[str]:
@@ -50,7 +50,7 @@ def compare_args(
     output: Path,
 ) -> list[str]:
     """The `pipelines/run.py` argument list of one judgement."""
-    lower = [p for p in proxies if not directions()[p]]
+    lower = lower_is_better(proxies)
     args = [
         "compare", "--table", str(results), "--id-column", "candidate",
         "--target", target_column(task), "--proxies", ",".join(proxies),
@@ -108,8 +108,8 @@ def summarize(results: Path, study: StudyConfig, tasks: Sequence[str], reports: 
     df = read_table(results)
     pretraining = pretraining_proxies(df)
     summary: dict[str, Any] = {"n_candidates": len(df), "tasks": {}}
+    numeric = df.apply(pd.to_numeric, errors="coerce")  # the CSV is read as text
     for task in tasks:
-        numeric = df.apply(pd.to_numeric, errors="coerce")
         noise = seed_noise(numeric, task)
         probes = probe_proxies(df, task)
         entry: dict[str, Any] = {
@@ -168,17 +168,23 @@ def evidence_lines(
         proxies = pretraining_proxies(df) + probe_proxies(df, task)
         report = compare_table(
             df, "candidate", target_column(task), proxies,
-            [p for p in proxies if not directions()[p]], splits=splits, jobs=jobs,
+            lower_is_better(proxies), splits=splits, jobs=jobs,
         )  # fmt: skip
         methods = report["methods"]
-        singles = {m: v for m, v in methods.items() if m not in ("ltc", "proxy_mean")}
-        best = max(singles, key=lambda m: singles[m]["pairwise_accuracy_mean"])
+        best = best_single_proxy(methods)
         lines.append(
             f"{task}: ppl_clm {_accuracy(methods, 'ppl_clm')}, best single proxy {best} "
             f"{_accuracy(methods, best)}, comparator {_accuracy(methods, 'ltc')} "
             f"({len(df)} candidates, {splits} splits)"
         )
     return lines
+
+
+def best_single_proxy(methods: dict[str, Any]) -> str:
+    """The single proxy with the highest mean pairwise accuracy (a report's or a summary's
+    methods)."""
+    singles = {m: v for m, v in methods.items() if m not in COMBINED}
+    return max(singles, key=lambda m: singles[m]["pairwise_accuracy_mean"] or 0.0)
 
 
 def _accuracy(methods: dict[str, Any], name: str) -> str:
