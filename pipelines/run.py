@@ -41,6 +41,7 @@ if os.environ.get("NO_COLOR") or not (sys.stdout and sys.stdout.isatty()):
 # load) are noise; sftcast's own loops print a few plain lines there (sftcast/progress.py).
 if not (sys.stderr and sys.stderr.isatty()):
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 if __name__ == "__main__" and str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # `python pipelines/run.py` puts pipelines/ first instead
 

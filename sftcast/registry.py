@@ -25,11 +25,15 @@ from typing import TYPE_CHECKING, Any
 import mlflow
 from huggingface_hub import ModelCard, ModelCardData
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sftcast.tracking import TAG_PIPELINE_RUN_ID, TAG_STEP_NAME, safe_tags
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from sftcast.comparator.forms import ChosenComparator
 
 TAG_SFT_KEY = "sftcast.sft_key"
@@ -117,7 +121,7 @@ def model_card(card: Path | None, description: str) -> ModelCard:
 
 def register_comparator(
     comparator: ChosenComparator,
-    proxies: Sequence[str],
+    examples: pd.DataFrame,
     lower_is_better: Sequence[str],
     task: str,
     key: str,
@@ -127,8 +131,11 @@ def register_comparator(
     """The comparator as a pyfunc model that ranks candidates from their proxy columns (its
     JSON state and the code that loads it: no pickle), logged in the active run and registered
     as a version of `sftcast-comparator-<task>`, once per `key` (what it was trained on, and
-    how)."""
+    how). `examples`: candidates' proxy columns, in the comparator's order (its signature and
+    input example)."""
     from sftcast.comparator import mlflow_model
+
+    proxies = list(examples.columns)
 
     def log_model() -> str:
         state = {"proxies": list(proxies), "lower_is_better": list(lower_is_better),
@@ -141,6 +148,11 @@ def register_comparator(
                 python_model=mlflow_model.__file__,
                 artifacts={mlflow_model.STATE_ARTIFACT: str(path)},
                 pip_requirements=[f"{p}=={version(p)}" for p in COMPARATOR_REQUIREMENTS],
+                input_example=examples.head(3),
+                signature=ModelSignature(
+                    inputs=Schema([ColSpec("double", name) for name in proxies]),
+                    outputs=Schema([ColSpec("double", "strength")]),
+                ),
             ).model_uri
 
     return register_version(comparator_model_name(task), key, log_model, tags, metrics)

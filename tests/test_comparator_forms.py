@@ -100,11 +100,13 @@ def test_the_registered_comparator_ranks_as_it_did_when_fitted(tracking) -> None
     fitted = ChosenComparator().fit(oriented, y)
     with mlflow.start_run():
         version = register_comparator(
-            fitted, ["ppl", "kshot", "noise"], ["ppl"], "forms-test", "key-1",
+            fitted, raw, ["ppl"], "forms-test", "key-1",
             tags={"sftcast.form": fitted.form_}, metrics={},
         )  # fmt: skip
     assert client.get_model_version(version.name, version.version).tags["sftcast.form"]
     model = mlflow.pyfunc.load_model(f"models:/{version.name}/{version.version}")
+    # its signature names the proxy columns it ranks from, so a serving layer can check input
+    assert model.metadata.get_input_schema().input_names() == ["ppl", "kshot", "noise"]
     predicted = model.predict(raw)
     assert np.allclose(predicted.to_numpy(), strength(fitted.preference(oriented)))
 

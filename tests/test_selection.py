@@ -165,7 +165,7 @@ def test_a_comparator_is_registered_once_per_key_with_its_lineage(tracking, tmp_
         with mlflow.start_run():
             lineage = Lineage(pipeline_run_id=run_id, step_name="select_lineage")
             version = register_comparator(
-                comparator, ["p1", "loss", "noise"], ["loss"], "lineage", key,
+                comparator, table[["p1", "loss", "noise"]], ["loss"], "lineage", key,
                 lineage.tags(), {"top1": 0.5},
             )  # fmt: skip
             versions.append(version)

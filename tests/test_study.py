@@ -43,12 +43,13 @@ def test_a_probe_reads_out_finite_seeded_values_and_leaves_nothing(
     again = probe(tiny_candidate, task, tiny_task_rows[task], sft, SETTINGS, EVALUATION)
     other = probe(
         tiny_candidate, task, tiny_task_rows[task], sft,
-        SETTINGS.model_copy(update={"seed": 1}), EVALUATION,
+        SETTINGS.model_copy(update={"seed": 1, "score": False}), EVALUATION,
     )  # fmt: skip
     names = {f"answer_loss_{task}", f"probe_loss_{task}", f"probe_drop_{task}", f"probe_{task}"}
     assert set(first.values) == names and all(PROXIES[n].source == "probe" for n in names)
     assert all(math.isfinite(v) for v in first.values.values())
     assert first.values == again.values  # same seed, same rows, same numbers
+    assert set(other.values) == names - {f"probe_{task}"}  # no answers generated
     assert first.values[f"answer_loss_{task}"] == other.values[f"answer_loss_{task}"]
     assert first.values[f"probe_loss_{task}"] != other.values[f"probe_loss_{task}"]
     # a fresh model learns the answers' format within a few steps

@@ -21,6 +21,9 @@ class ProbeSettings(BaseModel):
     epochs: int = Field(1, ge=1)
     learning_rate: float = Field(1e-3, gt=0)
     seed: int = Field(0, ge=0, description="which rows, which batch order")
+    score: bool = Field(
+        True, description="also generate answers and score them (probe_<task>): the costly read-out"
+    )
 
 
 class ProxyConfig(BaseModel):

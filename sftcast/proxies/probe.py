@@ -13,7 +13,8 @@ the comparator, never assumed):
   prompt format, zero-shot (lower is better; costs one forward pass, no training);
 - `probe_loss_<task>`: the same loss after the probe (lower is better);
 - `probe_drop_<task>`: how far the probe moved it, `answer_loss - probe_loss` (higher);
-- `probe_<task>`: the probe model's task score on the validation slice (higher).
+- `probe_<task>`: the probe model's task score on the validation slice (higher); it generates
+  answers, the costliest read-out, so `ProbeSettings.score` can leave it out.
 """
 
 from __future__ import annotations
@@ -68,23 +69,24 @@ def probe(
     del base
     fitted = fit(candidate_dir, task, train, recipe, settings.seed, progress=False)
     after = answer_loss(fitted.model, tokenizer, task, validation, recipe)
-    scoring = EvaluationConfig(
-        split="validation",
-        max_new_tokens=evaluation.max_new_tokens,
-        max_length=evaluation.max_length,
-        batch_size=evaluation.batch_size,
-        formats=["train"],
-        forgetting=False,
-    )
-    scores = evaluate_task(
-        fitted.model, tokenizer, task, {"train": train, "validation": validation}, scoring
-    )
     values = {
         f"answer_loss_{task}": before,
         f"probe_loss_{task}": after,
         f"probe_drop_{task}": before - after,
-        f"probe_{task}": primary(task, scores),
     }
+    if settings.score:
+        scoring = EvaluationConfig(
+            split="validation",
+            max_new_tokens=evaluation.max_new_tokens,
+            max_length=evaluation.max_length,
+            batch_size=evaluation.batch_size,
+            formats=["train"],
+            forgetting=False,
+        )
+        scores = evaluate_task(
+            fitted.model, tokenizer, task, {"train": train, "validation": validation}, scoring
+        )
+        values[f"probe_{task}"] = primary(task, scores)
     return ProbeResult(
         task=task, values=values, seconds=time.perf_counter() - start, steps=len(fitted.losses)
     )

@@ -113,7 +113,7 @@ def _register_comparator(
     ltc = chosen.methods["ltc"]
     register_comparator(
         comparator,
-        proxies,
+        labelled[proxies],
         lower,
         chosen.task,
         key,
