@@ -746,7 +746,7 @@ def _print_study_evidence(results: Path, tasks: list[str]) -> None:
         markup=False,
         soft_wrap=True,
     )
-    for line in evidence_lines(results, tasks):
+    for line in evidence_lines(results, tasks, cache=stores_root() / ".cache" / "evidence"):
         console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
 
 

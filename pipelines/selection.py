@@ -33,12 +33,12 @@ def select_pipeline(
     candidates = zoo_stage(stage.corpus, zoo, stage.validations)
     uris = list(candidates)
     labelled = selection.labelled_candidates(uris)  # checked against the zoo by the pre-flight
-    # no seed replicates, prompt formats or forgetting here: they are the `sft` pipeline's study
+    # no seed replicates, prompt formats or forgetting here, for the base models either (the
+    # k-shot proxies are their training-format scores): they are the `sft` pipeline's study
     scoring = selection.finetuned_evaluation(evaluation)
     records, base_scores = sft_stage(
-        candidates, stage.datasets, zoo, sft, evaluation, labelled, replicates=False,
-        finetuned_evaluation=scoring,
-    )  # fmt: skip
+        candidates, stage.datasets, zoo, sft, scoring, labelled, replicates=False
+    )
     proxy_rows = [
         candidate_proxies(
             candidate=candidates[uri], uri=uri, corpus=stage.corpus,

@@ -26,7 +26,7 @@ from sftcast.proxies.probe import probe
 from sftcast.sft import SFTConfig
 from sftcast.study import merged
 from sftcast.study.config import StudyConfig
-from sftcast.study.summary import summarize
+from sftcast.study.summary import evidence_lines, summarize
 from sftcast.study.table import VARIANT_COLUMNS
 
 SETTINGS = ProbeSettings(train_rows=16, validation_rows=8, batch_size=4, learning_rate=3e-3)
@@ -188,3 +188,21 @@ def test_a_chunk_adds_its_rows_to_those_measured_with_the_same_settings() -> Non
     # a and the re-measured b, d; c was measured with other settings and is dropped
     assert table["candidate"].tolist() == ["a", "b", "d"]
     assert table["sft_cls"].tolist() == [0.1, 0.9, 0.9]
+
+
+def test_the_live_evidence_is_memoized_by_the_table_it_judges(tmp_path) -> None:
+    results, cache = tmp_path / "results.csv", tmp_path / "cache"
+    _synthetic_results(results)
+    lines = evidence_lines(results, ["cls"], splits=2, jobs=1, cache=cache)
+    assert len(lines) == 1 and lines[0].startswith("cls: ppl_clm ")
+    (memo,) = cache.iterdir()
+    memo.write_text(json.dumps(["read back, not judged again"]))
+    assert evidence_lines(results, ["cls"], splits=2, jobs=1, cache=cache) == [
+        "read back, not judged again"
+    ]
+    # another table (or task list, or split count) is judged afresh, under its own key
+    table = pd.read_csv(results)
+    table["sft_cls"] = table["sft_cls"].to_numpy()[::-1]
+    table.to_csv(results, index=False)
+    assert evidence_lines(results, ["cls"], splits=2, jobs=1, cache=cache) != lines
+    assert len(list(cache.iterdir())) == 2

@@ -7,6 +7,7 @@ summary records under `commands`, so `python pipelines/run.py <args>` reproduces
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from sftcast import comparator
 from sftcast.comparator import ComparatorInputError, compare_table, read_table
 from sftcast.proxies.registry import PROBE_READOUTS, PROXIES, lower_is_better
 from sftcast.study.config import StudyConfig
@@ -155,11 +157,22 @@ def probe_cost_fraction(df: pd.DataFrame, task: str) -> float | None:
 
 
 def evidence_lines(
-    results: Path, tasks: Sequence[str], splits: int = 5, jobs: int = 2
+    results: Path,
+    tasks: Sequence[str],
+    splits: int = 5,
+    jobs: int = 2,
+    cache: Path | None = None,
 ) -> list[str]:
     """One line per task of the study table: pairwise accuracy (mean ± std over `splits`
     random 60/40 splits, pairs inside the held-out side) of ppl_clm, the best single proxy and
-    the comparator on every proxy, probes included. Tasks the table lacks are left out."""
+    the comparator on every proxy, probes included. Tasks the table lacks are left out.
+
+    With `cache` (a folder), the lines are kept under a key of the table's bytes, the tasks,
+    the splits and the judging code, and read back for the same key: the judgement is a pure
+    function of those, and on 100 candidates it costs more than a cached rerun of `select`."""
+    memo = cache / f"{_evidence_key(results, tasks, splits)}.json" if cache else None
+    if memo is not None and memo.is_file():
+        return json.loads(memo.read_text())
     df = read_table(results)
     lines = []
     for task in tasks:
@@ -177,7 +190,20 @@ def evidence_lines(
             f"{_accuracy(methods, best)}, comparator {_accuracy(methods, 'ltc')} "
             f"({len(df)} candidates, {splits} splits)"
         )
+    if memo is not None:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        partial = memo.with_suffix(".tmp")
+        partial.write_text(json.dumps(lines))
+        partial.replace(memo)  # atomic: a killed run never leaves half a file to read back
     return lines
+
+
+def _evidence_key(results: Path, tasks: Sequence[str], splits: int) -> str:
+    code = [*sorted(Path(comparator.__file__).parent.glob("*.py")), Path(__file__)]
+    digest = hashlib.sha256(results.read_bytes())
+    for part in [*tasks, str(splits), *(p.read_text() for p in code)]:
+        digest.update(part.encode())
+    return digest.hexdigest()[:16]
 
 
 def best_single_proxy(methods: dict[str, Any]) -> str:
