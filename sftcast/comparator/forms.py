@@ -169,7 +169,8 @@ STATE_CLASSES = {"xgboost": Comparator, "xgboost_monotone": Comparator,
 class ChosenComparator:
     """The comparator of `settings.form`, or with `auto` the form chosen by inner
     cross-validation on the training candidates, refitted on all of them. A pool too small to
-    fold keeps `xgboost`, the paper's form."""
+    fold gets `linear`: on a handful of pairs the boosted trees cannot split (every leaf needs
+    more pairs' weight than there is) and would call every pair a tie."""
 
     def __init__(self, settings: ComparatorSettings = DEFAULT_SETTINGS, seed: int = 0) -> None:
         self.settings, self.seed = settings, seed
@@ -181,7 +182,7 @@ class ChosenComparator:
         if self.form_ == "auto":
             per_fold = self._inner_accuracy(proxies, target)
             self.inner_accuracy_ = {f: float(np.mean(v)) for f, v in per_fold.items()}
-            self.form_ = one_standard_error(per_fold) if per_fold else "xgboost"
+            self.form_ = one_standard_error(per_fold) if per_fold else "linear"
         self.model_ = make_form(self.form_, self.settings, self.seed).fit(proxies, target)
         return self
 
