@@ -50,6 +50,8 @@ if __name__ == "__main__" and str(REPO_ROOT) not in sys.path:
 logging.getLogger(
     "zenml.integrations.mlflow.experiment_trackers.mlflow_experiment_tracker"
 ).addFilter(lambda record: "Failed to disable MLflow autologging" not in record.getMessage())
+# MLflow checks each comparator's input example against its signature and says so at INFO.
+logging.getLogger("mlflow.pyfunc").setLevel(logging.WARNING)
 
 import typer  # noqa: E402
 import yaml  # noqa: E402
