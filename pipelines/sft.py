@@ -24,16 +24,14 @@ def sft_stage(
     evaluation: EvaluationConfig,
     labelled: list[str] | None = None,
     replicates: bool = True,
-    finetuned_evaluation: EvaluationConfig | None = None,
 ) -> tuple[list[Any], dict[str, Any]]:
     """Wire base evaluation for `candidates` (URI -> artifact) and SFT for the `labelled`
-    ones (all by default), with `sft.replicate_seeds` unless `replicates` is off; fine-tuned
-    models are scored with `finetuned_evaluation` (default: `evaluation`). Returns the SFT
-    records and each candidate's base scores."""
+    ones (all by default), with `sft.replicate_seeds` unless `replicates` is off; base and
+    fine-tuned models are scored with `evaluation`. Returns the SFT records and each
+    candidate's base scores."""
     tasks = list(datasets)
     task_datasets = [datasets[t] for t in tasks]
     records, base_scores = [], {}
-    scoring = finetuned_evaluation or evaluation
     for uri, candidate in candidates.items():
         slug = step_slug(uri)
         shared = {
@@ -49,8 +47,7 @@ def sft_stage(
         seeds = sft.replicate_seeds if replicates and uri in sft.replicate_candidates else []
         for task in sft.tasks:
             common = {
-                **shared, "evaluation": scoring, "task": task, "base_scores": base, "sft": sft,
-                "zoo": zoo,
+                **shared, "task": task, "base_scores": base, "sft": sft, "zoo": zoo,
             }  # fmt: skip
             records.append(finetune_candidate(**common, id=f"sft_{task}_{slug}"))
             records += [

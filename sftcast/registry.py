@@ -138,7 +138,7 @@ def register_comparator(
     proxies = list(examples.columns)
 
     def log_model() -> str:
-        state = {"proxies": list(proxies), "lower_is_better": list(lower_is_better),
+        state = {"proxies": proxies, "lower_is_better": list(lower_is_better),
                  "comparator": comparator.state()}  # fmt: skip
         with tempfile.TemporaryDirectory() as folder:
             path = Path(folder) / "comparator.json"
