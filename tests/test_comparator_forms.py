@@ -73,6 +73,17 @@ def test_a_pool_too_small_to_fold_still_ranks_its_candidates() -> None:
     assert np.ptp(chosen.preference(x)) > 0
 
 
+def test_the_choice_stays_among_the_forms_offered() -> None:
+    x, y = table("two proxies", n=30)
+    offered = ("best_proxy", "linear")
+    chosen = ChosenComparator(forms=offered).fit(x, y)
+    assert set(chosen.inner_accuracy_) == set(offered)
+    assert chosen.form_ in offered
+    # every form when all are offered; one proxy alone cannot see that two combine
+    assert set(ChosenComparator().fit(x, y).inner_accuracy_) == set(FORMS)
+    assert ChosenComparator(forms=("best_proxy",)).fit(x[:3], y[:3]).form_ == "best_proxy"
+
+
 @pytest.mark.parametrize("form", ["auto", *FORMS])
 def test_a_comparator_survives_its_json_state(form: str) -> None:
     import json
