@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.special import expit
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 from sklearn.preprocessing import StandardScaler
@@ -65,7 +66,7 @@ class LinearComparator:
     def preference(self, proxies: np.ndarray) -> np.ndarray:
         score = self.scaler_.transform(proxies) @ self.weights_
         # a sigmoid of score differences: f[i, j] = 1 - f[j, i] by construction
-        return antisymmetric(1 / (1 + np.exp(-(score[:, None] - score[None, :]))))
+        return antisymmetric(expit(score[:, None] - score[None, :]))  # no overflow far apart
 
     def proxy_importance(self) -> np.ndarray:
         return np.abs(self.weights_)
