@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from sklearn.cluster import kmeans_plusplus
 from sklearn.preprocessing import StandardScaler
 
@@ -279,9 +280,10 @@ def plot_found_rate(report: dict[str, Any]) -> Figure:
     for name, result in report["strategies"].items():
         curve = result["by_budget"]
         ax.plot(curve["budget"], curve["top1_found_rate"], marker="o", markersize=3, label=name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # a budget is a count of fine-tunes
     ax.set_xlabel("candidates fine-tuned (budget)")
     ax.set_ylabel(f"top-1 found rate over {report['trials']} trials")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(f"{report['target']}: {report['n_candidates']} candidates")
-    ax.legend(loc="lower right")
+    ax.legend(loc="best")
     return figure

@@ -6,7 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sftcast.active import STRATEGIES, Oracle, run_strategy, simulate, spread_initial
+from sftcast.active import (
+    STRATEGIES,
+    Oracle,
+    plot_found_rate,
+    run_strategy,
+    simulate,
+    spread_initial,
+)
 from sftcast.comparator import Candidates, ComparatorInputError
 
 
@@ -89,3 +96,16 @@ def test_report_shape_and_determinism() -> None:
         assert set(result) >= {"top1_found_rate", "mean_regret", "regret_std"}
         assert len(result["by_budget"]["top1_found_rate"]) == 6
         assert len(result["first_trial_choices"]) == 6
+
+
+def test_the_plot_draws_one_curve_per_strategy_over_whole_budgets(tmp_path) -> None:
+    report = simulate(synthetic(20, seed=4), "score", budget=7, initial=3, trials=2, seed=0)
+    figure = plot_found_rate(report)
+    ax = figure.axes[0]
+    assert [line.get_label() for line in ax.get_lines()] == list(STRATEGIES)
+    for line, name in zip(ax.get_lines(), STRATEGIES, strict=True):
+        assert list(line.get_ydata()) == report["strategies"][name]["by_budget"]["top1_found_rate"]
+    figure.canvas.draw()  # the ticks exist once drawn
+    assert all(float(t).is_integer() for t in ax.get_xticks())
+    figure.savefig(tmp_path / "found.png")
+    assert (tmp_path / "found.png").read_bytes()[:4] == b"\x89PNG"
