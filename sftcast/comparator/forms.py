@@ -174,9 +174,9 @@ STATE_CLASSES = {"xgboost": Comparator, "xgboost_monotone": Comparator,
 class ChosenComparator:
     """The comparator of `settings.form`, or with `auto` the form chosen among `forms` by inner
     cross-validation on the training candidates, refitted on all of them (`blend` needs
-    `xgboost` and `linear` among them). A pool too small to fold gets `linear`: on a handful
-    of pairs the boosted trees cannot split (every leaf needs more pairs' weight than there
-    is) and would call every pair a tie."""
+    `xgboost` and `linear` among them). A pool too small to fold gets `linear` (the first
+    form offered when `linear` is not): on a handful of pairs the boosted trees cannot split
+    (every leaf needs more pairs' weight than there is) and would call every pair a tie."""
 
     def __init__(
         self,
