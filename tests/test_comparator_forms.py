@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sftcast.comparator import pairwise_accuracy, random_splits
-from sftcast.comparator.forms import FORMS, ChosenComparator, make_form
+from sftcast.comparator.forms import AUTO_FORMS, FORMS, ChosenComparator, clear_winner, make_form
 from sftcast.comparator.metrics import preference_from_scores
 
 
@@ -67,7 +67,8 @@ def test_the_monotone_form_prefers_more_of_every_proxy() -> None:
 def test_a_pool_too_small_to_fold_still_ranks_its_candidates() -> None:
     x, y = table("two proxies", n=3)
     chosen = ChosenComparator().fit(x, y)
-    assert chosen.form_ == "linear"
+    assert chosen.form_ == "ensemble"  # the default: `linear` is not among `auto`'s forms
+    assert ChosenComparator(forms=("best_proxy", "linear")).fit(x, y).form_ == "linear"
     # where the boosted trees, unable to split 6 pairs, call every pair a tie
     assert np.ptp(make_form("xgboost").fit(x, y).preference(x)) == 0
     assert np.ptp(chosen.preference(x)) > 0
@@ -79,9 +80,23 @@ def test_the_choice_stays_among_the_forms_offered() -> None:
     chosen = ChosenComparator(forms=offered).fit(x, y)
     assert set(chosen.inner_accuracy_) == set(offered)
     assert chosen.form_ in offered
-    assert set(ChosenComparator().fit(x, y).inner_accuracy_) == set(FORMS)  # the default
-    # a pool too small to fold, `linear` not offered: the first form offered
+    assert set(ChosenComparator().fit(x, y).inner_accuracy_) == set(AUTO_FORMS)  # the default
+    # a pool too small to fold, `linear` not offered: the default form
     assert ChosenComparator(forms=("best_proxy",)).fit(x[:3], y[:3]).form_ == "best_proxy"
+    with pytest.raises(ValueError, match="the default must be one of the forms"):
+        ChosenComparator(forms=("best_proxy", "linear"), default="xgboost")
+    with pytest.raises(ValueError, match="every form one of"):
+        ChosenComparator(forms=("best_proxy", "forest"))
+
+
+def test_the_default_form_stands_unless_clearly_beaten() -> None:
+    default = [0.70, 0.72, 0.68, 0.71, 0.69]
+    noisy = [0.80, 0.60, 0.75, 0.66, 0.74]  # ahead on the mean, but within its paired spread
+    clear = [0.74, 0.76, 0.72, 0.75, 0.73]  # ahead on every fold
+    assert clear_winner({"ensemble": default, "best_proxy": noisy}, "ensemble") == "ensemble"
+    assert clear_winner({"ensemble": default, "best_proxy": clear}, "ensemble") == "best_proxy"
+    picks = {"ensemble": default, "best_proxy": clear, "linear": [a + 0.01 for a in clear]}
+    assert clear_winner(picks, "ensemble") == "linear"  # the one that beats it most
 
 
 @pytest.mark.parametrize("form", ["auto", *FORMS])

@@ -233,6 +233,8 @@ def test_the_lead_is_judged_against_its_spread_over_splits() -> None:
     assert "not told apart" in lead_note({"lead": swings})
     assert "beyond one std over splits" in lead_note({"lead": steady})
     assert "on the one judged split" in lead_note({"lead": one})
+    tie = lead(per_split([0.8, 0.6], [0.8, 0.6]), ["a", "b"])
+    assert lead_note({"lead": tie}) == "a and b score alike on every split: a tie"
 
 
 def test_the_report_leads_with_its_ranking() -> None:

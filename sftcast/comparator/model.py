@@ -40,7 +40,9 @@ class ComparatorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # "auto": chosen on the training candidates by inner cross-validation (forms.py)
-    form: Literal["auto", "xgboost", "xgboost_monotone", "linear", "best_proxy", "blend"] = "auto"
+    form: Literal[
+        "auto", "xgboost", "xgboost_monotone", "linear", "best_proxy", "blend", "ensemble"
+    ] = "auto"
     n_estimators: int = Field(200, ge=1)
     max_depth: int = Field(3, ge=1)
     learning_rate: float = Field(0.1, gt=0, le=1)

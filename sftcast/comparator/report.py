@@ -356,6 +356,8 @@ def lead_note(report: dict[str, Any]) -> str:
     says = f"{lead['best']} leads {lead['runner_up']} by {lead['difference']:.3f} pairwise accuracy"
     if lead["splits"] == 1:
         return f"{says} on the one judged split: no spread over splits to tell the two apart"
+    if lead["difference"] == 0 and lead["std"] == 0:
+        return f"{lead['best']} and {lead['runner_up']} score alike on every split: a tie"
     if lead["within_uncertainty"]:
         return f"{says}, within one std over splits ({lead['std']:.3f}): the two are not told apart"
     return f"{says}, beyond one std over splits ({lead['std']:.3f})"

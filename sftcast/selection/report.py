@@ -141,6 +141,7 @@ IMPORTANCE = {
     "linear": "|weight| on the standardised proxy difference",
     "best_proxy": "1 for the proxy that ranks, 0 for the others",
     "blend": "share of the boosted and of the linear importance, averaged",
+    "ensemble": "share of each part's importance, averaged over its 4 parts",
 }
 
 
