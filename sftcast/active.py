@@ -40,8 +40,9 @@ STRATEGIES = ("random", "proxy_greedy", "active")
 # An active round's pool is a few labelled candidates: boosted trees cannot split on so few
 # pairs (the raw XGBoost comparator called nearly every pair a tie and `active` lost to
 # `random`), while one proxy or a linear model learns from three; docs/experiments.md.
-# The single proxy stands unless the linear model clearly beats it on the inner folds.
 ACTIVE_FORMS = ("best_proxy", "linear")
+# the single proxy stands unless the linear model clearly beats it on the inner folds
+ACTIVE_DEFAULT = "best_proxy"
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def most_likely_to_beat_best(
         return Choice(int(unlabelled[pick]), "labelled scores all tie: highest proxy mean")
     beats = np.mean(
         [
-            ChosenComparator(seed=k, forms=ACTIVE_FORMS, default="best_proxy")
+            ChosenComparator(seed=k, forms=ACTIVE_FORMS, default=ACTIVE_DEFAULT)
             .fit(proxies[labelled[s]], scores[s])
             .preference(proxies[rows])[1:, 0]
             for k, s in enumerate(usable)
