@@ -9,6 +9,7 @@ import pytest
 from sftcast.active import (
     STRATEGIES,
     Oracle,
+    active_choice,
     plot_found_rate,
     run_strategy,
     simulate,
@@ -46,6 +47,20 @@ def test_active_finds_the_best_with_fewer_fine_tunes_than_random() -> None:
         report["strategies"]["active"]["mean_regret"]
         <= report["strategies"]["random"]["mean_regret"]
     )
+
+
+def test_a_round_takes_the_highest_ranked_of_the_many_that_beat_the_labelled_best() -> None:
+    # One proxy orders the target exactly and the labelled pool is the 3 worst, so every
+    # unlabelled candidate surely beats its best (the single proxy's preferences are 0 or 1).
+    # The round must take the top-ranked one, not the first in table order of the many tied at
+    # "surely beats" (which the probability of beating the best alone took).
+    order = np.random.default_rng(0).permutation(30)
+    proxies, target = order[:, None].astype(float), order.astype(float)
+    labelled = np.flatnonzero(order < 3)
+    for seed in range(3):
+        choice = active_choice(proxies, labelled, target[labelled], 3, 5, seed)
+        assert choice.candidate == int(np.argmax(target)), choice
+        assert "P(beats the best labelled) = 1.00" in choice.reason
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

@@ -38,8 +38,8 @@ ID, TARGET = "candidate", "score"
 
 class ActiveLabelling(BaseModel):
     """`selection.labelled: {strategy: active, budget: N, initial: K}`: per task, fine-tune K
-    candidates spread over the proxies, then one at a time the candidate most likely to beat
-    the best fine-tuned so far, until N are (`sftcast.active`)."""
+    candidates spread over the proxies, then one at a time the candidate that comparators
+    fitted on the fine-tuned ones rank highest, until N are (`sftcast.active`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
