@@ -36,6 +36,7 @@ from sklearn.preprocessing import StandardScaler
 
 from sftcast.comparator import Candidates, ComparatorInputError
 from sftcast.comparator.forms import ChosenComparator, ProxyComparator
+from sftcast.comparator.model import mean_win_probability
 from sftcast.evaluation.report import SFTRecord
 from sftcast.proxies.registry import lower_is_better
 from sftcast.selection import TARGET, ActiveLabelling, oriented
@@ -164,7 +165,7 @@ def highest_predicted_standing(
         ],
         axis=0,
     )
-    standing = preference[1:, 1:].mean(axis=1)
+    standing = mean_win_probability(preference[1:, 1:])
     pick = int(np.argmax(standing))
     return Choice(
         int(unlabelled[pick]),
