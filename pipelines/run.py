@@ -736,7 +736,9 @@ def _print_selection(run_id: object, evidence: str | None = None) -> None:
 
 def _print_study_evidence(results: Path, tasks: list[str]) -> None:
     """After the smoke run's table, the evidence at scale: a study table (selection.evidence)
-    judged live (ppl_clm, the best single proxy, the comparator on held-out candidates)."""
+    judged live (ppl_clm, the best single proxy, the comparator on held-out candidates), on
+    the run's tasks first, then on every other task the table holds."""
+    from sftcast.data.schema import TASKS
     from sftcast.study.summary import evidence_lines
 
     if not results.is_file():
@@ -748,7 +750,8 @@ def _print_study_evidence(results: Path, tasks: list[str]) -> None:
         markup=False,
         soft_wrap=True,
     )
-    for line in evidence_lines(results, tasks, cache=stores_root() / ".cache" / "evidence"):
+    every = [*tasks, *(t for t in TASKS if t not in tasks)]
+    for line in evidence_lines(results, every, cache=stores_root() / ".cache" / "evidence"):
         console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
 
 

@@ -18,6 +18,7 @@ import yaml
 from test_faults import _completed_sft_steps, _start  # the faulted-run helpers
 from typer.testing import CliRunner
 
+import pipelines.run as run_module
 from pipelines.run import app
 from sftcast.evaluation import EvaluationConfig
 from sftcast.proxies import PROXIES, ProxyConfig
@@ -206,3 +207,16 @@ def test_the_live_evidence_is_memoized_by_the_table_it_judges(tmp_path) -> None:
     table.to_csv(results, index=False)
     assert evidence_lines(results, ["cls"], splits=2, jobs=1, cache=cache) != lines
     assert len(list(cache.iterdir())) == 2
+
+
+def test_select_prints_the_study_evidence_on_every_task_the_table_holds(
+    tmp_path, monkeypatch, capsys
+) -> None:
+    results = tmp_path / "results.csv"
+    _synthetic_results(results)  # a cls table
+    monkeypatch.setenv("SFTCAST_ROOT", str(tmp_path / "stores"))
+    # a run on cbqa alone: the table lacks cbqa, and its cls line is printed all the same
+    run_module._print_study_evidence(results, ["cbqa"])
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith(f"the study ({results}), judged now")
+    assert [line.split(":")[0].strip() for line in printed[1:]] == ["cls"]

@@ -13,8 +13,10 @@ import string
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from functools import cache
+from typing import TYPE_CHECKING
 
-from rouge_score import rouge_scorer
+if TYPE_CHECKING:
+    from rouge_score.rouge_scorer import RougeScorer
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
@@ -46,8 +48,11 @@ def token_f1(prediction: str, answers: Sequence[str]) -> float:
 
 
 @cache
-def _rouge() -> rouge_scorer.RougeScorer:
-    return rouge_scorer.RougeScorer(["rougeL"])
+def _rouge() -> RougeScorer:
+    # imported here, not above: it loads nltk (about 2 s), which a cached rerun never needs
+    from rouge_score.rouge_scorer import RougeScorer
+
+    return RougeScorer(["rougeL"])
 
 
 def rouge_l(prediction: str, references: Sequence[str]) -> float:
