@@ -5,9 +5,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
-# Two test workers (or a run beside anything else) share 2 cores: OpenMP threads that spin
-# while they wait steal them from each other (a fine-tune ran 4x slower spinning).
-export OMP_WAIT_POLICY ?= PASSIVE
+# How torch's OpenMP threads wait between kernels: alone on the machine a short spin (set by
+# pipelines/run.py) trains 1.3 to 2.3x faster than sleeping at once; processes that share the
+# cores must sleep (PASSIVE), or the spinning threads steal them from each other: the tests'
+# two workers do (docs/experiments.md, "How OpenMP threads wait"). Export OMP_WAIT_POLICY to
+# choose yourself.
+SHARED_CORES := OMP_WAIT_POLICY=$${OMP_WAIT_POLICY:-PASSIVE}
 
 .PHONY: install browser run test lint ui bench clean-stores constraints \
 	postgresql services services-down podman test-services
@@ -27,7 +30,7 @@ run: install
 
 test: install browser
 	$(PY) -m ruff check .
-	$(PY) -m pytest -n 2 --dist loadgroup
+	$(SHARED_CORES) $(PY) -m pytest -n 2 --dist loadgroup
 
 lint: install
 	$(PY) -m ruff check .
@@ -67,7 +70,7 @@ podman:
 # concurrency checks, tests/test_containers.py: the image built, a tiny select in it); .ci/run
 # calls it after `make test`.
 test-services: install postgresql podman
-	SFTCAST_SERVICE_TESTS=1 $(PY) -m pytest -p no:cacheprovider \
+	$(SHARED_CORES) SFTCAST_SERVICE_TESTS=1 $(PY) -m pytest -p no:cacheprovider \
 		tests/test_services.py tests/test_containers.py
 
 # MLflow UI over the stack's store, bound to 127.0.0.1 only (pipelines/run.py ui --help).
