@@ -8,6 +8,7 @@ from typing import Annotated
 import mlflow
 from zenml import step
 
+from materializers import FolderMaterializer
 from sftcast.data import DataConfig, build_all, corpus_stats, save_corpus
 from sftcast.data.io import save_task_dataset
 from sftcast.tracking import log_json
@@ -15,7 +16,12 @@ from sftcast.validation import validate_source
 from steps.lineage import MLFLOW_STEP, track
 
 
-@step(**MLFLOW_STEP)
+# A mapping, not the class alone: ZenML 0.98 spreads a single materializer over a step's
+# outputs in set order, which changes its cache key from one process to the next.
+@step(
+    **MLFLOW_STEP,
+    output_materializers={"corpus": FolderMaterializer, "builtin_tasks": FolderMaterializer},
+)
 def build_data(
     config: DataConfig,
 ) -> tuple[Annotated[Path, "corpus"], Annotated[Path, "builtin_tasks"]]:
@@ -34,7 +40,7 @@ def build_data(
     return out / "corpus", out / "tasks"
 
 
-@step(**MLFLOW_STEP)
+@step(**MLFLOW_STEP, output_materializers=FolderMaterializer)
 def validate_task_data(
     task: str, builtin_tasks: Path, config: DataConfig
 ) -> Annotated[Path, "task_dataset"]:

@@ -8,6 +8,7 @@ from typing import Annotated
 import mlflow
 from zenml import step
 
+from materializers import FolderMaterializer
 from sftcast.data import load_corpus
 from sftcast.tracking import safe_tags
 from sftcast.zoo import ZooConfig, pretrain_variant, resolve_candidate
@@ -16,14 +17,14 @@ from sftcast.zoo.train import train_zoo_tokenizer
 from steps.lineage import MLFLOW_STEP, track
 
 
-@step(**MLFLOW_STEP)
+@step(**MLFLOW_STEP, output_materializers=FolderMaterializer)
 def zoo_tokenizer(corpus: Path, zoo: ZooConfig) -> Annotated[Path, "tokenizer"]:
     """Byte-level BPE on the corpus train split, shared by every variant."""
     track(zoo.tokenizer_vocab_size, zoo.model, params={"vocab_size": zoo.tokenizer_vocab_size})
     return train_zoo_tokenizer(zoo, load_corpus(corpus))
 
 
-@step(extra={"gpu": True}, **MLFLOW_STEP)
+@step(extra={"gpu": True}, **MLFLOW_STEP, output_materializers=FolderMaterializer)
 def pretrain(
     corpus: Path, tokenizer: Path, zoo: ZooConfig, variant: str
 ) -> Annotated[Path, "zoo_run"]:
@@ -53,7 +54,7 @@ def pretrain(
     return result.run_dir
 
 
-@step(**MLFLOW_STEP)
+@step(**MLFLOW_STEP, output_materializers=FolderMaterializer)
 def fetch_candidate(
     uri: str, zoo: ZooConfig, zoo_run: Path | None = None
 ) -> Annotated[Path, "candidate"]:

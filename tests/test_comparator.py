@@ -432,3 +432,14 @@ def test_splits_judged_on_two_processes_give_the_same_report() -> None:
     one = compare_table(*args, splits=4, protocol="deployment")
     two = compare_table(*args, splits=4, protocol="deployment", jobs=2)
     assert one["methods"] == two["methods"] and one["comparator"] == two["comparator"]
+
+
+def test_a_judgement_without_the_final_fit_judges_alike() -> None:
+    df = synthetic(24)
+    full = compare_table(df, "id", "score", ["p1", "loss", "noise"], ["loss"], splits=3)
+    alone = compare_table(
+        df, "id", "score", ["p1", "loss", "noise"], ["loss"], splits=3, final_fit=False
+    )
+    assert alone["methods"] == full["methods"] and alone["lead"] == full["lead"]
+    assert full["comparator"]["final_form"] is not None and full["feature_importance"]
+    assert alone["comparator"]["final_form"] is None and alone["feature_importance"] is None

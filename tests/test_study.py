@@ -111,7 +111,8 @@ def test_the_study_resumes_after_a_kill_and_writes_a_reproducible_table(
     output, _ = resumed.communicate()
     assert resumed.returncode == 0, output
     run = zenml_client.get_pipeline("sftcast_study").last_run
-    assert all(run.steps[step].status.value == "cached" for step in done)
+    statuses = {name: step.status.value for name, step in run.steps.items()}
+    assert all(statuses[step] == "cached" for step in done), (done, statuses)
 
     table = pd.read_csv(results)
     assert sorted(table["candidate"]) == [f"zoo:clm-{v}@{s}" for v in "ab" for s in (3, 6)]

@@ -107,6 +107,7 @@ def compare_table(
     protocol: str | None = None,
     seed_noise: float | None = None,
     jobs: int = 1,
+    final_fit: bool = True,
 ) -> dict[str, Any]:
     """Validate the table, evaluate every method under the protocol (`paper`: `splits` random
     splits; `group`: leave-one-group-out on `groups`, the default when it is given;
@@ -114,7 +115,10 @@ def compare_table(
     and stds over the judged splits, with the comparator's gain per proxy when trained on every
     candidate. With `seed_noise`, also the accuracy on pairs whose targets differ by more than
     twice it. `jobs` processes judge the splits (the comparator's fits dominate at a hundred
-    candidates). Raises `ComparatorInputError` when no split can be judged."""
+    candidates). `final_fit=False` leaves out the fit on every candidate (the report's final
+    form and feature importance are then None): a third of the cost at a hundred candidates,
+    for a caller that wants the judgement alone. Raises `ComparatorInputError` when no split
+    can be judged."""
     if top_k < 1:
         raise ComparatorInputError(f"top k is {top_k}; it must be at least 1")
     if seed_noise is not None and not (np.isfinite(seed_noise) and seed_noise >= 0):
@@ -155,7 +159,11 @@ def compare_table(
     scores = [metrics for metrics, _ in judgements]
     methods = {method: _summary([s[method] for s in scores]) for method in scores[0]}
     ranking = method_ranking(methods)
-    final_fit = ChosenComparator(comparator, seed).fit(candidates.proxies, candidates.target)
+    fitted = (
+        ChosenComparator(comparator, seed).fit(candidates.proxies, candidates.target)
+        if final_fit
+        else None
+    )
     return {
         "input": {
             "path": candidates.source,
@@ -172,15 +180,15 @@ def compare_table(
             # `auto`: the form each split's training side chose, and the one every candidate
             # chooses (the comparator `select` would rank with)
             "forms_per_split": dict(Counter(form for _, form in judgements).most_common()),
-            "final_form": final_fit.form_,
-            "final_inner_accuracy": final_fit.inner_accuracy_,
+            "final_form": None if fitted is None else fitted.form_,
+            "final_inner_accuracy": None if fitted is None else fitted.inner_accuracy_,
         },
         "methods": methods,
         "ranking": ranking,
         "lead": lead(scores, ranking),
-        "feature_importance": dict(
-            zip(candidates.proxy_names, map(float, final_fit.proxy_importance()), strict=True)
-        ),
+        "feature_importance": None
+        if fitted is None
+        else dict(zip(candidates.proxy_names, map(float, fitted.proxy_importance()), strict=True)),
     }
 
 

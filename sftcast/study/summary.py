@@ -181,7 +181,7 @@ def evidence_lines(
         proxies = pretraining_proxies(df) + probe_proxies(df, task)
         report = compare_table(
             df, "candidate", target_column(task), proxies,
-            lower_is_better(proxies), splits=splits, jobs=jobs,
+            lower_is_better(proxies), splits=splits, jobs=jobs, final_fit=False,
         )  # fmt: skip
         methods = report["methods"]
         best = best_single_proxy(methods)
