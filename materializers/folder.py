@@ -40,8 +40,29 @@ class FolderMaterializer(PathMaterializer):
             archive = os.path.join(directory, self.ARCHIVE_NAME)
             fileio.copy(remote, archive)
             with tarfile.open(archive) as tar:
-                # the stdlib's "data" filter refuses absolute paths, links out of the folder
-                # and device files: an artifact store is not trusted input
-                tar.extractall(directory, filter="data")
+                extract_checked(tar, directory, source=remote)
             os.remove(archive)
             return Path(directory)
+
+
+def extract_checked(tar: tarfile.TarFile, directory: str, source: str) -> None:
+    """Extract `tar` into `directory`, refusing members that would land outside it.
+
+    An artifact store is not trusted input. The stdlib's "data" filter refuses absolute paths,
+    links out of the folder and device files; it came in Python 3.11.4, and Debian bookworm's
+    3.11 (a base the pods' image may be built on) is 3.11.2. There the same refusal is done
+    here by hand, stricter: our folders hold only files and folders.
+    """
+    if hasattr(tarfile, "data_filter"):
+        tar.extractall(directory, filter="data")
+        return
+    root = os.path.realpath(directory)
+    for member in tar.getmembers():
+        target = os.path.realpath(os.path.join(root, member.name))
+        inside = os.path.commonpath([root, target]) == root
+        if not (inside and (member.isfile() or member.isdir())):
+            raise tarfile.TarError(
+                f"{source}: member {member.name!r} is not a file or folder inside the archive's"
+                " folder; refusing to extract it"
+            )
+    tar.extractall(directory)

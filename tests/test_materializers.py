@@ -47,11 +47,35 @@ def test_a_single_file_round_trips(store_uri: str, tmp_path: Path) -> None:
     assert materializer.load(Path).read_text() == file.read_text()
 
 
-def test_an_archive_reaching_outside_its_folder_is_refused(store_uri: str) -> None:
+@pytest.mark.parametrize("filters", ["stdlib", "without extraction filters"])
+@pytest.mark.parametrize("escape", ["a parent path", "a link out"])
+def test_an_archive_reaching_outside_its_folder_is_refused(
+    store_uri: str, escape: str, filters: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if filters != "stdlib":  # as on Python before 3.11.4 (Debian bookworm's 3.11.2)
+        monkeypatch.delattr(tarfile, "data_filter", raising=False)
     with tarfile.open(Path(store_uri) / "data.tar", "w") as tar:
-        payload = b"overwritten"
-        member = tarfile.TarInfo("../escaped.txt")
-        member.size = len(payload)
-        tar.addfile(member, io.BytesIO(payload))
-    with pytest.raises(tarfile.OutsideDestinationError):
+        if escape == "a parent path":
+            payload = b"overwritten"
+            member = tarfile.TarInfo("../escaped.txt")
+            member.size = len(payload)
+            tar.addfile(member, io.BytesIO(payload))
+        else:
+            member = tarfile.TarInfo("escaped.txt")
+            member.type, member.linkname = tarfile.SYMTYPE, str(Path(store_uri).parent)
+            tar.addfile(member)
+    with pytest.raises(tarfile.TarError):
         FolderMaterializer(store_uri).load(Path)
+    assert not (Path(store_uri).parent / "escaped.txt").exists()
+
+
+def test_without_extraction_filters_a_folder_still_round_trips(
+    store_uri: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delattr(tarfile, "data_filter", raising=False)
+    folder = tmp_path / "candidate"
+    (folder / "nested").mkdir(parents=True)
+    (folder / "nested" / "config.json").write_text('{"hidden_size": 128}')
+    materializer = FolderMaterializer(store_uri)
+    materializer.save(folder)
+    assert _tree(materializer.load(Path)) == _tree(folder)
