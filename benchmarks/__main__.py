@@ -21,7 +21,10 @@ BENCHMARKS: dict[str, str] = {
     "sft": "benchmarks.sft",
     "evaluation": "benchmarks.evaluation",
     "make_run": "benchmarks.make_run",
+    "study_run": "benchmarks.study_run",
 }
+# Hours long: only when named (`python -m benchmarks study_run`), never in the default set.
+NAMED_ONLY = {"study_run"}
 RESULTS = Path(__file__).with_name("results.md")
 
 
@@ -54,7 +57,7 @@ def main(names: list[str]) -> None:
     if unknown:
         sys.exit(f"unknown benchmark(s) {unknown}; known: {sorted(BENCHMARKS)}")
     sections = ["# Benchmarks", "", machine(), ""]
-    for name in names or list(BENCHMARKS):
+    for name in names or [n for n in BENCHMARKS if n not in NAMED_ONLY]:
         start = time.perf_counter()
         print(f"running {name} ...", flush=True)
         sections.append(importlib.import_module(BENCHMARKS[name]).run())

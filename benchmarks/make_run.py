@@ -34,10 +34,11 @@ STAGES = {
     "sft_": "SFT (active rounds)",
     "select_": "select + register + promote",
 }  # fmt: skip
+# Run inside the stores: each step of the pipeline's newest run, in seconds (PIPELINE: its name)
 STEP_TIMES = """
 import json
 from zenml.client import Client
-run = Client().get_pipeline("sftcast_select").last_run
+run = Client().get_pipeline("PIPELINE").last_run
 print(json.dumps({n: (s.end_time - s.start_time).total_seconds()
                   for n, s in run.steps.items() if s.start_time and s.end_time}))
 """
@@ -61,14 +62,18 @@ def empty_stores(root: Path, config: dict) -> tuple[dict[str, str], Path]:
         parameters[section][key] = str(root / section)
     path = root / "run.yaml"
     path.write_text(yaml.safe_dump(config))
-    env = {
+    return stores_env(root), path
+
+
+def stores_env(root: Path) -> dict[str, str]:
+    """This process's environment pointed at the stores `empty_stores` made under `root`."""
+    return {
         **os.environ,
         "ZENML_CONFIG_PATH": str(root / "zenml-config"),
         "ZENML_REPOSITORY_PATH": str(root / "zenml-repo"),
         "SFTCAST_ROOT": str(root / "stores"),
         "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'stores' / 'mlruns' / 'mlflow.db'}",
     }
-    return env, path
 
 
 def _timed_run(env: dict[str, str], config: Path, log: Path | None = None) -> float:
@@ -87,13 +92,14 @@ def run() -> str:
         demo = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
         env, config = empty_stores(Path(tmp), demo)
         cold = _timed_run(env, config, LOG)
-        steps, speeds = (_query(script, env) for script in (STEP_TIMES, PRETRAIN_SPEED))
+        steps = step_times(env, "sftcast_select")
+        speeds = query(PRETRAIN_SPEED, env)
         cached = _timed_run(env, config)
     return report(cold, cached, steps, peak, sum(speeds) / len(speeds))
 
 
-def _query(script: str, env: dict[str, str]) -> Any:
-    """The JSON a script prints last, run against the cold run's stores."""
+def query(script: str, env: dict[str, str]) -> Any:
+    """The JSON a script prints last, run against the stores `env` names."""
     out = subprocess.run(
         [sys.executable, "-c", script], env=env, cwd=REPO, check=True, capture_output=True,
         text=True,
@@ -101,19 +107,30 @@ def _query(script: str, env: dict[str, str]) -> Any:
     return json.loads(out.stdout.splitlines()[-1])
 
 
-def report(
-    cold: float, cached: float, steps: dict[str, float], peak: float, tokens_per_s: float
-) -> str:
+def step_times(env: dict[str, str], pipeline: str) -> dict[str, float]:
+    """Seconds of each step of `pipeline`'s newest run in the stores `env` names."""
+    return query(STEP_TIMES.replace("PIPELINE", pipeline), env)
+
+
+def stage_rows(steps: dict[str, float], prefixes: dict[str, str]) -> list[str]:
+    """Markdown rows `| stage | steps | seconds |`: step times summed by stage, a step's stage
+    being that of the first of `prefixes` its name starts with, in the prefixes' order."""
     stages: dict[str, list[float]] = defaultdict(list)
     for name, seconds in steps.items():
-        stage = next((s for prefix, s in STAGES.items() if name.startswith(prefix)), "other")
+        stage = next((s for prefix, s in prefixes.items() if name.startswith(prefix)), "other")
         stages[stage].append(seconds)
-    order = [*dict.fromkeys(STAGES.values()), "other"]
-    rows = [
+    order = [*dict.fromkeys(prefixes.values()), "other"]
+    return [
         f"| {stage} | {len(stages[stage])} | {sum(stages[stage]):.0f} |"
         for stage in order
         if stage in stages
     ]
+
+
+def report(
+    cold: float, cached: float, steps: dict[str, float], peak: float, tokens_per_s: float
+) -> str:
+    rows = stage_rows(steps, STAGES)
     met = "met" if cold <= TARGET_S else "not met"
     return "\n".join(
         [
