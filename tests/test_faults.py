@@ -32,10 +32,10 @@ SECRETS = {
 }
 
 
-def _start(config: Path, *command: str) -> subprocess.Popen:
+def _start(config: Path, *command: str, **environ: str) -> subprocess.Popen:
     """The real CLI in its own process group (so a kill takes its children too), one torch
-    thread each: two of them share the 2 cores of CI."""
-    env = {**os.environ, **SECRETS, "OMP_NUM_THREADS": "1"}
+    thread each: two of them share the 2 cores of CI; `environ` added to its environment."""
+    env = {**os.environ, **SECRETS, "OMP_NUM_THREADS": "1", **environ}
     return subprocess.Popen(
         [*RUN, "--config", str(config), *command],
         cwd=REPO_ROOT,
