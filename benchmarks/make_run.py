@@ -34,11 +34,10 @@ STAGES = {
     "sft_": "SFT (active rounds)",
     "select_": "select + register + promote",
 }  # fmt: skip
-# Run inside the stores: each step of the pipeline's newest run, in seconds (PIPELINE: its name)
 STEP_TIMES = """
 import json
 from zenml.client import Client
-run = Client().get_pipeline("PIPELINE").last_run
+run = Client().get_pipeline("sftcast_select").last_run
 print(json.dumps({n: (s.end_time - s.start_time).total_seconds()
                   for n, s in run.steps.items() if s.start_time and s.end_time}))
 """
@@ -92,7 +91,7 @@ def run() -> str:
         demo = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
         env, config = empty_stores(Path(tmp), demo)
         cold = _timed_run(env, config, LOG)
-        steps = step_times(env, "sftcast_select")
+        steps = query(STEP_TIMES, env)
         speeds = query(PRETRAIN_SPEED, env)
         cached = _timed_run(env, config)
     return report(cold, cached, steps, peak, sum(speeds) / len(speeds))
@@ -105,11 +104,6 @@ def query(script: str, env: dict[str, str]) -> Any:
         text=True,
     )  # fmt: skip
     return json.loads(out.stdout.splitlines()[-1])
-
-
-def step_times(env: dict[str, str], pipeline: str) -> dict[str, float]:
-    """Seconds of each step of `pipeline`'s newest run in the stores `env` names."""
-    return query(STEP_TIMES.replace("PIPELINE", pipeline), env)
 
 
 def stage_rows(steps: dict[str, float], prefixes: dict[str, str]) -> list[str]:
