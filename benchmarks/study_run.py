@@ -71,11 +71,12 @@ def run() -> str:
             [sys.executable, str(REPO / "pipelines" / "run.py"), "--config", str(config), "study"],
             env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    seconds = [*json.loads(legs.read_text() if legs.is_file() else "[]")]
-    legs.write_text(json.dumps([*seconds, time.perf_counter() - start]))
+    earlier = json.loads(legs.read_text()) if legs.is_file() else []
+    seconds = [*earlier, time.perf_counter() - start]
+    legs.write_text(json.dumps(seconds))
     if done.returncode:
         sys.exit(f"the study failed: {root / 'run.log'}; run this again to resume it")
-    return report(root, env, json.loads(legs.read_text()), peak)
+    return report(root, env, seconds, peak)
 
 
 def report(root: Path, env: dict[str, str], legs: list[float], peak: float) -> str:
