@@ -48,10 +48,9 @@ if not (sys.stderr and sys.stderr.isatty()):
 # ZenML 0.98 keeps the current run's step runs in a bounded in-process cache (100 by default).
 # Resolving a step's inputs, it counts some inputs as cached, fetches the others, and adding
 # those can evict one it counted: the step fails with "No step `build_data` found in current
-# run". The study (258 steps) lost seven steps to it; a cache larger than any run never evicts.
-STEP_RUN_CACHE = "ZENML_EXECUTION_CONTEXT_STEP_RUN_CACHE_SIZE"
-if not os.environ.get(STEP_RUN_CACHE, "").isdigit() or int(os.environ[STEP_RUN_CACHE]) < 100_000:
-    os.environ[STEP_RUN_CACHE] = "100000"
+# run". The study (258 steps) lost seven steps to it. Off, as before ZenML had it: a larger
+# cache also fixed that, but a step failing on a stopped MLflow server then lost its error.
+os.environ.setdefault("ZENML_PREVENT_EXECUTION_CONTEXT_CACHING", "true")
 if __name__ == "__main__" and str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # `python pipelines/run.py` puts pipelines/ first instead
 

@@ -108,7 +108,7 @@ def test_the_study_resumes_after_a_kill_and_writes_a_reproducible_table(
     assert not results.exists()
 
     # ZenML's in-process cache of the run's steps at 3 (100 by default): its eviction bug
-    # failed steps of the 258-step study; the CLI sizes it above any run whatever is set
+    # failed steps of the 258-step study; the CLI turns that cache off
     resumed = _start(config, "study", ZENML_EXECUTION_CONTEXT_STEP_RUN_CACHE_SIZE="3")
     output, _ = resumed.communicate()
     assert resumed.returncode == 0, output
