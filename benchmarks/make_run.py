@@ -34,12 +34,18 @@ STAGES = {
     "sft_": "SFT (active rounds)",
     "select_": "select + register + promote",
 }  # fmt: skip
+# Run inside the stores: the seconds of each step of PIPELINE that ran to completion, in
+# whichever of its runs (a study resumed after a kill has several)
 STEP_TIMES = """
 import json
 from zenml.client import Client
-run = Client().get_pipeline("sftcast_select").last_run
-print(json.dumps({n: (s.end_time - s.start_time).total_seconds()
-                  for n, s in run.steps.items() if s.start_time and s.end_time}))
+from zenml.enums import ExecutionStatus
+times = {}
+for run in Client().get_pipeline("PIPELINE").runs:
+    for name, step in run.steps.items():
+        if step.status == ExecutionStatus.COMPLETED and step.start_time and step.end_time:
+            times[name] = (step.end_time - step.start_time).total_seconds()
+print(json.dumps(times))
 """
 # The pre-training steps' own tokens/s (MLflow): how fast these cores ran the demo's model
 # during the run. The matmul peak is a best-of-10 on big matrices and hides a host that is
@@ -91,7 +97,7 @@ def run() -> str:
         demo = yaml.safe_load((REPO / "configs" / "demo.yaml").read_text())
         env, config = empty_stores(Path(tmp), demo)
         cold = _timed_run(env, config, LOG)
-        steps = query(STEP_TIMES, env)
+        steps = step_times(env, "sftcast_select")
         speeds = query(PRETRAIN_SPEED, env)
         cached = _timed_run(env, config)
     return report(cold, cached, steps, peak, sum(speeds) / len(speeds))
@@ -104,6 +110,11 @@ def query(script: str, env: dict[str, str]) -> Any:
         text=True,
     )  # fmt: skip
     return json.loads(out.stdout.splitlines()[-1])
+
+
+def step_times(env: dict[str, str], pipeline: str) -> dict[str, float]:
+    """Seconds of each completed step of `pipeline` in the stores `env` names."""
+    return query(STEP_TIMES.replace("PIPELINE", pipeline), env)
 
 
 def stage_rows(steps: dict[str, float], prefixes: dict[str, str]) -> list[str]:

@@ -34,18 +34,6 @@ STAGES = {
     "build_data": "data", "validate_": "data", "zoo_tokenizer": "zoo", "pretrain_": "zoo",
     "fetch_": "zoo", "measure_": "candidates measured", "study_table": "table",
 }  # fmt: skip
-# Run inside the stores: each step's seconds where it ran to completion, in whichever leg
-STEP_TIMES = """
-import json
-from zenml.client import Client
-from zenml.enums import ExecutionStatus
-times = {}
-for run in Client().get_pipeline("sftcast_study").runs:
-    for name, step in run.steps.items():
-        if step.status == ExecutionStatus.COMPLETED and step.start_time and step.end_time:
-            times[name] = (step.end_time - step.start_time).total_seconds()
-print(json.dumps(times))
-"""
 
 
 def study_stores(root: Path) -> tuple[dict[str, str], Path]:
@@ -81,7 +69,7 @@ def run() -> str:
 
 def report(root: Path, env: dict[str, str], legs: list[float], peak: float) -> str:
     """The section for the study run whose stores are under `root`, in `legs` (seconds)."""
-    steps = make_run.query(STEP_TIMES, env)
+    steps = make_run.step_times(env, "sftcast_study")
     speeds = make_run.query(make_run.PRETRAIN_SPEED, env)
     table = pd.read_csv(root / "out" / "results.csv")
     wall = sum(legs)
