@@ -811,9 +811,9 @@ def _prepare_tracking(experiment: str) -> None:
 def _write_manifests(snapshot: Any, stack: Any, pipeline: str) -> None:
     """The Jobs the run would submit, validated offline (pipelines/manifests.py)."""
     from pipelines.manifests import write_manifests
-    from pipelines.runconfig import EFFECTIVE_DIR
+    from pipelines.runconfig import MANIFESTS_DIR
 
-    folder = EFFECTIVE_DIR.parent / "manifests" / pipeline
+    folder = MANIFESTS_DIR / pipeline
     paths = write_manifests(snapshot, stack, folder)
     # on stderr: stdout is the placement table, which scripts read
     print(

@@ -14,6 +14,7 @@ file, the key and the problem named, before ZenML runs any step and before MLflo
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +28,12 @@ if TYPE_CHECKING:
 
     from sftcast.config import RunParameters
 
-EFFECTIVE_DIR = REPO_ROOT / ".zenml" / "run-configs"
+# What runs leave for people to read: each run's effective configuration and a dry run's
+# Kubernetes Jobs. SFTCAST_STATE_DIR moves it; the tests give each worker its own, since two
+# workers' dry runs emptying one manifests folder raced.
+STATE_DIR = Path(os.environ.get("SFTCAST_STATE_DIR") or REPO_ROOT / ".zenml")
+EFFECTIVE_DIR = STATE_DIR / "run-configs"
+MANIFESTS_DIR = STATE_DIR / "manifests"
 
 
 class RunConfigError(ValueError):

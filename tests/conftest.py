@@ -1,6 +1,6 @@
 """Test isolation: every test session (each xdist worker) gets its own ZenML config and
-repository, its own MLflow store and stores root, all in a temporary folder. Set before
-anything imports ZenML."""
+repository, its own MLflow store, stores root and state folder (run configs, manifests), all
+in a temporary folder. Set before anything imports ZenML."""
 
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ os.environ.update(
         "ZENML_LOGGING_VERBOSITY": "WARN",
         "ZENML_ENABLE_RICH_TRACEBACK": "false",
         "SFTCAST_ROOT": str(SESSION_DIR / "stores"),
+        "SFTCAST_STATE_DIR": str(SESSION_DIR / "state"),
         "MLFLOW_TRACKING_URI": TRACKING_URI,
         "HF_HUB_OFFLINE": "1",
         "HF_DATASETS_OFFLINE": "1",

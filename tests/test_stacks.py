@@ -239,9 +239,9 @@ def test_tracking_uri_is_the_experiment_trackers() -> None:
 def test_k8s_dry_run_writes_the_jobs_valid_against_the_kubernetes_schema(k8s_env) -> None:
     from pipelines.manifests import validate_manifest
     from pipelines.run import app
-    from pipelines.runconfig import EFFECTIVE_DIR
+    from pipelines.runconfig import MANIFESTS_DIR
 
-    folder = EFFECTIVE_DIR.parent / "manifests" / "sftcast_zoo"
+    folder = MANIFESTS_DIR / "sftcast_zoo"
     result = CliRunner().invoke(app, ["--stack", "k8s", "--dry-run", "zoo"])
     assert result.exit_code == 0, result.output
     assert f"Kubernetes Jobs in {folder}, valid" in result.output
