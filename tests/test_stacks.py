@@ -181,7 +181,7 @@ def test_cli_dry_run_prints_placement(k8s_env) -> None:
     assert "dry run: nothing was started" in title
     assert header.split("\t") == ["step", "where", "device", "resources", "tolerations"]
     placement = {line.split("\t")[0]: line.split("\t")[1:] for line in lines}
-    gpu_step = placement["pretrain_ul2r-lr4e-3"]
+    gpu_step = placement["pretrain_clm-lr1.6e-2"]
     assert gpu_step[:2] == ["step operator sftcast-k8s-gpu (kubernetes)", "cuda"]
     assert placement["build_data"][0].startswith("orchestrator sftcast-k8s-orchestrator")
 

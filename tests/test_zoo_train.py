@@ -192,9 +192,8 @@ def test_study_config_has_the_studys_structure() -> None:
 def test_demo_config_is_a_slice_of_the_study() -> None:
     demo = ZooConfig.from_run_config(REPO / "configs/demo.yaml")
     study = ZooConfig.from_run_config(REPO / "configs/study.yaml")
-    assert 9 <= len(demo.zoo_candidates()) <= 12
+    assert 6 <= len(demo.zoo_candidates()) <= 12
     assert {v.config_hash for v in demo.variants} <= {v.config_hash for v in study.variants}
-    assert len({v.objective for v in demo.variants}) > 1
     assert len({v.learning_rate for v in demo.variants}) > 1
     assert len({json.dumps(v.mixture, sort_keys=True) for v in demo.variants}) > 1
 
