@@ -652,7 +652,7 @@ def _run_pipeline(opts: Options, name: str, stack_file: StackFile) -> None:
     try:
         run = pipeline.with_options(config_path=str(config_path))()
     except RuntimeError as err:
-        raise PipelineFailed(_failure_summary(pipeline.name) or str(err)) from err
+        raise PipelineFailed(_failure_summary(pipeline.name, stack_file) or str(err)) from err
     console.print(
         f"Finished run {run.name} ({run.id}); `make ui` shows it.", style="green", markup=False
     )
@@ -774,7 +774,7 @@ class PipelineFailed(RuntimeError):
     """A pipeline run failed; the message holds each failed step's own error."""
 
 
-def _failure_summary(pipeline_name: str) -> str:
+def _failure_summary(pipeline_name: str, stack_file: StackFile) -> str:
     """Each failed step of the latest run with its own error, rather than ZenML's
     'failure in step(s)' alone."""
     from zenml.client import Client
@@ -787,11 +787,29 @@ def _failure_summary(pipeline_name: str) -> str:
     if run.status != ExecutionStatus.FAILED:  # it failed before a run existed (its image build)
         return ""
     lines = [f"run {run.name} ({run.id}) failed:"]
+    unexplained = False
     for name, step_run in run.steps.items():
         if step_run.status == ExecutionStatus.FAILED:
             info = step_run.exception_info
+            unexplained |= info is None
             lines.append(f"step {name}: {info.message if info else 'failed (see the log above)'}")
+    if unexplained and (diagnosis := tracking_diagnosis(stack_file)):
+        lines.append(diagnosis)
     return "\n".join(lines)
+
+
+def tracking_diagnosis(stack_file: StackFile) -> str | None:
+    """Why steps may have failed without an error of their own: ZenML records a step's
+    error only from the step's code, and its MLflow tracker opens the step's run before that
+    code starts, so a tracking server that went away mid-run fails the next steps silently.
+    None when the stack's store answers (or it has none)."""
+    if "experiment_tracker" not in stack_file.components:
+        return None
+    try:
+        check_tracking_uri(tracking_uri(stack_file))
+    except TrackingUnavailable as err:
+        return f"{err} (steps that fail before their code starts carry no error of their own)"
+    return None
 
 
 def _prepare_tracking(experiment: str) -> None:

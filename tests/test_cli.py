@@ -195,6 +195,21 @@ def test_a_tracking_uri_that_refuses_is_named(tmp_path: Path) -> None:
         assert f"the MLflow tracking URI {uri} does not answer" in result.output
 
 
+def test_steps_that_failed_silently_get_the_tracking_store_named(tmp_path: Path) -> None:
+    # ZenML records no error for a step whose MLflow run could not open (the server went
+    # away mid-run); the failure summary then says whether the store answers
+    from pipelines.stacks import load_stack_file
+
+    uri = f"http://{LOOPBACK}:{closed_port()}"
+    diagnosis = run_module.tracking_diagnosis(
+        load_stack_file(str(stack_tracking_to(tmp_path, uri)))
+    )
+    assert diagnosis is not None
+    assert f"the MLflow tracking URI {uri} does not answer" in diagnosis
+    assert "carry no error of their own" in diagnosis
+    assert run_module.tracking_diagnosis(load_stack_file("local")) is None  # it answers
+
+
 def test_a_tracking_server_that_hangs_is_bounded() -> None:
     with silent_server() as port:
         uri = f"http://{LOOPBACK}:{port}"
