@@ -48,8 +48,8 @@ if not (sys.stderr and sys.stderr.isatty()):
 # ZenML 0.98 keeps the current run's step runs in a bounded in-process cache (100 by default).
 # Resolving a step's inputs, it counts some inputs as cached, fetches the others, and adding
 # those can evict one it counted: the step fails with "No step `build_data` found in current
-# run". The study (258 steps) lost seven steps to it. Off, as before ZenML had it: a larger
-# cache also fixed that, but a step failing on a stopped MLflow server then lost its error.
+# run". The study (258 steps) lost seven steps to it. Off, as before ZenML had it; the price is
+# that ZenML lists the installed packages at every step (uv keeps that to 0.1 s).
 os.environ.setdefault("ZENML_PREVENT_EXECUTION_CONTEXT_CACHING", "true")
 if __name__ == "__main__" and str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # `python pipelines/run.py` puts pipelines/ first instead
@@ -602,8 +602,8 @@ def _run(opts: Options, name: str) -> None:
         check_config_file(opts.config)
         stack_file = load_stack_file(opts.stack)
         check_kubernetes_contexts(stack_file)
-        if not opts.dry_run and "experiment_tracker" in stack_file.components:
-            check_tracking_uri(tracking_uri(stack_file))  # a dry run never reaches the store
+        if not opts.dry_run:  # a dry run never reaches the store
+            check_stack_tracking(stack_file)
     except (StackFileError, RunConfigError, TrackingUnavailable) as err:
         fail(str(err))
     from zenml.exceptions import StackValidationError
@@ -803,13 +803,17 @@ def tracking_diagnosis(stack_file: StackFile) -> str | None:
     error only from the step's code, and its MLflow tracker opens the step's run before that
     code starts, so a tracking server that went away mid-run fails the next steps silently.
     None when the stack's store answers (or it has none)."""
-    if "experiment_tracker" not in stack_file.components:
-        return None
     try:
-        check_tracking_uri(tracking_uri(stack_file))
+        check_stack_tracking(stack_file)
     except TrackingUnavailable as err:
         return f"{err} (steps that fail before their code starts carry no error of their own)"
     return None
+
+
+def check_stack_tracking(stack_file: StackFile) -> None:
+    """Raise `TrackingUnavailable` unless the stack's tracking store answers (or it has none)."""
+    if "experiment_tracker" in stack_file.components:
+        check_tracking_uri(tracking_uri(stack_file))
 
 
 def _prepare_tracking(experiment: str) -> None:
