@@ -18,6 +18,8 @@ from uuid import UUID
 
 import yaml
 
+from sftcast.files import write_text_atomic
+
 # what a submitted run has in these places instead
 PLACEHOLDER_SNAPSHOT_ID = UUID(int=0)  # and the step run's id
 PLACEHOLDER_JOB_SUFFIX = "00000000"
@@ -48,7 +50,7 @@ def write_manifests(snapshot: Any, stack: Any, folder: Path) -> list[Path]:
         # the API client posts a Job to the Jobs endpoint without saying what it is; a file
         # for `kubectl` (and the validator) says it
         manifest = {"apiVersion": "batch/v1", "kind": "Job", **serialize(job)}
-        path.write_text(yaml.safe_dump(manifest, sort_keys=False))
+        write_text_atomic(path, yaml.safe_dump(manifest, sort_keys=False))
         validate_manifest(path)
         written.append(path)
     return written

@@ -8,18 +8,20 @@ sftcast validate --task cls --dataset my_data/
 
 Exit codes: 0 done; 1 a pipeline failed, or a dataset failed validation; 2 bad input or
 environment (options, configuration, stack file, environment variables, kubeconfig, an MLflow
-store that does not answer, a port in use), named in one line, `error: ...`.
+store that cannot be used or does not answer, a port in use), named in one line, `error: ...`;
+130 a pipeline run stopped by Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # Before ZenML is imported: a project-local ZenML config (export ZENML_CONFIG_PATH to use
@@ -68,6 +70,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from typer.core import TyperGroup  # noqa: E402
 
+from pipelines.guards import ProcessEnvironmentError, check_environment, stop_on_signals  # noqa: E402
 from pipelines.runconfig import RunConfigError  # noqa: E402
 from pipelines.services import app as services_app  # noqa: E402
 from pipelines.stacks import (  # noqa: E402
@@ -81,6 +84,9 @@ from pipelines.stacks import (  # noqa: E402
     yaml_error_line,
 )
 from sftcast.tracking import TrackingUnavailable, check_tracking_uri  # noqa: E402
+
+if TYPE_CHECKING:
+    from sftcast.config import RunParameters
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
 DEFAULT_PIPELINE = "select"
@@ -162,6 +168,7 @@ class Options:
     dry_run: bool
     force: bool = False
     variants: list[str] | None = None  # study: a chunk of the zoo
+    overwrite: bool = False  # study: write over a table measured with other settings
 
 
 @app.callback(invoke_without_command=True)
@@ -227,14 +234,31 @@ def study(
     judge_only: bool = typer.Option(
         False, "--judge-only", help="Run nothing: judge the table on disk (summary, figures)."
     ),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Write over a study table measured with other settings (sft, evaluation, "
+        "proxies) than this configuration's, and over its judgement.",
+    ),
 ) -> None:
     """The study: every candidate's proxies (fine-tuning probes included) and post-SFT score
     per task, written to study.results with its summary (judged by compare) and figures."""
     ctx.obj.variants = _columns(variants) or None
-    if judge_only:
-        _publish_study(None, ctx.obj)
+    ctx.obj.overwrite = overwrite
+    if not judge_only:
+        _run(ctx.obj, "study")
         return
-    _run(ctx.obj, "study")
+    given = [o for o, on in (("--variants", variants), ("--dry-run", ctx.obj.dry_run),
+                             ("--no-cache", ctx.obj.no_cache)) if on]  # fmt: skip
+    if given:
+        fail(f"study --judge-only runs nothing, so it does not take {', '.join(given)}")
+    with contextlib.chdir(REPO_ROOT):  # the configuration's paths, as a run resolves them
+        try:
+            check_environment()
+            check_config_file(ctx.obj.config)
+        except (RunConfigError, ProcessEnvironmentError) as err:
+            fail(str(err))
+        _publish_study(None, ctx.obj)
 
 
 @command_with_globals("select")
@@ -253,9 +277,10 @@ def select_(ctx: typer.Context) -> None:
         "0 the dataset is valid;\n"
         "1 it failed validation or could not be read (each problem names its file, split, row "
         "and column);\n"
-        "2 a usage error (an unknown task, a missing option).\n\n"
+        "2 a usage error (an unknown task, a missing or empty option).\n\n"
         "Logging does not change the verdict: a report that cannot be logged (the stack file "
-        "does not load, the MLflow store does not answer) gets one warning line on stderr, and "
+        "does not load, the MLflow store cannot be used or does not answer) gets one warning "
+        "line on stderr, and "
         "the exit code is still the data's."
     )
 )
@@ -270,6 +295,8 @@ def validate(
 
     if task not in TASKS:
         fail(f"--task {task!r} is not a task; expected one of {', '.join(TASKS)}")
+    if not dataset.strip():  # a usage error, not a dataset (it would read the current folder)
+        fail("--dataset is empty; expected a folder of split files or hf:<name>[@revision]")
     report = validate_source(dataset, task)
     if console.is_terminal:
         console.print(report.to_table())
@@ -349,6 +376,7 @@ SeedNoise = Annotated[
 
 @app.command()
 def compare(
+    ctx: typer.Context,
     table: ResultsTable,
     id_column: IdColumn,
     target: TargetColumn,
@@ -387,6 +415,8 @@ def compare(
     from sftcast.comparator.report import report_notes
 
     _check_output(output, table)
+    if groups is not None and (ignored := _given(ctx, "splits", "train_fraction")):
+        fail(f"--groups holds out one group at a time: {' and '.join(ignored)} would be ignored")
     try:
         report = compare_table(
             read_table(table),
@@ -425,7 +455,9 @@ def simulate(
     seed: Seed = 0,
     output: ReportPath = None,
     plot: Path | None = typer.Option(
-        None, help="Write a PNG of top-1 found rate against budget here."
+        None,
+        help="Write a plot of top-1 found rate against budget to exactly this path; its "
+        "extension picks the format (.png, .svg, .pdf, ...; none: PNG).",
     ),
 ) -> None:
     """Replay selection strategies (random, proxy_greedy, active) on a table whose every
@@ -435,13 +467,14 @@ def simulate(
     Exit codes: 0 replayed; 2 bad input (named by file, row and column, as compare names
     it), an impossible budget, or an --output or --plot that cannot be written (checked first).
     """
-    from sftcast.active import plot_found_rate, simulate_rows, simulate_title
+    from sftcast.active import plot_format, save_found_rate, simulate_rows, simulate_title
     from sftcast.active import simulate as replay
     from sftcast.comparator import ComparatorInputError, check_table, read_table
 
     _check_output(output, table)
     _check_output(plot, table)
     try:
+        fmt = plot_format(plot) if plot is not None else "png"
         candidates = check_table(
             read_table(table), id_column, target, _columns(proxies), _columns(lower_is_better)
         )
@@ -451,9 +484,19 @@ def simulate(
     _show(simulate_title(report), simulate_rows(report))
     _write_json(output, report)
     if plot is not None:
-        plot.parent.mkdir(parents=True, exist_ok=True)
-        plot_found_rate(report).savefig(plot, dpi=120)
+        try:
+            plot.parent.mkdir(parents=True, exist_ok=True)
+            save_found_rate(report, plot, fmt)
+        except OSError as err:  # checked first; a race or a full disk can still get here
+            fail(f"{plot}: cannot write the plot: {err.strerror or err}")
         console.print(f"plot: {plot}", markup=False, soft_wrap=True)
+
+
+def _given(ctx: typer.Context, *names: str) -> list[str]:
+    """The options among `names` given on the command line (not left at their default)."""
+    # by name: typer carries a click of its own, whose enum is not click.core's
+    given = [n for n in names if getattr(ctx.get_parameter_source(n), "name", "") == "COMMANDLINE"]
+    return ["--" + n.replace("_", "-") for n in given]
 
 
 def _columns(text: str) -> list[str]:
@@ -482,11 +525,13 @@ def _show(title: str, rows: list[list[str]]) -> None:
 def _write_json(output: Path | None, report: dict[str, Any]) -> None:
     import json
 
+    from sftcast.files import write_text_atomic
+
     if output is None:
         return
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(json.dumps(report, indent=2) + "\n")
+        write_text_atomic(output, json.dumps(report, indent=2) + "\n")  # or keep the old one
     except OSError as err:  # checked before the work; a race or a full disk can still get here
         fail(f"{output}: cannot write the report: {err.strerror or err}")
     console.print(f"report: {output}", markup=False, soft_wrap=True)
@@ -509,6 +554,8 @@ def rollback(
 
     if task is None and model_name is None:
         fail("rollback needs --task (for the model sftcast-<task>) or --model-name")
+    if task is not None and model_name is not None:
+        fail("rollback takes --task or --model-name, not both: which model to roll back?")
     if task is not None and task not in TASKS:
         fail(f"--task {task!r} is not a task; expected one of {', '.join(TASKS)}")
     try:
@@ -537,6 +584,10 @@ def ui(
         fail(str(err))
     if not is_local_store(uri):
         fail(f"stack {name!r} tracks to the MLflow server at {uri}: open that one")
+    try:
+        check_tracking_uri(uri)  # the server would start, then fail at the first page
+    except TrackingUnavailable as err:
+        fail(str(err))
     _check_port_free(port)
     command = mlflow_server_command(uri, stores_root() / "mlruns" / "artifacts", port)
     console.print(f"MLflow UI on http://{LOOPBACK}:{port} over {uri}", markup=False, soft_wrap=True)
@@ -597,14 +648,30 @@ def check_config_file(path: Path) -> None:
 
 
 def _run(opts: Options, name: str) -> None:
-    """Run (or dry-run) one pipeline; known failures become a message and an exit code."""
+    """Run (or dry-run) one pipeline from the project root, so that a run configuration's
+    relative paths mean the same wherever the command starts; known failures become a
+    message and an exit code, Ctrl-C and SIGTERM stop it (exit 130)."""
+    with contextlib.chdir(REPO_ROOT), stop_on_signals():
+        try:
+            _preflight_and_run(opts, name)
+        except KeyboardInterrupt as err:
+            fail(
+                f"{err or 'SIGINT'}: the run stopped, no further step started; run the same "
+                "command again to resume from the cache",
+                code=130,
+                prefix="interrupted",
+            )
+
+
+def _preflight_and_run(opts: Options, name: str) -> None:
     try:  # the checks that take a second first, before the pipelines (torch, ...) load
+        check_environment()
         check_config_file(opts.config)
         stack_file = load_stack_file(opts.stack)
         check_kubernetes_contexts(stack_file)
         if not opts.dry_run:  # a dry run never reaches the store
             check_stack_tracking(stack_file)
-    except (StackFileError, RunConfigError, TrackingUnavailable) as err:
+    except (StackFileError, RunConfigError, TrackingUnavailable, ProcessEnvironmentError) as err:
         fail(str(err))
     from zenml.exceptions import StackValidationError
 
@@ -630,6 +697,8 @@ def _run_pipeline(opts: Options, name: str, stack_file: StackFile) -> None:
 
     pipeline = PIPELINES[name]
     config = load_run_config(opts.config, pipeline, known_sections(), opts.no_cache)
+    if name == "study" and not opts.dry_run:  # before the hours of measuring, not after
+        _check_study_settings(_study_parameters(opts), opts)
     if opts.force and "selection" in config["parameters"]:
         config["parameters"]["selection"] = {**config["parameters"]["selection"], "force": True}
     if opts.variants:
@@ -666,17 +735,16 @@ def _publish_study(run_id: object | None, opts: Options) -> None:
     """Write the study's table (a chunk adds its rows) from the run, then judge the whole
     table (summary, reports, figures) unless it was a chunk; with no run, judge the table on
     disk."""
-    from sftcast.config import RunParameters
+    from sftcast.comparator import ComparatorInputError
     from sftcast.study import StudyConfig, judge, write_table
-    from sftcast.tracking import config_hash
 
-    params = RunParameters.model_validate(yaml.safe_load(opts.config.read_text())["parameters"])
+    params = _study_parameters(opts)
     study = params.study or StudyConfig()
+    settings = _check_study_settings(params, opts)
     if run_id is not None:
         from zenml.client import Client
 
         table = Client().get_pipeline_run(run_id).steps["study_table"].output.load()
-        settings = config_hash(params.sft, params.evaluation, params.proxies)
         path = write_table(table, study, settings, merge=bool(opts.variants))
         console.print(f"wrote {path} ({len(table)} candidates measured by this run)", markup=False)
         if opts.variants:
@@ -688,8 +756,49 @@ def _publish_study(run_id: object | None, opts: Options) -> None:
             return
     if not study.results.is_file():
         fail(f"{study.results}: no study table yet; run `study` first")
-    for path in judge(study, params.sft.tasks):
-        console.print(f"wrote {path}", markup=False)
+    try:
+        written = judge(study, params.sft.tasks)
+    except ComparatorInputError as err:
+        fail(str(err))
+    for path in written:
+        console.print(f"wrote {path}", markup=False, soft_wrap=True)
+
+
+def _study_parameters(opts: Options) -> RunParameters:
+    from pipelines.runconfig import parse_parameters
+
+    try:
+        return parse_parameters(opts.config, yaml.safe_load(opts.config.read_text())["parameters"])
+    except RunConfigError as err:
+        fail(str(err))
+
+
+def _check_study_settings(params: RunParameters, opts: Options) -> str:
+    """This configuration's study settings (a hash of its sft, evaluation and proxies
+    sections); fails, before anything is written, when the table at `study.results` was
+    measured with others: a judgement or a full run would replace its evidence (the demo's
+    configuration would write over the committed study), a chunk would drop its rows."""
+    from sftcast.comparator import ComparatorInputError
+    from sftcast.study import StudyConfig
+    from sftcast.study.table import read_results
+    from sftcast.tracking import config_hash
+
+    settings = config_hash(params.sft, params.evaluation, params.proxies)
+    results = (params.study or StudyConfig()).results
+    if opts.overwrite or not results.is_file():
+        return settings
+    try:
+        table = read_results(results)
+    except ComparatorInputError as err:
+        fail(str(err))
+    measured = sorted(set(table["settings"].astype(str))) if "settings" in table else ["unknown"]
+    if measured != [settings]:
+        fail(
+            f"{results.resolve()}: measured with settings {', '.join(measured)}, not "
+            f"{settings} ({opts.config}'s sft, evaluation and proxies): this would write over "
+            "its study; use the configuration that measured it, or pass --overwrite"
+        )
+    return settings
 
 
 def _print_selection(run_id: object, evidence: str | None = None) -> None:
@@ -739,8 +848,18 @@ def _print_selection(run_id: object, evidence: str | None = None) -> None:
         console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     for line in refusals:
         console.print(line, style="yellow", markup=False, soft_wrap=True)
-    if evidence:
+    if not evidence:
+        return
+    try:  # checked in the pre-flight; whatever still fails here leaves the run's exit code
         _print_study_evidence(Path(evidence), [row[0] for row in rows[1:]])
+    except Exception as err:
+        reason = " ".join(str(err).split())
+        console.print(
+            f"warning: study evidence not judged: {reason}",
+            style="yellow",
+            markup=False,
+            soft_wrap=True,
+        )
 
 
 def _print_study_evidence(results: Path, tasks: list[str]) -> None:

@@ -90,14 +90,15 @@ def load_run_config(
 
 
 def preflight(path: Path, pipeline: Pipeline, parameters: dict[str, Any]) -> RunParameters:
-    """Validate what `pipeline` will be given before anything runs: its sections, each by its
-    model and against each other (`sftcast.config.RunParameters`), then every external
+    """Validate what `pipeline` will be given before anything runs: the device the steps are
+    pinned to (`SFTCAST_DEVICE`, read by every step of this process), its sections, each by
+    its model and against each other (`sftcast.config.RunParameters`), then every external
     candidate URI (`zoo.candidates`) by fetching and verifying it. Returns the validated
-    parameters; raises `RunConfigError` naming the file and the key path."""
-    from pydantic import ValidationError
+    parameters; raises `RunConfigError` naming the file and the key path, or the variable."""
+    from sftcast.device import ENV, device_problem
 
-    from sftcast.config import RunParameters
-
+    if problem := device_problem(os.environ.get(ENV)):
+        raise RunConfigError(f"{problem} (set in the environment)")
     signature = inspect.signature(pipeline.entrypoint)
     for name, param in signature.parameters.items():
         if name not in parameters and param.default is inspect.Parameter.empty:
@@ -105,14 +106,41 @@ def preflight(path: Path, pipeline: Pipeline, parameters: dict[str, Any]) -> Run
                 f"{path}: parameters.{name}: missing; the {pipeline.name} pipeline takes "
                 f"the sections {', '.join(signature.parameters)}"
             )
+    run = parse_parameters(path, parameters)
+    if run.zoo is not None:
+        _check_external_candidates(path, run.zoo)
+    if run.selection is not None and run.selection.evidence is not None:
+        _check_evidence(path, run.selection.evidence)
+    return run
+
+
+def parse_parameters(path: Path, parameters: dict[str, Any]) -> RunParameters:
+    """The sections validated by the root model; raises `RunConfigError` naming the file and
+    the key paths."""
+    from pydantic import ValidationError
+
+    from sftcast.config import RunParameters
+
     try:
-        run = RunParameters.model_validate(parameters)
+        return RunParameters.model_validate(parameters)
     except ValidationError as err:
         problems = _first_errors(err, prefix="parameters", show_input=True)
         raise RunConfigError(f"{path}: {problems}") from err
-    if run.zoo is not None:
-        _check_external_candidates(path, run.zoo)
-    return run
+
+
+def _check_evidence(path: Path, results: Path) -> None:
+    """The study table `select` judges after its run (`selection.evidence`), checked now: a
+    malformed one would otherwise be found after the promotion. A missing one is a note then."""
+    from sftcast.comparator import ComparatorInputError
+    from sftcast.data.schema import TASKS
+    from sftcast.study.summary import check_evidence
+
+    if not results.is_file():
+        return
+    try:
+        check_evidence(results, TASKS)
+    except ComparatorInputError as err:
+        raise RunConfigError(f"{path}: parameters.selection.evidence: {err}") from err
 
 
 def _check_external_candidates(path: Path, zoo: Any) -> None:
@@ -162,9 +190,12 @@ def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any
 
 def write_effective(config: dict[str, Any], pipeline_name: str) -> Path:
     """Write the effective configuration where ZenML (and a curious user) can read it."""
+    from sftcast.files import write_text_atomic
+
     EFFECTIVE_DIR.mkdir(parents=True, exist_ok=True)
     path = EFFECTIVE_DIR / f"{pipeline_name}-{config_hash(config)}.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    # whole or not at all: a file under a hash's name always holds that whole configuration
+    write_text_atomic(path, yaml.safe_dump(config, sort_keys=False))
     return path
 
 

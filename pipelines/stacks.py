@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -29,6 +30,16 @@ SECTION_KEYS = (*STEP_CLASSES, "pipeline")  # `pipeline`: run-wide options, e.g.
 # component configurations are not substituted at all: hence this small expander. Innermost
 # placeholders first, so a default may itself use a variable.
 _PLACEHOLDER = re.compile(r"\$\{(\w+)(?::-([^${}]*))?\}")
+# The tracking URIs both MLflow (its tracking store registry) and ZenML's MLflow tracker
+# (`_ensure_valid_tracking_uri`: mlflow's DATABASE_ENGINES, http, https, file, or exactly
+# `databricks`) take. Spelt out, not imported: mlflow takes seconds to import, and these
+# checks run before anything heavy (tests/test_stacks.py holds them to MLflow's own lists).
+DATABASE_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")  # each may name a +driver
+TRACKING_SCHEMES = ("file", *DATABASE_SCHEMES, "http", "https")
+TRACKING_URI_FORMS = (
+    "file:<path>, sqlite:///<path>, postgresql://, mysql://, mssql:// (each database with an "
+    "optional +driver), http(s)://<host> or databricks"
+)
 
 
 class StackFileError(ValueError):
@@ -107,6 +118,8 @@ def yaml_error_line(err: yaml.YAMLError) -> str:
 
 
 def load_stack_file(name_or_path: str | Path, env: dict[str, str] | None = None) -> StackFile:
+    """A stack of zenml_stack/ by name, or a stack file by path: its variables expanded, its
+    shape, tracking URI and devices checked; `StackFileError` names the file and the key."""
     path = Path(name_or_path)
     if path.suffix != ".yaml":
         path = STACK_DIR / f"{name_or_path}.yaml"
@@ -124,29 +137,43 @@ def load_stack_file(name_or_path: str | Path, env: dict[str, str] | None = None)
     if missing:
         raise StackFileError(f"{path}: missing key(s) {', '.join(sorted(missing))}")
 
+    components = _components(path, _mapping(path, "components", data["components"]))
+    _check_tracking_uris(path, components.get("experiment_tracker", []))
+    options = _step_options(path, _mapping(path, "sftcast", data.get("sftcast")))
+    return StackFile(path, data["stack_name"], components, options)
+
+
+def _components(path: Path, found: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """The stack's components by type, each with a `name`, a `flavor` and a configuration."""
     from zenml.enums import StackComponentType
 
     known_types = {t.value for t in StackComponentType}
     components: dict[str, list[dict[str, Any]]] = {}
-    for ctype, entries in (data["components"] or {}).items():
+    for ctype, entries in found.items():
         if ctype not in known_types:
             raise StackFileError(
                 f"{path}: unknown component type {ctype!r}; known: {', '.join(sorted(known_types))}"
             )
         entries = entries if isinstance(entries, list) else [entries]
-        for entry in entries:
+        for i, entry in enumerate(entries):
             if not isinstance(entry, dict) or not {"name", "flavor"} <= entry.keys():
                 raise StackFileError(f"{path}: each {ctype} needs a `name` and a `flavor`")
-            entry.setdefault("configuration", {})
+            where = f"components.{ctype}[{i}].configuration"
+            entry["configuration"] = _mapping(path, where, entry.get("configuration"))
         components[ctype] = entries
     for required in ("orchestrator", "artifact_store"):
         if required not in components:
             raise StackFileError(f"{path}: a stack needs an {required} component")
+    return components
 
-    options = data.get("sftcast") or {}
-    for key, value in options.items():
+
+def _step_options(path: Path, found: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The `sftcast:` section: per step class (and `pipeline`), the options it gets."""
+    options = {}
+    for key, value in found.items():
         if key not in SECTION_KEYS:
             raise StackFileError(f"{path}: sftcast.{key} is unknown; expected {SECTION_KEYS}")
+        options[key] = value = _mapping(path, f"sftcast.{key}", value)
         allowed = {"settings"} if key == "pipeline" else STEP_OPTION_KEYS
         unknown = set(value) - allowed
         if unknown:
@@ -154,7 +181,65 @@ def load_stack_file(name_or_path: str | Path, env: dict[str, str] | None = None)
                 f"{path}: sftcast.{key} has unknown option(s) {', '.join(sorted(unknown))}; "
                 f"allowed: {', '.join(sorted(allowed))}"
             )
-    return StackFile(path, data["stack_name"], components, options)
+        _check_device(path, key, value)
+    return options
+
+
+def _mapping(path: Path, key: str, value: Any) -> dict[str, Any]:
+    """`value` of the stack file's `key`, a mapping (absent or empty: an empty one)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise StackFileError(
+            f"{path}: {key}: expected a mapping, got {type(value).__name__} {value!r:.60}"
+        )
+    return value
+
+
+def _check_tracking_uris(path: Path, trackers: list[dict[str, Any]]) -> None:
+    """Every MLflow tracker's `tracking_uri` is one MLflow and ZenML can use: otherwise it is
+    found out only when a step opens its run."""
+    for i, tracker in enumerate(trackers):
+        uri = tracker["configuration"].get("tracking_uri")
+        if tracker["flavor"] != "mlflow" or not uri:  # none: `tracking_uri` says so when used
+            continue
+        if problem := tracking_uri_problem(uri):
+            from sftcast.tracking import without_password
+
+            raise StackFileError(
+                f"{path}: components.experiment_tracker[{i}].configuration.tracking_uri "
+                f"{without_password(str(uri))!r}: {problem}; expected {TRACKING_URI_FORMS}"
+            )
+
+
+def tracking_uri_problem(uri: Any) -> str | None:
+    """Why `uri` is no MLflow tracking URI the stack's tracker can use; None if it is one."""
+    if not isinstance(uri, str):
+        return f"expected a URI, got {type(uri).__name__}"
+    if uri == "databricks":
+        return None
+    parts = urlsplit(uri)
+    engine, plus, _ = parts.scheme.partition("+")
+    if (name := parts.scheme or uri).startswith("databricks") or name == "uc":
+        return "ZenML's MLflow tracker takes Databricks only as `databricks`"
+    if len(parts.scheme) < 2:  # none, or a Windows drive letter (`C:\data`)
+        return "a bare path, which ZenML's MLflow tracker refuses (write file:<path>)"
+    if engine not in TRACKING_SCHEMES or (plus and engine not in DATABASE_SCHEMES):
+        return f"unknown scheme {parts.scheme!r}"
+    if engine in ("http", "https") and not parts.hostname:
+        return "names no host"
+    return None
+
+
+def _check_device(path: Path, section: str, options: dict[str, Any]) -> None:
+    """The device a step class is pinned to (`environment.SFTCAST_DEVICE`) is one sftcast
+    runs on; whether that machine has it is known only where the step runs."""
+    from sftcast.device import ENV, device_problem
+
+    environment = _mapping(path, f"sftcast.{section}.environment", options.get("environment"))
+    value = environment.get(ENV)
+    if value is not None and (problem := device_problem(str(value))):
+        raise StackFileError(f"{path}: sftcast.{section}.environment.{ENV}: {problem}")
 
 
 def tracking_uri(stack_file: StackFile) -> str:
@@ -185,23 +270,72 @@ def check_kubernetes_contexts(stack_file: StackFile) -> None:
 
     # Read KUBECONFIG now: the kubernetes package reads it once, when first imported.
     kubeconfig = os.environ.get("KUBECONFIG") or "~/.kube/config"
+    origin = "KUBECONFIG" if os.environ.get("KUBECONFIG") else "the default: KUBECONFIG is unset"
     # ZenML's own checks later read the package's default path, fixed at its first import:
     # point it at this file, so that one process never reads two kubeconfigs.
     k8s_config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION = kubeconfig
+    needs = f"the stack needs the context {', '.join(sorted(contexts))}"
+    for file in _kubeconfig_files(kubeconfig):
+        if problem := kubeconfig_problem(file):
+            raise StackFileError(
+                f"{stack_file.path}: the Kubernetes configuration {file} ({origin}) {problem}; "
+                f"{needs}"
+            )
     try:
         known, _ = k8s_config.list_kube_config_contexts(config_file=kubeconfig)
-    except k8s_config.ConfigException as err:
+    except (k8s_config.ConfigException, TypeError, ValueError, KeyError, AttributeError) as err:
+        # ConfigException for what the package checks; the others for a shape it does not
         raise StackFileError(
             f"{stack_file.path}: could not load the Kubernetes configuration {kubeconfig} "
-            f"(KUBECONFIG): {str(err).rstrip('.')}; the stack needs the context "
-            f"{', '.join(sorted(contexts))}"
+            f"({origin}): {str(err).rstrip('.')}; {needs}"
         ) from err
     absent = sorted(contexts - {c["name"] for c in known})
     if absent:
         raise StackFileError(
             f"{stack_file.path}: no Kubernetes context {', '.join(absent)} in {kubeconfig} "
-            f"(KUBECONFIG); it has {', '.join(sorted(c['name'] for c in known)) or 'none'}"
+            f"({origin}); it has {', '.join(sorted(c['name'] for c in known)) or 'none'}"
         )
+
+
+def _kubeconfig_files(kubeconfig: str) -> list[Path]:
+    """The files KUBECONFIG names (a list, as kubectl reads it) that exist: the kubernetes
+    package merges those and skips the others."""
+    files = (Path(f).expanduser() for f in kubeconfig.split(os.pathsep) if f)
+    return [f for f in files if f.is_file()]
+
+
+# A kubeconfig's lists, and what each entry holds besides its `name`.
+KUBECONFIG_LISTS = {"contexts": "context", "clusters": "cluster", "users": "user"}
+
+
+def kubeconfig_problem(file: Path) -> str | None:
+    """What makes `file` no kubeconfig: not YAML (with its line and column), or YAML of
+    another shape than kubectl's (a mapping whose `contexts`, `clusters` and `users` are lists
+    of {name, <entry>} mappings); None if it is one. An empty file the kubernetes package
+    reports itself."""
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        return f"is {yaml_error_line(err)}"
+    except (OSError, UnicodeDecodeError) as err:
+        return f"cannot be read: {err}"
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        return f"is not a kubeconfig: expected a mapping, got {type(data).__name__} {data!r:.60}"
+    for key, inner in KUBECONFIG_LISTS.items():
+        entries = data.get(key)
+        if entries is None:
+            continue
+        if not isinstance(entries, list):
+            got = f"{type(entries).__name__} {entries!r:.60}"
+            return f"is not a kubeconfig: {key}: expected a list, got {got}"
+        for i, entry in enumerate(entries):
+            if not (isinstance(entry, dict) and isinstance(entry.get("name"), str)):
+                return f"is not a kubeconfig: {key}[{i}] is not a mapping with a name"
+            if not isinstance(entry.get(inner), dict):
+                return f"is not a kubeconfig: {key}[{i}].{inner} is not a mapping"
+    return None
 
 
 def ensure_repository() -> None:

@@ -24,8 +24,10 @@ one replay to the largest budget gives every smaller budget's outcome as a prefi
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +40,7 @@ from sftcast.comparator import Candidates, ComparatorInputError
 from sftcast.comparator.forms import ChosenComparator, ProxyComparator
 from sftcast.comparator.model import mean_win_probability
 from sftcast.evaluation.report import SFTRecord
+from sftcast.files import replacing
 from sftcast.proxies.registry import lower_is_better
 from sftcast.selection import TARGET, ActiveLabelling, oriented
 from sftcast.selection.report import ProxyRow, selection_table
@@ -283,6 +286,35 @@ def simulate_rows(report: dict[str, Any]) -> list[list[str]]:
              f"{result['regret_std']:.4f}"]
         )  # fmt: skip
     return rows
+
+
+def plot_format(path: Path) -> str:
+    """The image format `path` asks for by its extension, PNG without one; checked before any
+    work by drawing a small figure with text in that format, since matplotlib lists formats it
+    cannot write on every machine (pgf needs a TeX system). `ComparatorInputError` names the
+    path and the formats otherwise."""
+    formats = sorted(Figure().canvas.get_supported_filetypes())
+    fmt = path.suffix.lower().removeprefix(".") or "png"
+    if fmt not in formats:
+        raise ComparatorInputError(
+            f"{path}: {path.suffix!r} is not an image format matplotlib writes; end the name "
+            f"in one of {', '.join('.' + f for f in formats)} (none: PNG)"
+        )
+    probe = Figure(figsize=(1, 1))
+    probe.text(0.5, 0.5, "x")
+    try:
+        probe.savefig(io.BytesIO(), format=fmt)
+    except (RuntimeError, OSError, ValueError, KeyError) as err:  # what the backend lacks
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ComparatorInputError(f"{path}: cannot write a {fmt} plot here: {reason}") from err
+    return fmt
+
+
+def save_found_rate(report: dict[str, Any], path: Path, fmt: str) -> None:
+    """`plot_found_rate` written to exactly `path` in `fmt` (matplotlib would append the
+    format's extension to a name without one), whole or not at all."""
+    with replacing(path) as tmp:
+        plot_found_rate(report).savefig(tmp, dpi=120, format=fmt)
 
 
 def plot_found_rate(report: dict[str, Any]) -> Figure:

@@ -32,7 +32,7 @@ class SectionConflict(ValueError):
 class RunParameters(BaseModel):
     """`parameters` of a run configuration; a pipeline's sections are those it takes."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     data: DataConfig | None = None
     zoo: ZooConfig | None = None

@@ -5,6 +5,7 @@ Plain MLflow, no ZenML: the steps pass in the ZenML identifiers they know.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -121,8 +122,11 @@ class TrackingUnavailable(RuntimeError):
 def check_tracking_uri(uri: str, timeout_s: float = TRACKING_TIMEOUT_S) -> None:
     """Raise `TrackingUnavailable` naming `uri` unless its store answers within `timeout_s`:
     one try, no retries. Any HTTP answer counts (a 401 or 404 too: the server is there); a
-    database server must accept a connection. Local stores (SQLite, files) always answer."""
+    database server must accept a connection. A local store (SQLite, files) must be one that
+    opens, or one that can be created."""
     if is_local_store(uri):
+        if problem := local_store_problem(uri):
+            raise TrackingUnavailable(f"the MLflow store {uri} cannot be used: {problem}")
         return
     parts = urlsplit(uri)
     scheme = parts.scheme.split("+")[0]  # `postgresql+psycopg2` is a PostgreSQL server
@@ -140,12 +144,47 @@ def check_tracking_uri(uri: str, timeout_s: float = TRACKING_TIMEOUT_S) -> None:
             socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
     except Exception as err:  # requests, MLflow and the socket layer each raise their own
         raise TrackingUnavailable(
-            f"the MLflow tracking URI {_without_password(uri)} does not answer within "
+            f"the MLflow tracking URI {without_password(uri)} does not answer within "
             f"{timeout_s:g} s: {redact(_first_line(err))}"
         ) from err
 
 
-def _without_password(uri: str) -> str:
+def local_store_problem(uri: str) -> str | None:
+    """Why the SQLite database or store folder of a local tracking URI can be neither opened
+    nor created; None if it can. MLflow would say so only from deep in SQLAlchemy, after a
+    retry loop, and (with no store yet) after the pipeline's work."""
+    import sqlite3
+
+    if uri.startswith("sqlite:"):
+        from sqlalchemy.engine import make_url
+
+        database = make_url(uri).database
+        if not database or database == ":memory:":
+            return None
+        path = Path(database)
+    else:
+        path = Path(urlsplit(uri).path if uri.startswith("file:") else uri)
+    if path.exists():
+        if not uri.startswith("sqlite:"):
+            return None if path.is_dir() else f"{path} is a file, not a folder"
+        if path.is_dir():
+            return f"{path} is a folder, not an SQLite database"
+        try:  # read-only: a check must not create or change the store
+            read_only = f"{path.resolve().as_uri()}?mode=ro"
+            with contextlib.closing(sqlite3.connect(read_only, uri=True)) as db:
+                db.execute("PRAGMA schema_version")
+        except sqlite3.Error as err:
+            return f"{path}: {err}"
+        return None
+    folder = next(p for p in path.parents if p.exists())  # where the store would be created
+    if not folder.is_dir():
+        return f"{folder} is a file, not a folder, so {path} cannot be created"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{folder} is not writable, so {path} cannot be created"
+    return None
+
+
+def without_password(uri: str) -> str:
     parts = urlsplit(uri)
     if parts.password is None:
         return uri

@@ -44,6 +44,13 @@ TEXTS = [
 class Env:
     tmp: Path  # this case's own folder
     good: Path  # the tiny real candidate: never damaged, copied by the cases that break it
+    monkeypatch: pytest.MonkeyPatch | None = None  # undoes what `setenv` sets, after the case
+
+    def setenv(self, **variables: str) -> None:
+        """Set environment variables for this case only."""
+        assert self.monkeypatch is not None, "this Env cannot set variables"
+        for name, value in variables.items():
+            self.monkeypatch.setenv(name, value)
 
     def broken(self, damage: Callable[[Path], Any]) -> str:
         """A copy of the good candidate, damaged by `damage`; its path as a URI."""
@@ -229,6 +236,16 @@ def drop_tokenizer(folder: Path) -> None:
         (folder / name).unlink()
 
 
+def drop_vocabulary(folder: Path) -> None:
+    """tokenizer_config.json stays; the vocabulary it describes (tokenizer.json) goes."""
+    (folder / "tokenizer.json").unlink()
+
+
+def garble_tokenizer(folder: Path) -> None:
+    """A tokenizer.json that is JSON, but no tokenizer."""
+    (folder / "tokenizer.json").write_text('{"version": "1.0", "model": 5}')
+
+
 # --- validate --task T --dataset D --------------------------------------------------------------
 
 
@@ -273,6 +290,16 @@ def replace_line(name: str, line: int, raw: bytes) -> Callable[..., Callable[[Pa
         lines = (folder / name).read_bytes().split(b"\n")
         lines[line - 1] = raw
         (folder / name).write_bytes(b"\n".join(lines))
+
+    return lambda rows, folder: after
+
+
+def link_to(name: str, target: str) -> Callable[..., Callable[[Path], None]]:
+    """After writing: `name` becomes a symbolic link to `target` ("{dir}": the folder)."""
+
+    def after(folder: Path) -> None:
+        (folder / name).unlink(missing_ok=True)
+        (folder / name).symlink_to(target.replace("{dir}", str(folder)))
 
     return lambda rows, folder: after
 
@@ -390,6 +417,113 @@ def stack_tracking_to(env: Env, uri: str) -> Path:
     return path
 
 
+def unusable_store(make_store: Callable[[Path], str], *command: str, needle: str) -> Case:
+    """`command` on a stack whose MLflow store is the local one `make_store(folder)` makes
+    and names: said in one line naming the store, before any work."""
+
+    def make(env: Env) -> tuple[list[str], list[str]]:
+        uri = make_store(env.tmp)
+        path = stack_tracking_to(env, uri)
+        if command == ("select",):  # a good configuration: the store is at fault
+            args, _ = config(lambda p: None)(env)
+            return [*args, "--stack", str(path)], [f"the MLflow store {uri} cannot be used", needle]
+        return [*command, "--stack", str(path)], [f"the MLflow store {uri} cannot be used", needle]
+
+    return make
+
+
+def not_a_database(tmp: Path) -> str:
+    (tmp / "mlflow.db").write_text("a text file where the MLflow database should be\n")
+    return f"sqlite:///{tmp / 'mlflow.db'}"
+
+
+def under_a_file(tmp: Path) -> str:
+    """No store yet, and its folder cannot be made: a file stands where it would go."""
+    (tmp / "mlruns").write_text("")
+    return f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
+
+
+def folder_variable_is_a_file(name: str) -> Case:
+    """A variable that names the folder sftcast or ZenML writes into names a file."""
+
+    def make(env: Env) -> tuple[list[str], list[str]]:
+        (env.tmp / "a-file").write_text("")
+        env.setenv(**{name: str(env.tmp / "a-file")})
+        args, _ = config(lambda p: None)(env)
+        return args, [f"{name}={env.tmp / 'a-file'} is a file, not a folder"]
+
+    return make
+
+
+def evidence_with_a_bad_cell(env: Env) -> tuple[list[str], list[str]]:
+    """`select` with a study table (`selection.evidence`) holding a word where a proxy's
+    number should be: refused by the pre-flight, not found after the promotion."""
+    results = env.tmp / "study.csv"
+    rows = [f"c{i},0.{i},{i},{9 - i}" for i in range(8)]
+    rows[3] = "c3,0.3,three,6"
+    results.write_text("candidate,sft_cls,ppl_clm,kshot_cls\n" + "\n".join(rows) + "\n")
+    parameters = base_parameters(env.tmp)
+    parameters["selection"]["evidence"] = str(results)
+    path = write_config(env.tmp, parameters)
+    return ["--config", str(path), "select"], [
+        f"{path}: parameters.selection.evidence: {results}",
+        "row 4 (line 5), column 'ppl_clm'",
+    ]
+
+
+def unknown_device(env: Env) -> tuple[list[str], list[str]]:
+    """SFTCAST_DEVICE, which every step of the run reads, names no device: said before any."""
+    env.setenv(SFTCAST_DEVICE="tpu")
+    args, _ = config(lambda p: None)(env)  # a good configuration: the variable is at fault
+    return args, ["SFTCAST_DEVICE='tpu'", "expected auto, cpu, cuda or cuda:N", "environment"]
+
+
+def stack_edit(edit: Callable[[dict[str, Any]], Any], *needles: str) -> Case:
+    """`select` on the local stack file with `edit` applied; the message names the copy."""
+
+    def make(env: Env) -> tuple[list[str], list[str]]:
+        stack = yaml.safe_load((pipelines.stacks.STACK_DIR / "local.yaml").read_text())
+        edit(stack)
+        path = env.tmp / "stack.yaml"
+        path.write_text(yaml.safe_dump(stack))
+        return ["--stack", str(path), "select"], [str(path), *needles]
+
+    return make
+
+
+def tracking_uri_set(uri: str) -> Callable[[dict[str, Any]], None]:
+    def edit(stack: dict[str, Any]) -> None:
+        stack["components"]["experiment_tracker"][0]["configuration"]["tracking_uri"] = uri
+
+    return edit
+
+
+def kubeconfig(text: str, *needles: str) -> Case:
+    """`--stack k8s --dry-run` with every variable the stack needs set, and KUBECONFIG naming
+    a file with this text: the message names the file and KUBECONFIG."""
+
+    def make(env: Env) -> tuple[list[str], list[str]]:
+        from kubernetes.config import kube_config
+
+        path = env.tmp / "kubeconfig"
+        path.write_text(text)
+        env.setenv(
+            KUBECONFIG=str(path),
+            SFTCAST_K8S_CONTEXT="sftcast-test",
+            SFTCAST_ARTIFACT_STORE="s3://sftcast-test-bucket/zenml",
+            SFTCAST_REGISTRY_URI="registry.example.com/sftcast",
+            SFTCAST_MLFLOW_URI="https://mlflow.example.com",
+        )
+        # the check points the kubernetes package's default at the file: undone after the case
+        assert env.monkeypatch is not None
+        default = kube_config.KUBE_CONFIG_DEFAULT_LOCATION
+        env.monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", default)
+        args = ["--stack", "k8s", "--dry-run", "select"]
+        return args, [f"the Kubernetes configuration {path} (KUBECONFIG)", *needles]
+
+    return make
+
+
 def unset_stack_variables(env: Env) -> tuple[list[str], list[str]]:
     path = stack_tracking_to(env, "${SFTCAST_UNSET_HOST}:${SFTCAST_UNSET_PORT}")
     return ["--stack", str(path), "select"], [
@@ -468,6 +602,38 @@ def set_value(row: int, column: str, value: Any) -> Callable[[pd.DataFrame], pd.
     return edit
 
 
+def repeat_ppl(df: pd.DataFrame) -> pd.DataFrame:
+    """A second column named 'ppl' (other numbers) at the end: pandas reads it as 'ppl.1'."""
+    return pd.concat([df, df[["ppl"]] * 2], axis=1)
+
+
+def evidence_repeating_a_column(env: Env) -> tuple[list[str], list[str]]:
+    """`select` with a study table (`selection.evidence`) whose header names 'ppl_clm' twice:
+    refused by the pre-flight, before the run it would be judged after."""
+    results = env.tmp / "study.csv"
+    rows = "".join(f"c{i},0.{i},{i},{9 - i}\n" for i in range(8))
+    results.write_text("candidate,sft_cls,ppl_clm,ppl_clm\n" + rows)
+    parameters = base_parameters(env.tmp)
+    parameters["selection"]["evidence"] = str(results)
+    path = write_config(env.tmp, parameters)
+    return ["--config", str(path), "select"], [
+        f"{path}: parameters.selection.evidence: {results}: the header repeats column name(s) "
+        "'ppl_clm' (columns 3 and 4)"
+    ]
+
+
+def parquet_repeating_ppl() -> bytes:
+    """A Parquet file whose schema names 'ppl' twice (pyarrow writes that)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    df = repeat_ppl(scores())
+    columns = [pa.array(df.iloc[:, i]) for i in range(df.shape[1])]
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table(columns, names=list(df.columns)), sink)
+    return sink.getvalue().to_pybytes()
+
+
 CASES = [
     # run configurations (exit 2)
     pytest.param(missing_config, 2, id="config-missing-file"),
@@ -513,6 +679,22 @@ CASES = [
         ),
         2,
         id="config-negative-zoo-learning-rate",
+    ),
+    pytest.param(
+        config(
+            setting("sft", "learning_rate", float("inf")),
+            "parameters.sft.learning_rate: Input should be a finite number (got inf)",
+        ),
+        2,
+        id="config-infinite-sft-learning-rate",
+    ),
+    pytest.param(
+        config(
+            variant_setting(0, "mixture", {"knowledge": float("nan"), "trivia": 1.0}),
+            "parameters.zoo.variants[0].mixture.knowledge: Input should be a finite number",
+        ),
+        2,
+        id="config-nan-mixture-weight",
     ),
     pytest.param(
         config(setting("zoo", "variants", []), "parameters.zoo.variants", "at least 1 item"),
@@ -702,6 +884,20 @@ CASES = [
         candidate(damaged(drop_tokenizer), "no tokenizer files"), 2, id="candidate-no-tokenizer"
     ),
     pytest.param(
+        candidate(
+            damaged(drop_vocabulary),
+            "its tokenizer does not load",
+            "has tokenizer_config.json but neither tokenizer.json nor tokenizer.model",
+        ),
+        2,
+        id="candidate-tokenizer-config-without-vocabulary",
+    ),
+    pytest.param(
+        candidate(damaged(garble_tokenizer), "its tokenizer does not load"),
+        2,
+        id="candidate-tokenizer-does-not-load",
+    ),
+    pytest.param(
         candidate("s3://bucket/model", "unknown URI scheme"), 2, id="candidate-unknown-scheme"
     ),
     pytest.param(
@@ -775,6 +971,24 @@ CASES = [
         id="validate-bad-json-line",
     ),
     pytest.param(missing_dataset, 1, id="validate-missing-dataset"),
+    pytest.param(
+        dataset(
+            link_to("train.jsonl", "{dir}/../nowhere.jsonl"),
+            "{dir}/train.jsonl: split 'train': cannot be read: a symbolic link to",
+            "nowhere.jsonl', which leads nowhere (no such file or directory)",
+        ),
+        1,
+        id="validate-split-file-dangling-link",
+    ),
+    pytest.param(
+        dataset(
+            link_to("test.jsonl", "test.jsonl"),
+            "{dir}/test.jsonl: split 'test': cannot be read: a symbolic link to 'test.jsonl'",
+            "too many levels of symbolic links",
+        ),
+        1,
+        id="validate-split-file-link-loop",
+    ),
     pytest.param(unknown_task, 2, id="validate-unknown-task"),
     pytest.param(
         dataset(with_notes, "split 'test'", "more than one file", "test.csv, test.jsonl"),
@@ -834,6 +1048,45 @@ CASES = [
     ),
     # environment and command line (exit 2)
     pytest.param(unset_stack_variables, 2, id="env-stack-variables-unset"),
+    pytest.param(unknown_device, 2, id="env-device-unknown"),
+    pytest.param(
+        stack_edit(
+            lambda s: s["sftcast"]["gpu_steps"]["environment"].update(SFTCAST_DEVICE="gpu0"),
+            "sftcast.gpu_steps.environment.SFTCAST_DEVICE: SFTCAST_DEVICE='gpu0'",
+            "expected auto, cpu, cuda or cuda:N",
+        ),
+        2,
+        id="env-stack-device-unknown",
+    ),
+    pytest.param(
+        stack_edit(
+            tracking_uri_set("garbage"),
+            "components.experiment_tracker[0].configuration.tracking_uri 'garbage': a bare path",
+            "sqlite:///<path>",
+        ),
+        2,
+        id="env-tracking-uri-garbage",
+    ),
+    pytest.param(
+        stack_edit(tracking_uri_set("s3://bucket/mlflow"), "unknown scheme 's3'", "http(s)://"),
+        2,
+        id="env-tracking-uri-unknown-scheme",
+    ),
+    pytest.param(
+        kubeconfig("contexts: [unclosed\n", "not valid YAML at line 2, column 1"),
+        2,
+        id="env-kubeconfig-not-yaml",
+    ),
+    pytest.param(
+        kubeconfig("- a\n- b\n", "not a kubeconfig: expected a mapping, got list"),
+        2,
+        id="env-kubeconfig-a-list",
+    ),
+    pytest.param(
+        kubeconfig("contexts: 5\n", "not a kubeconfig: contexts: expected a list, got int 5"),
+        2,
+        id="env-kubeconfig-contexts-not-a-list",
+    ),
     pytest.param(silent_tracking("select"), 2, id="env-tracking-uri-silent-pipeline"),
     pytest.param(
         silent_tracking("rollback", "--task", "cls"), 2, id="env-tracking-uri-silent-rollback"
@@ -854,6 +1107,11 @@ CASES = [
         id="cli-rollback-without-task-or-model",
     ),
     pytest.param(
+        arguments("validate", "--task", "cls", "--dataset", "", needles=("--dataset is empty",)),
+        2,
+        id="cli-validate-empty-dataset",
+    ),
+    pytest.param(
         arguments("rollback", "--task", "poetry", needles=("'poetry' is not a task",)),
         2,
         id="cli-rollback-unknown-task",
@@ -863,6 +1121,64 @@ CASES = [
         2,
         id="cli-config-yaml-error-line-and-column",
     ),
+    pytest.param(
+        arguments("rollback", "--task", "cls", "--model-name", GUARD_MODEL, needles=("not both",)),
+        2,
+        id="cli-rollback-task-and-model-name",
+    ),
+    pytest.param(
+        arguments("study", "--judge-only", "--variants", "clm-*", needles=("--variants",)),
+        2,
+        id="cli-study-judge-only-with-a-chunk",
+    ),
+    pytest.param(
+        arguments("study", "--judge-only", "--no-cache", needles=("does not take --no-cache",)),
+        2,
+        id="cli-study-judge-only-no-cache",
+    ),
+    pytest.param(
+        table(
+            lambda df: df,
+            "--splits would be ignored",
+            extra=("--groups", "model", "--splits", "5"),
+            names_table=False,
+        ),
+        2,
+        id="cli-compare-groups-with-splits",
+    ),
+    pytest.param(
+        unusable_store(not_a_database, "select", needle="file is not a database"),
+        2,
+        id="env-mlflow-store-not-a-database-select",
+    ),
+    pytest.param(
+        unusable_store(not_a_database, "rollback", "--task", "cls", needle="not a database"),
+        2,
+        id="env-mlflow-store-not-a-database-rollback",
+    ),
+    pytest.param(
+        unusable_store(not_a_database, "ui", needle="file is not a database"),
+        2,
+        id="env-mlflow-store-not-a-database-ui",
+    ),
+    pytest.param(
+        unusable_store(under_a_file, "select", needle="is a file, not a folder"),
+        2,
+        id="env-mlflow-store-cannot-be-created",
+    ),
+    pytest.param(
+        logged_to(
+            lambda tmp: str(stack_tracking_to(Env(tmp, tmp), not_a_database(tmp))),
+            "file is not a database",
+        ),
+        1,
+        id="validate-logged-to-a-store-that-is-not-a-database",
+    ),
+    pytest.param(folder_variable_is_a_file("SFTCAST_STATE_DIR"), 2, id="env-state-dir-is-a-file"),
+    pytest.param(
+        folder_variable_is_a_file("ZENML_CONFIG_PATH"), 2, id="env-zenml-config-is-a-file"
+    ),
+    pytest.param(evidence_with_a_bad_cell, 2, id="config-evidence-bad-cell"),
     # compare --table (exit 2)
     pytest.param(
         table(lambda df: df.drop(columns="kshot"), "missing column(s) 'kshot'"),
@@ -1031,6 +1347,46 @@ CASES = [
         2,
         id="compare-output-is-the-table",
     ),
+    pytest.param(
+        table(repeat_ppl, "the header repeats column name(s) 'ppl' (columns 3 and 5)"),
+        2,
+        id="compare-repeated-column-name",
+    ),
+    pytest.param(
+        table(
+            lambda df: df,
+            "the header repeats column name(s) 'ppl' (columns 3 and 5)",
+            name="scores.parquet",
+            raw=parquet_repeating_ppl(),
+        ),
+        2,
+        id="compare-repeated-column-name-parquet",
+    ),
+    pytest.param(
+        table(
+            repeat_ppl,
+            "the header repeats column name(s) 'ppl' (columns 3 and 5)",
+            extra=("--budget", "4"),
+            command="simulate",
+        ),
+        2,
+        id="simulate-repeated-column-name",
+    ),
+    pytest.param(
+        table(
+            lambda df: df,
+            "{tmp}/found.xyz: '.xyz' is not an image format matplotlib writes",
+            ".png",
+            ".svg",
+            "(none: PNG)",
+            extra=("--budget", "4", "--plot", "{tmp}/found.xyz"),
+            names_table=False,
+            command="simulate",
+        ),
+        2,
+        id="simulate-plot-unknown-format",
+    ),
+    pytest.param(evidence_repeating_a_column, 2, id="config-evidence-repeated-column-name"),
 ]
 
 
@@ -1077,7 +1433,7 @@ def test_bad_input_is_named_and_changes_nothing(
     monkeypatch.setattr(pipelines.stacks, "ensure_repository", no_pipeline)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(run_module.console, "width", 1000)  # report tables on one line per row
-    args, needles = make(Env(tmp_path, good_candidate))
+    args, needles = make(Env(tmp_path, good_candidate, monkeypatch))
     result = CliRunner().invoke(app, args)
 
     assert not started, f"the pre-flight let it through:\n{result.output}"

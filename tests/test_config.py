@@ -139,6 +139,8 @@ def test_every_config_model_is_frozen_and_strict() -> None:
     for model in models:
         assert model.model_config.get("frozen"), model.__name__
         assert model.model_config.get("extra") == "forbid", model.__name__
+        # a learning rate of .inf or .nan is a mistake, never a setting
+        assert model.model_config.get("allow_inf_nan") is False, model.__name__
     run = RunParameters.model_validate(parameters("demo"))
     with pytest.raises(ValidationError, match="frozen"):
         run.zoo.root = Path("elsewhere")  # type: ignore[misc, union-attr]

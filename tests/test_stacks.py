@@ -231,6 +231,18 @@ def test_kubernetes_contexts_are_checked_against_the_kubeconfig(
     check_kubernetes_contexts(load_stack_file("local"))  # no Kubernetes: nothing to check
 
 
+def test_tracking_schemes_are_those_mlflow_takes() -> None:
+    """stacks.py spells the schemes out (mlflow takes seconds to import): held to MLflow's."""
+    from mlflow.store.db.db_types import DATABASE_ENGINES
+    from mlflow.tracking._tracking_service.utils import _tracking_store_registry
+
+    from pipelines.stacks import DATABASE_SCHEMES, TRACKING_SCHEMES
+
+    assert set(DATABASE_SCHEMES) == set(DATABASE_ENGINES)
+    for scheme in TRACKING_SCHEMES:
+        _tracking_store_registry.get_store_builder(f"{scheme}://host/x")  # raises if unknown
+
+
 def test_tracking_uri_is_the_experiment_trackers() -> None:
     stack = load_stack_file("local", env={"SFTCAST_ROOT": "/srv/sftcast"})
     assert tracking_uri(stack) == "sqlite:////srv/sftcast/mlruns/mlflow.db"

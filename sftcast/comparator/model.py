@@ -37,7 +37,7 @@ class ComparatorSettings(BaseModel):
     """The comparator's form and the boosted classifier's size and step
     (`parameters.selection.comparator`): small trees, as the labelled pools are small."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # "auto": chosen on the training candidates by inner cross-validation (forms.py)
     form: Literal[

@@ -494,12 +494,12 @@ def unwritable(output: Path, table: Path) -> str | None:
     if not folder.is_dir():
         return f"cannot be created: {folder} is a file, not a folder"
     try:
-        if output.exists():
+        if output.exists():  # a report made read-only is not overwritten
             with output.open("a"):  # opened for appending, nothing written
                 pass
-        else:
-            with tempfile.TemporaryFile(dir=folder):
-                pass
+        # the report is written beside itself, then renamed over (sftcast.files)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
     except OSError as err:
         return f"cannot be written: {err.strerror or err} in {folder}"
     return None

@@ -3,7 +3,8 @@
 `read_table` loads a CSV or Parquet file; `check_table` validates a table and returns the
 `Candidates` the comparator works on. Every problem is a `ComparatorInputError` naming the file
 (when there is one), the row and the column, e.g.
-`scores.csv: row 3 (line 4), column 'ppl': 'abc' is not a number`.
+`scores.csv: row 3 (line 4), column 'ppl': 'abc' is not a number`. A header that repeats a
+column name is refused as written, before pandas renames the repeat (`ppl`, `ppl.1`).
 
 Numbers: every cell is finite, and a proxy's distinct values must stay distinct once it is
 standardised: two values closer than float64's resolution at the column's span (`eps * span`)
@@ -19,7 +20,9 @@ for every proxy downstream: features, single-proxy rankings and `proxy_mean` ali
 
 from __future__ import annotations
 
+import csv
 import hashlib
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,16 +69,56 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise ComparatorInputError(f"{path}: no such file")
     try:
+        # Repeated names first: pandas reads a CSV's second 'ppl' as 'ppl.1' (a proxy judged
+        # on the wrong column), and pyarrow refuses them in a Parquet file with the schema.
+        check_header(path)
         if suffix == ".csv":
             # skip_blank_lines=False keeps data row r on line r + 1 (the header is line 1).
             df = pd.read_csv(path, dtype=str, skip_blank_lines=False)
         else:
             df = pd.read_parquet(path)
+    except ComparatorInputError:
+        raise
     except (ValueError, OSError) as err:  # pandas' and pyarrow's parse errors are ValueErrors
         raise ComparatorInputError(f"{path}: cannot read it: {err}") from err
     sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
     df.attrs.update(source=str(path), csv=suffix == ".csv", sha256=sha256)
     return df
+
+
+def check_columns(source: str, names: Sequence[object]) -> None:
+    """Refuse a table whose header repeats a column name, naming each repeated name and its
+    (1-based) positions: which of the two is the proxy is anyone's guess."""
+    positions: dict[str, list[int]] = defaultdict(list)
+    for position, name in enumerate(names, start=1):
+        if str(name) != "":  # pandas names empty header cells apart ("Unnamed: 3")
+            positions[str(name)].append(position)
+    repeated = [
+        f"{name!r} (columns {', '.join(map(str, at[:-1]))} and {at[-1]})"
+        for name, at in positions.items()
+        if len(at) > 1
+    ]
+    if repeated:
+        raise ComparatorInputError(
+            f"{source}: the header repeats column name(s) {', '.join(repeated)}; "
+            "give each column its own name"
+        )
+
+
+def check_header(path: Path) -> None:
+    """Refuse a CSV or Parquet file whose header repeats a column name (see `check_columns`)."""
+    check_columns(str(path), _header(path))
+
+
+def _header(path: Path) -> list[str]:
+    """The column names as the file writes them: a CSV's first row, read with the csv module
+    (pandas would already have renamed repeats), or a Parquet file's schema."""
+    if path.suffix.lower() != ".csv":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names)
+    with path.open(encoding="utf-8-sig", newline="") as f:  # pandas drops a BOM too
+        return next(csv.reader(f), [])
 
 
 def check_table(
@@ -88,6 +131,7 @@ def check_table(
 ) -> Candidates:
     source = str(df.attrs.get("source", "table"))
     proxies = list(proxies)
+    check_columns(source, list(df.columns))  # a table built in code may repeat names too
     _check_options(source, id_column, target, proxies, lower_is_better, groups)
     needed = [id_column, target, *proxies, *([groups] if groups else [])]
     missing = [c for c in needed if c not in df.columns]

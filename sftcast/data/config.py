@@ -22,14 +22,14 @@ BUILTIN = "builtin"
 class FactsConfig(BaseModel):
     """Which real facts become QA questions and knowledge passages."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     seed: int = 0  # picks question and passage wording among the templates
     n_cities: int = Field(1500, gt=0, description="most populous cities to consider")
 
 
 class CorpusConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     seed: int = 0
     heldout_fraction: float = Field(0.05, gt=0, lt=1, description="share of each domain held out")
@@ -55,7 +55,7 @@ class CorpusConfig(BaseModel):
 class ValidationBounds(BaseModel):
     """Size limits for one task's dataset; `min_rows` is per split (an int applies to all)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     min_rows: dict[SplitName, int] = Field(default_factory=lambda: dict.fromkeys(SPLITS, 1))
     max_rows: int = Field(1_000_000, ge=1)
@@ -84,7 +84,7 @@ class ValidationBounds(BaseModel):
 
 
 class TaskConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # "builtin", a path to the user's files, or "hf:<name>[@revision]" (read by sftcast.data.io)
     source: str = BUILTIN
@@ -121,7 +121,7 @@ def _default_tasks() -> dict[TaskName, TaskConfig]:
 
 
 class DataConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     output_dir: Path = Path("artifacts/data")
     facts: FactsConfig = Field(default_factory=FactsConfig)

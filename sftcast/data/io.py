@@ -201,23 +201,53 @@ def is_note(entry: Path) -> bool:
     """Whether a folder entry is one of the `IGNORED` ones."""
     if entry.name.startswith("."):  # .DS_Store, .gitkeep, .ipynb_checkpoints/ and the like
         return True
-    if not entry.is_file() or entry.name.partition(".")[0] in SPLITS:
+    if not (entry.is_file() or is_dangling(entry)) or entry.name.partition(".")[0] in SPLITS:
         return False
     return entry.name.upper().startswith(NOTE_NAMES) or entry.suffix.lower() in NOTE_SUFFIXES
+
+
+def is_dangling(entry: Path) -> bool:
+    """Whether `entry` is a symbolic link that leads nowhere (a missing target, or a loop)."""
+    return entry.is_symlink() and not entry.exists()
+
+
+def _dangling_error(src: str, links: list[Path]) -> DatasetInputError:
+    """One problem per dangling link, each naming its file, split (if named after one) and
+    target."""
+    problems = []
+    for link in links:
+        stem, _, ext = link.name.partition(".")
+        try:
+            link.stat()
+            why = "its target appeared just now"  # between the listing and this look
+        except OSError as err:
+            why = (err.strerror or str(err)).lower()
+        split = stem if stem in SPLITS and ext in FORMATS else None
+        problem = (
+            f"cannot be read: a symbolic link to {os.readlink(link)!r}, which leads nowhere ({why})"
+        )
+        problems.append(DatasetInputError(problem, Location(str(Path(src) / link.name), split)))
+    first, *others = problems
+    return DatasetInputError(first.problem, first.location, tuple(others))
 
 
 def _find_split_files(src: str, path: Path) -> dict[str, Path]:
     found: dict[str, list[Path]] = {}
     unexpected: list[str] = []
     ignored: list[str] = []
+    dangling: list[Path] = []
     for entry in sorted(path.iterdir()):
         stem, _, ext = entry.name.partition(".")
         if is_note(entry):
             ignored.append(entry.name)
+        elif is_dangling(entry):
+            dangling.append(entry)
         elif entry.is_file() and stem in SPLITS and ext in FORMATS:
             found.setdefault(stem, []).append(entry)
         else:
             unexpected.append(entry.name)
+    if dangling:
+        raise _dangling_error(src, dangling)
     if unexpected:
         raise DatasetInputError(
             f"unexpected {'entry' if len(unexpected) == 1 else 'entries'} "
@@ -332,6 +362,12 @@ class _SplitReader:
         return DatasetInputError(problem, Location(self.file, self.split, row, line, column))
 
     def read(self, path: Path, fmt: str) -> tuple[dict[str, list[Any]], list[int] | None]:
+        try:
+            return self._read(path, fmt)
+        except OSError as err:  # gone since it was listed, or not readable by this user
+            raise self.error(f"cannot be read: {err.strerror or err}") from None
+
+    def _read(self, path: Path, fmt: str) -> tuple[dict[str, list[Any]], list[int] | None]:
         if fmt == "parquet":
             if path.stat().st_size == 0:
                 raise self.error("file is empty (0 bytes)")

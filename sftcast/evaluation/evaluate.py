@@ -31,7 +31,7 @@ Scores = dict[str, float]
 class EvaluationConfig(BaseModel):
     """`parameters.evaluation` of a run configuration."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     split: SplitName = "test"
     max_examples: int | None = Field(None, ge=1, description="first N rows of the split")

@@ -13,7 +13,7 @@ from sftcast.proxies.registry import COMPUTED, PROXIES
 class ProbeSettings(BaseModel):
     """One task's probe: `proxies.probes.<task>` of a run configuration."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     train_rows: int = Field(64, ge=1, description="seeded slice of the train split")
     validation_rows: int = Field(100, ge=1, description="seeded slice of the validation split")
@@ -27,7 +27,7 @@ class ProbeSettings(BaseModel):
 
 
 class ProxyConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     heldout_docs: int = Field(64, ge=1, description="documents per domain of the heldout split")
     seq_len: int = Field(256, ge=2, description="tokens per held-out block")

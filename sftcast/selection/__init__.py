@@ -41,7 +41,7 @@ class ActiveLabelling(BaseModel):
     candidates spread over the proxies, then one at a time the candidate that comparators
     fitted on the fine-tuned ones rank highest, until N are (`sftcast.active`)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     strategy: Literal["active"]
     budget: int = Field(ge=4)  # the comparator's floor: it is judged on the labelled pool
@@ -58,7 +58,7 @@ class ActiveLabelling(BaseModel):
 class SelectionConfig(BaseModel):
     """`parameters.selection`: which candidates are fine-tuned, how predictors are judged."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # "all", a fraction of the candidates (seeded sample), a list of candidate URIs, or
     # {strategy: active, budget: N, initial: K}: chosen round by round as scores come in

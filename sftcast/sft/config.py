@@ -16,7 +16,7 @@ from sftcast.tracking import config_hash
 
 
 class LoraSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     r: int = Field(8, gt=0)
     alpha: float = Field(16, gt=0)
@@ -29,7 +29,7 @@ class LoraSettings(BaseModel):
 class TaskOverrides(BaseModel):
     """Settings that differ for one task (a copying task like `rag` needs more steps)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     learning_rate: float | None = Field(None, gt=0)
     epochs: int | None = Field(None, ge=1)
@@ -42,7 +42,7 @@ class TaskOverrides(BaseModel):
 class SFTConfig(BaseModel):
     """How each candidate is fine-tuned on each task."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     output_dir: Path = Path("artifacts/sft")
     tasks: list[TaskName] = Field(default_factory=lambda: list(TASKS))

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from sftcast.files import replacing, write_text_atomic
 from sftcast.study.config import StudyConfig
 from sftcast.study.figures import plot_accuracy, plot_predicted_vs_actual, plot_study_scores_by_step
 from sftcast.study.summary import pretraining_proxies, probe_proxies, summarize
+from sftcast.study.table import read_results
 
 __all__ = ["StudyConfig", "judge", "merged", "write_table"]
 
@@ -29,8 +31,9 @@ def write_table(table: pd.DataFrame, study: StudyConfig, settings: str, merge: b
     study.results.parent.mkdir(parents=True, exist_ok=True)
     table = table.assign(settings=settings)
     if merge and study.results.is_file():
-        table = merged(pd.read_csv(study.results), table)
-    table.to_csv(study.results, index=False)
+        table = merged(read_results(study.results), table)
+    with replacing(study.results) as tmp:  # whole or not at all: the table holds every chunk
+        table.to_csv(tmp, index=False)
     return study.results
 
 
@@ -40,8 +43,8 @@ def judge(study: StudyConfig, tasks: Sequence[str]) -> list[Path]:
     root = study.results.parent
     (root / "figures").mkdir(parents=True, exist_ok=True)
     summary = summarize(study.results, study, tasks, root / "reports")
-    (root / "summary.json").write_text(json.dumps(summary, indent=1, default=str) + "\n")
-    table = pd.read_csv(study.results)
+    write_text_atomic(root / "summary.json", json.dumps(summary, indent=1, default=str) + "\n")
+    table = read_results(study.results)
     figures = {
         "accuracy_paper.png": plot_accuracy(summary, "paper"),
         "accuracy_deployment.png": plot_accuracy(summary, "deployment"),
@@ -51,7 +54,8 @@ def judge(study: StudyConfig, tasks: Sequence[str]) -> list[Path]:
         **{f"scores_by_step_{t}.png": plot_study_scores_by_step(table, t) for t in tasks},
     }
     for name, fig in figures.items():
-        fig.savefig(root / "figures" / name, dpi=110)
+        with replacing(root / "figures" / name) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
     return [root / "summary.json", *(root / "figures" / name for name in figures)]
 
 

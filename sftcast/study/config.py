@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class StudyConfig(BaseModel):
     """Where the results table goes and how `compare` judges it (the summary's protocols)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     results: Path = Field(Path("benchmarks/study/results.csv"), description="one row per candidate")
     splits: int = Field(20, ge=1, description="random 60/40 splits of the paper's protocol")

@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 
 from sftcast import comparator
-from sftcast.comparator import ComparatorInputError, compare_table, read_table
+from sftcast.comparator import ComparatorInputError, check_table, compare_table, read_table
+from sftcast.files import write_text_atomic
 from sftcast.proxies.registry import PROBE_READOUTS, PROXIES, lower_is_better
 from sftcast.study.config import StudyConfig
 from sftcast.study.table import seed_noise, spread, target_column
@@ -88,7 +89,7 @@ def run_compare(args: Sequence[str]) -> dict[str, Any]:
     )
     output = Path(opts["--output"])
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(report, indent=1, default=str) + "\n")
+    write_text_atomic(output, json.dumps(report, indent=1, default=str) + "\n")
     return report
 
 
@@ -192,10 +193,18 @@ def evidence_lines(
         )
     if memo is not None:
         memo.parent.mkdir(parents=True, exist_ok=True)
-        partial = memo.with_suffix(".tmp")
-        partial.write_text(json.dumps(lines))
-        partial.replace(memo)  # atomic: a killed run never leaves half a file to read back
+        write_text_atomic(memo, json.dumps(lines))  # never half a file to read back
     return lines
+
+
+def check_evidence(results: Path, tasks: Sequence[str]) -> None:
+    """Check the study table as `evidence_lines` will judge it, before the run that prints it:
+    raises `ComparatorInputError` naming the file, row and column, as `compare` does."""
+    df = read_table(results)
+    for task in tasks:
+        if target_column(task) in df.columns:
+            proxies = pretraining_proxies(df) + probe_proxies(df, task)
+            check_table(df, "candidate", target_column(task), proxies, lower_is_better(proxies))
 
 
 def _evidence_key(results: Path, tasks: Sequence[str], splits: int) -> str:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from sftcast.comparator.table import check_header
 from sftcast.sft.service import variant_info
 from sftcast.study.candidate import StudyRow
 from sftcast.zoo import ZooConfig
@@ -26,6 +28,14 @@ VARIANT_COLUMNS = (
 
 def target_column(task: str) -> str:
     return f"sft_{task}"
+
+
+def read_results(path: Path) -> pd.DataFrame:
+    """The table as written (numbers as numbers). A header that repeats a column name is
+    refused (`ComparatorInputError`, naming the file and the column), as `compare` refuses it,
+    rather than read with the repeat renamed (`ppl.1`) and merged or drawn as another column."""
+    check_header(path)
+    return pd.read_csv(path)
 
 
 def results_table(rows: Sequence[StudyRow], zoo: ZooConfig) -> pd.DataFrame:

@@ -47,7 +47,7 @@ BASE_MIXTURE: dict[str, float] = {
 class ModelSize(BaseModel):
     """Llama dimensions; the vocabulary size comes from the shared tokenizer."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     hidden_size: int = Field(128, gt=0)
     num_layers: int = Field(4, gt=0)
@@ -70,7 +70,7 @@ class VariantSettings(BaseModel):
     """Everything a pre-training run sets but its name: `zoo.variant_defaults` holds the
     settings its variants share, each variant says what differs."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     family: str = Field("", description="free label of the axis this variant varies")
     objective: str = "clm"
@@ -187,7 +187,7 @@ def _external_uri(uri: str) -> str:
 
 
 class ZooConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     root: Path = Path("artifacts/zoo")
     tokenizer_vocab_size: int = Field(4096, ge=512, le=65536)

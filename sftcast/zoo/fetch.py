@@ -9,7 +9,8 @@ URIs:
 
 Verification before anything is loaded: weights must be safetensors (pickle files can run code
 when unpickled), custom modelling code runs only when the caller allows it, and every weight
-file must parse and match the shapes `config.json` implies. Every problem is a
+file must parse and match the shapes `config.json` implies, and the tokenizer must load (from
+the folder alone, never the network). Every problem is a
 `CandidateError` naming the URI and what is wrong.
 
 A pickle-only folder is refused unless the caller passes `allow_pickle=True`: then its weights
@@ -52,6 +53,7 @@ DEFAULT_ZOO_ROOT = Path("artifacts/zoo")
 CONVERTED_MARKER = "sftcast_converted.json"  # written last: a converted folder is complete
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model")
+TOKENIZER_VOCABULARIES = ("tokenizer.json", "tokenizer.model")  # a fast or a slow one
 HF_ALLOW_PATTERNS = ["*.safetensors", "*.json", "tokenizer.model", "*.tiktoken", "merges.txt"]
 
 _ZOO_URI = re.compile(r"zoo:(?P<name>[^@]+)@(?P<step>\d+)")
@@ -246,8 +248,31 @@ def verify_checkpoint(path: Path, uri: str, *, trust_remote_code: bool = False) 
     _check_digests(path, uri)
     shapes = _weight_shapes(weights, uri)
     _check_shapes(path, uri, shapes, trust_remote_code)
-    if not any((path / f).is_file() for f in TOKENIZER_FILES):
+    _check_tokenizer(path, uri, trust_remote_code)
+
+
+def _check_tokenizer(path: Path, uri: str, trust_remote_code: bool) -> None:
+    """The tokenizer loads as `load_candidate` loads it, from the folder alone: a
+    `tokenizer_config.json` without the vocabulary it describes passes no file check."""
+    present = [f for f in TOKENIZER_FILES if (path / f).is_file()]
+    if not present:
         raise CandidateError(uri, f"no tokenizer files ({', '.join(TOKENIZER_FILES)}) in {path}")
+    try:
+        AutoTokenizer.from_pretrained(
+            path, trust_remote_code=trust_remote_code, local_files_only=True
+        )
+    except Exception as err:  # the Rust `tokenizers` raises plain Exception; JSON, Key, Value...
+        missing = ""
+        if not any((path / f).is_file() for f in TOKENIZER_VOCABULARIES):
+            missing = (
+                f" ({path} has {', '.join(present)} but neither "
+                f"{' nor '.join(TOKENIZER_VOCABULARIES)})"
+            )
+        reason = " ".join(str(err).split()) or type(err).__name__
+        reason = reason if len(reason) <= 300 else reason[:297] + "..."
+        raise CandidateError(
+            uri, f"its tokenizer does not load{missing}: {type(err).__name__}: {reason}"
+        ) from err
 
 
 def _pickle_only(path: Path) -> bool:
