@@ -28,7 +28,7 @@ COPY pyproject.toml constraints.txt README.md ./
 # The dependencies in a layer of their own, installed from pyproject.toml alone (its packages
 # still empty folders): a change to the sources then rebuilds only the layers below.
 RUN grep -v '^torch==' constraints.txt > /tmp/constraints.txt \
-    && mkdir -p sftcast steps pipelines materializers \
+    && mkdir -p sftcast steps pipelines materializers cli deploy \
     && python3.11 -m pip install -c /tmp/constraints.txt ".[pipelines]" \
     && python3.11 -m pip uninstall -y sftcast
 COPY . .

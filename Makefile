@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 # How torch's OpenMP threads wait between kernels: alone on the machine a short spin (set by
-# pipelines/run.py) trains 1.3 to 2.3x faster than sleeping at once; processes that share the
+# cli/environment.py) trains 1.3 to 2.3x faster than sleeping at once; processes that share the
 # cores must sleep (PASSIVE), or the spinning threads steal them from each other: the tests'
 # two workers do (docs/experiments.md, "How OpenMP threads wait"). Export OMP_WAIT_POLICY to
 # choose yourself.
@@ -45,7 +45,7 @@ browser:
 		echo "chromium could not be installed: tests/test_lineage_ui.py will skip"
 
 # The tracking services (configs/services.yaml), on 127.0.0.1 only: PostgreSQL, an MLflow server
-# on it and a ZenML server; idempotent. `--stack server` then tracks to them (README, "Stacks").
+# on it and a ZenML server; idempotent. `--stack server` then tracks to them (docs/deployment.md).
 services: install postgresql
 	$(PY) pipelines/run.py services up
 

@@ -1,1 +1,2 @@
-"""ZenML pipelines (they only wire steps) and run.py, the one command-line entry."""
+"""ZenML pipelines: they only wire steps. `registry.py` maps each command to its pipeline;
+`run.py` is the command line's entry point for a checkout (the commands live in `cli/`)."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import inspect
+
+from zenml.pipelines.pipeline_definition import Pipeline
+
 from pipelines.data import data_pipeline
-from pipelines.runconfig import pipeline_parameters
 from pipelines.selection import select_pipeline
 from pipelines.sft import sft_pipeline
 from pipelines.study import study_pipeline
@@ -16,6 +19,11 @@ PIPELINES = {
     "select": select_pipeline,
     "study": study_pipeline,
 }
+
+
+def pipeline_parameters(pipeline: Pipeline) -> set[str]:
+    """The parameter sections `pipeline` takes: its entrypoint's arguments."""
+    return set(inspect.signature(pipeline.entrypoint).parameters)
 
 
 def known_sections() -> set[str]:

@@ -13,7 +13,7 @@ from pipelines.zoo import zoo_stage
 from sftcast.data import DataConfig
 from sftcast.evaluation import EvaluationConfig
 from sftcast.proxies import ProxyConfig
-from sftcast.selection import SelectionConfig
+from sftcast.selection.config import SelectionConfig, SelectionSettings
 from sftcast.sft import SFTConfig
 from sftcast.zoo import ZooConfig
 from steps.select import active_round, candidate_proxies, select_and_promote
@@ -47,10 +47,12 @@ def select_pipeline(
         for uri in uris
     ]  # fmt: skip
     tasks = list(stage.datasets)
+    settings = SelectionSettings(
+        selection=selection, sft=sft, evaluation=scoring, zoo=zoo, uris=uris, tasks=tasks
+    )
     shared = {
-        "proxy_rows": proxy_rows, "candidates": [candidates[u] for u in uris], "uris": uris,
-        "datasets": [stage.datasets[t] for t in tasks], "tasks": tasks, "selection": selection,
-        "sft": sft, "evaluation": scoring, "zoo": zoo,
+        "proxy_rows": proxy_rows, "candidates": [candidates[u] for u in uris],
+        "datasets": [stage.datasets[t] for t in tasks], "settings": settings,
     }  # fmt: skip
     per_task = {task: records for task in sft.tasks}
     if selection.active is not None:  # rounds unrolled to the budget, one step each

@@ -1,6 +1,7 @@
 """The study pipeline: validated data, the zoo (or the chunk of it `study.variants` names),
 each candidate measured (proxies, probes, SFT on every task; seed replicates for
-`sft.replicate_candidates`), and the results table. Killed and rerun, it resumes: finished
+`sft.replicate_candidates`), the results table written to `study.results`, and (for the
+whole zoo, not a chunk) its judgement beside it. Killed and rerun, it resumes: finished
 steps come from ZenML's cache, pre-training and fine-tunes from their keys on disk."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from sftcast.proxies import ProxyConfig
 from sftcast.sft import SFTConfig
 from sftcast.study.config import StudyConfig
 from sftcast.zoo import ZooConfig
-from steps.study import measure_candidate, study_table
+from steps.study import judge_study, measure_candidate, study_table, write_study_table
 
 
 @pipeline(name="sftcast_study")
@@ -38,4 +39,7 @@ def study_pipeline(
         )
         for uri, candidate in candidates.items()
     ]  # fmt: skip
-    study_table(rows=rows, zoo=zoo)
+    table = study_table(rows=rows, zoo=zoo)
+    results = write_study_table(table, study, sft, evaluation, proxies)
+    if study.variants is None:  # a chunk's rows are judged with the whole table's
+        judge_study(results, study, sft.tasks)

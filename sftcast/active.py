@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+from pydantic import BaseModel, ConfigDict
 from sklearn.cluster import kmeans_plusplus
 from sklearn.preprocessing import StandardScaler
 
@@ -215,6 +216,57 @@ def active_choice(
     return highest_predicted_standing(proxies, labelled, scores, rng, bootstraps)
 
 
+class FirstChoice(BaseModel):
+    """One fine-tune of the first trial: the candidate's id and why it was chosen."""
+
+    model_config = ConfigDict(frozen=True)
+
+    candidate: str
+    reason: str
+
+
+class BudgetCurve(BaseModel):
+    """A strategy's outcome at every budget from 1 up, over the trials."""
+
+    model_config = ConfigDict(frozen=True)
+
+    budget: list[int]
+    top1_found_rate: list[float]
+    mean_regret: list[float]
+
+
+class StrategyResult(BaseModel):
+    """A strategy's replays: the share of trials whose fine-tuned set holds a true best
+    candidate, the regret (true best score minus the best fine-tuned one) at the full budget
+    and at every budget, and the first trial's choices with their reasons."""
+
+    model_config = ConfigDict(frozen=True)
+
+    top1_found_rate: float
+    mean_regret: float
+    regret_std: float
+    by_budget: BudgetCurve
+    first_trial_choices: list[FirstChoice]
+
+
+class SimulationReport(BaseModel):
+    """`simulate`'s report; `to_dict()` is the JSON `simulate --output` writes."""
+
+    model_config = ConfigDict(frozen=True)
+
+    target: str
+    n_candidates: int
+    budget: int
+    initial: int
+    trials: int
+    seed: int
+    source: str
+    strategies: dict[str, StrategyResult]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
 def simulate(
     candidates: Candidates,
     target_name: str,
@@ -224,11 +276,9 @@ def simulate(
     seed: int = 0,
     strategies: Sequence[str] = STRATEGIES,
     bootstraps: int = 5,
-) -> dict[str, Any]:
+) -> SimulationReport:
     """Replay each strategy `trials` times (seeds `seed`, `seed + 1`, ...) up to `budget`
-    fine-tunes. Per strategy: the share of trials whose fine-tuned set holds a true best
-    candidate, the regret (true best score minus the best fine-tuned one), and both at every
-    budget from 1 to `budget`; the first trial's choices with their reasons."""
+    fine-tunes; per strategy, the outcome at the full budget and at every smaller one."""
     n = len(candidates.ids)
     if not 1 <= initial <= budget <= n:
         raise ComparatorInputError(
@@ -237,53 +287,68 @@ def simulate(
         )
     if trials < 1:
         raise ComparatorInputError(f"{candidates.source}: trials is {trials}; it must be >= 1")
+    return SimulationReport(
+        target=target_name, n_candidates=n, budget=budget, initial=initial, trials=trials,
+        seed=seed, source=candidates.source,
+        strategies={
+            name: _replay(name, candidates, budget, initial, trials, seed, bootstraps)
+            for name in strategies
+        },
+    )  # fmt: skip
+
+
+def _replay(
+    name: str,
+    candidates: Candidates,
+    budget: int,
+    initial: int,
+    trials: int,
+    seed: int,
+    bootstraps: int,
+) -> StrategyResult:
+    """One strategy replayed `trials` times."""
     target = candidates.target
-    report: dict[str, Any] = {
-        "target": target_name, "n_candidates": n, "budget": budget, "initial": initial,
-        "trials": trials, "seed": seed, "source": candidates.source, "strategies": {},
-    }  # fmt: skip
-    for name in strategies:
-        found, regret, first = [], [], None
-        for trial in range(trials):
-            oracle = Oracle(target)
-            choices = run_strategy(
-                name, candidates.proxies, oracle, budget, initial, seed + trial, bootstraps
-            )
-            best_so_far = np.maximum.accumulate(target[[c.candidate for c in choices]])
-            found.append(best_so_far == target.max())
-            regret.append(target.max() - best_so_far)
-            first = first or [
-                {"candidate": str(candidates.ids[c.candidate]), "reason": c.reason} for c in choices
-            ]
-        found_at, regret_at = np.array(found, dtype=float), np.array(regret)
-        report["strategies"][name] = {
-            "top1_found_rate": float(found_at[:, -1].mean()),
-            "mean_regret": float(regret_at[:, -1].mean()),
-            "regret_std": float(regret_at[:, -1].std()),
-            "by_budget": {
-                "budget": list(range(1, budget + 1)),
-                "top1_found_rate": found_at.mean(axis=0).round(6).tolist(),
-                "mean_regret": regret_at.mean(axis=0).round(6).tolist(),
-            },
-            "first_trial_choices": first,
-        }
-    return report
-
-
-def simulate_title(report: dict[str, Any]) -> str:
-    return (
-        f"{report['target']}: {report['n_candidates']} candidates, budget {report['budget']} "
-        f"({report['initial']} initial), {report['trials']} trials"
+    found, regret, first = [], [], None
+    for trial in range(trials):
+        oracle = Oracle(target)
+        choices = run_strategy(
+            name, candidates.proxies, oracle, budget, initial, seed + trial, bootstraps
+        )
+        best_so_far = np.maximum.accumulate(target[[c.candidate for c in choices]])
+        found.append(best_so_far == target.max())
+        regret.append(target.max() - best_so_far)
+        first = first or [
+            FirstChoice(candidate=str(candidates.ids[c.candidate]), reason=c.reason)
+            for c in choices
+        ]
+    found_at, regret_at = np.array(found, dtype=float), np.array(regret)
+    return StrategyResult(
+        top1_found_rate=float(found_at[:, -1].mean()),
+        mean_regret=float(regret_at[:, -1].mean()),
+        regret_std=float(regret_at[:, -1].std()),
+        by_budget=BudgetCurve(
+            budget=list(range(1, budget + 1)),
+            top1_found_rate=found_at.mean(axis=0).round(6).tolist(),
+            mean_regret=regret_at.mean(axis=0).round(6).tolist(),
+        ),
+        first_trial_choices=first,
     )
 
 
-def simulate_rows(report: dict[str, Any]) -> list[list[str]]:
+def simulate_title(report: SimulationReport) -> str:
+    return (
+        f"{report.target}: {report.n_candidates} candidates, budget {report.budget} "
+        f"({report.initial} initial), {report.trials} trials"
+    )
+
+
+def simulate_rows(report: SimulationReport) -> list[list[str]]:
     """The header and one row per strategy, as text."""
     rows = [["strategy", "top-1 found rate", "mean regret", "regret std"]]
-    for name, result in report["strategies"].items():
+    for name, result in report.strategies.items():
         rows.append(
-            [name, f"{result['top1_found_rate']:.2f}", f"{result['mean_regret']:.4f}",
-             f"{result['regret_std']:.4f}"]
+            [name, f"{result.top1_found_rate:.2f}", f"{result.mean_regret:.4f}",
+             f"{result.regret_std:.4f}"]
         )  # fmt: skip
     return rows
 
@@ -310,24 +375,24 @@ def plot_format(path: Path) -> str:
     return fmt
 
 
-def save_found_rate(report: dict[str, Any], path: Path, fmt: str) -> None:
+def save_found_rate(report: SimulationReport, path: Path, fmt: str) -> None:
     """`plot_found_rate` written to exactly `path` in `fmt` (matplotlib would append the
     format's extension to a name without one), whole or not at all."""
     with replacing(path) as tmp:
         plot_found_rate(report).savefig(tmp, dpi=120, format=fmt)
 
 
-def plot_found_rate(report: dict[str, Any]) -> Figure:
+def plot_found_rate(report: SimulationReport) -> Figure:
     """Top-1 found rate against the number of fine-tunes, one line per strategy."""
     figure = Figure(figsize=(6, 4), layout="tight")
     ax = figure.subplots()
-    for name, result in report["strategies"].items():
-        curve = result["by_budget"]
-        ax.plot(curve["budget"], curve["top1_found_rate"], marker="o", markersize=3, label=name)
+    for name, result in report.strategies.items():
+        curve = result.by_budget
+        ax.plot(curve.budget, curve.top1_found_rate, marker="o", markersize=3, label=name)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # a budget is a count of fine-tunes
     ax.set_xlabel("candidates fine-tuned (budget)")
-    ax.set_ylabel(f"top-1 found rate over {report['trials']} trials")
+    ax.set_ylabel(f"top-1 found rate over {report.trials} trials")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"{report['target']}: {report['n_candidates']} candidates")
+    ax.set_title(f"{report.target}: {report.n_candidates} candidates")
     ax.legend(loc="best")
     return figure

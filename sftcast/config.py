@@ -13,9 +13,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
 from sftcast.data.config import DataConfig
-from sftcast.evaluation.evaluate import EvaluationConfig
+from sftcast.evaluation.config import EvaluationConfig
 from sftcast.proxies.config import ProxyConfig
-from sftcast.selection import SelectionConfig
+from sftcast.selection.config import SelectionConfig
 from sftcast.sft.config import SFTConfig
 from sftcast.study.config import StudyConfig
 from sftcast.zoo.config import ZooConfig

@@ -12,16 +12,14 @@ from zenml import step
 
 from sftcast.active import next_candidate
 from sftcast.data import load_corpus
-from sftcast.evaluation import EvaluationConfig
+from sftcast.data.rows import task_rows
 from sftcast.evaluation.report import SFTRecord
 from sftcast.proxies import ProxyConfig, compute_proxies, kshot_proxies
-from sftcast.selection import SelectionConfig
+from sftcast.selection.config import SelectionSettings
 from sftcast.selection.report import ProxyRow, SelectionSummary
 from sftcast.selection.service import promote_best_predicted
-from sftcast.sft import SFTConfig
-from sftcast.sft.service import finetune_and_register, task_rows
+from sftcast.sft.service import finetune_and_register
 from sftcast.tracking import safe_tags
-from sftcast.zoo import ZooConfig
 from steps.lineage import MLFLOW_STEP, step_lineage, track
 
 
@@ -49,27 +47,23 @@ def active_round(
     proxy_rows: list[ProxyRow],
     previous: list[SFTRecord],
     candidates: list[Path],
-    uris: list[str],
     datasets: list[Path],
-    tasks: list[str],
-    selection: SelectionConfig,
-    sft: SFTConfig,
-    evaluation: EvaluationConfig,
-    zoo: ZooConfig,
+    settings: SelectionSettings,
 ) -> Annotated[SFTRecord, "sft_record"]:
     """One round of active selection: choose the next candidate from the scores so far,
     fine-tune, evaluate and register it."""
+    selection = settings.selection
     choice = next_candidate(task, proxy_rows, previous, selection.active, selection.seed)
     row, round_ = proxy_rows[choice.candidate], len(previous) + 1
-    track(task, row.candidate, sft, [r.sft_key for r in previous],
+    track(task, row.candidate, settings.sft, [r.sft_key for r in previous],
           params={"task": task, "candidate": row.candidate, "round": round_})  # fmt: skip
     mlflow.set_tags(
         safe_tags({"sftcast.active_round": round_, "sftcast.active_choice": choice.reason})
     )
     record = finetune_and_register(
-        candidates[uris.index(row.candidate)], row.candidate, task,
-        task_rows(dict(zip(tasks, datasets, strict=True))), row.base_scores, sft, evaluation,
-        zoo, step_lineage(),
+        settings.by_uri(candidates)[row.candidate], row.candidate, task,
+        task_rows(settings.by_task(datasets)), row.base_scores, settings.sft,
+        settings.evaluation, settings.zoo, step_lineage(),
     )  # fmt: skip
     return record.model_copy(update={"choice": f"round {round_}: {choice.reason}"})
 
@@ -80,20 +74,15 @@ def select_and_promote(
     proxy_rows: list[ProxyRow],
     records: list[SFTRecord],
     candidates: list[Path],
-    uris: list[str],
     datasets: list[Path],
-    tasks: list[str],
-    selection: SelectionConfig,
-    sft: SFTConfig,
-    evaluation: EvaluationConfig,
-    zoo: ZooConfig,
+    settings: SelectionSettings,
 ) -> Annotated[SelectionSummary, "selection"]:
     """Judge the predictors, rank every candidate, promote the best-predicted one."""
+    selection = settings.selection
     track(task, selection, params={"task": task, **selection.model_dump(mode="json")})
     summary = promote_best_predicted(
-        task, proxy_rows, records, dict(zip(uris, candidates, strict=True)),
-        dict(zip(tasks, datasets, strict=True)), selection, sft, evaluation, zoo,
-        step_lineage(),
+        task, proxy_rows, records, settings.by_uri(candidates), settings.by_task(datasets),
+        settings, step_lineage(),
     )  # fmt: skip
     outcome = {"sftcast.promoted": summary.promoted, "sftcast.best": summary.candidate}
     mlflow.set_tags(safe_tags(outcome))

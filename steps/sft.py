@@ -9,12 +9,14 @@ from typing import Annotated
 import mlflow
 from zenml import step
 
+from sftcast.data.rows import task_rows
 from sftcast.evaluation import EvaluationConfig, evaluate_base
 from sftcast.evaluation.report import SFTRecord, SFTReport, plot_scores_by_step
 from sftcast.sft import SFTConfig
-from sftcast.sft.service import finetune_and_register, load_model, task_rows, task_settings
+from sftcast.sft.service import finetune_and_register, task_settings
 from sftcast.tracking import log_json, safe_tags
 from sftcast.zoo import ZooConfig
+from sftcast.zoo.model import load_model
 from steps.lineage import MLFLOW_STEP, step_lineage, track
 
 

@@ -12,11 +12,13 @@ import pandas as pd
 from zenml import step
 
 from sftcast.data import load_corpus
+from sftcast.data.rows import task_rows
 from sftcast.evaluation import EvaluationConfig
 from sftcast.proxies import ProxyConfig
 from sftcast.sft import SFTConfig
-from sftcast.sft.service import task_rows
+from sftcast.study import judge, study_settings, write_table
 from sftcast.study.candidate import StudyRow, study_candidate
+from sftcast.study.config import StudyConfig
 from sftcast.study.table import results_table
 from sftcast.tracking import safe_tags
 from sftcast.zoo import ZooConfig
@@ -53,3 +55,27 @@ def study_table(rows: list[StudyRow], zoo: ZooConfig) -> Annotated[pd.DataFrame,
     mlflow.log_text(table.to_csv(index=False), "study/results.csv")
     mlflow.log_metric("candidates", len(table))
     return table
+
+
+@step(enable_cache=False)
+def write_study_table(
+    table: pd.DataFrame,
+    study: StudyConfig,
+    sft: SFTConfig,
+    evaluation: EvaluationConfig,
+    proxies: ProxyConfig,
+) -> Annotated[str, "study_results_path"]:
+    """The table written to `study.results` (a chunk adds its rows to those measured with the
+    same settings). Never cached: a rerun whose every other step comes from the cache still
+    writes it."""
+    settings = study_settings(sft, evaluation, proxies)
+    return str(write_table(table, study, settings, merge=study.variants is not None))
+
+
+@step(enable_cache=False)
+def judge_study(
+    results: str, study: StudyConfig, tasks: list[str]
+) -> Annotated[list[str], "study_judgement"]:
+    """The table just written (`results`) judged by `compare` under every protocol: the summary,
+    the reports and the figures beside it; returns their paths."""
+    return [str(path) for path in judge(study.model_copy(update={"results": Path(results)}), tasks)]

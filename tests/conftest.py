@@ -59,7 +59,7 @@ def zenml_client():
     """A ZenML repository with the local stack registered and active."""
     from zenml.client import Client
 
-    from pipelines.stacks import ensure_repository, load_stack_file, register_stack
+    from deploy.stacks import ensure_repository, load_stack_file, register_stack
 
     ensure_repository()
     register_stack(load_stack_file("local"), activate=True)

@@ -9,6 +9,7 @@ import pytest
 from sftcast.active import (
     STRATEGIES,
     Oracle,
+    SimulationReport,
     active_choice,
     plot_found_rate,
     run_strategy,
@@ -29,10 +30,10 @@ def synthetic(n: int = 40, seed: int = 0) -> Candidates:
     )  # fmt: skip
 
 
-def fine_tunes_to_find_best(report: dict, strategy: str) -> float:
+def fine_tunes_to_find_best(report: SimulationReport, strategy: str) -> float:
     """Mean over trials of the budget at which the true best was first fine-tuned (budget + 1
     when never): read off the per-budget found rates."""
-    rates = np.array(report["strategies"][strategy]["by_budget"]["top1_found_rate"])
+    rates = np.array(report.strategies[strategy].by_budget.top1_found_rate)
     return float(1 + np.sum(1 - rates))  # E[first budget] = 1 + sum_b P(not found by b)
 
 
@@ -42,11 +43,8 @@ def test_active_finds_the_best_with_fewer_fine_tunes_than_random() -> None:
     active = fine_tunes_to_find_best(report, "active")
     random = fine_tunes_to_find_best(report, "random")
     assert active < random, (active, random)
-    assert report["strategies"]["active"]["top1_found_rate"] == 1.0
-    assert (
-        report["strategies"]["active"]["mean_regret"]
-        <= report["strategies"]["random"]["mean_regret"]
-    )
+    assert report.strategies["active"].top1_found_rate == 1.0
+    assert report.strategies["active"].mean_regret <= report.strategies["random"].mean_regret
 
 
 def test_a_round_takes_the_highest_ranked_of_the_many_that_beat_the_labelled_best() -> None:
@@ -106,6 +104,7 @@ def test_report_shape_and_determinism() -> None:
     a = simulate(candidates, "score", budget=6, initial=3, trials=2, seed=5)
     b = simulate(candidates, "score", budget=6, initial=3, trials=2, seed=5)
     assert a == b
+    a = a.to_dict()
     assert set(a) >= {"target", "n_candidates", "budget", "initial", "trials", "strategies"}
     for result in a["strategies"].values():
         assert set(result) >= {"top1_found_rate", "mean_regret", "regret_std"}
@@ -119,7 +118,7 @@ def test_the_plot_draws_one_curve_per_strategy_over_whole_budgets(tmp_path) -> N
     ax = figure.axes[0]
     assert [line.get_label() for line in ax.get_lines()] == list(STRATEGIES)
     for line, name in zip(ax.get_lines(), STRATEGIES, strict=True):
-        assert list(line.get_ydata()) == report["strategies"][name]["by_budget"]["top1_found_rate"]
+        assert list(line.get_ydata()) == report.strategies[name].by_budget.top1_found_rate
     figure.canvas.draw()  # the ticks exist once drawn
     assert all(float(t).is_integer() for t in ax.get_xticks())
     figure.savefig(tmp_path / "found.png")

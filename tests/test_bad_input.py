@@ -23,8 +23,8 @@ from safetensors.torch import load_file, save_file
 from test_validation import valid_rows  # the same tiny valid rows the validation tests use
 from typer.testing import CliRunner
 
-import pipelines.run as run_module
-import pipelines.stacks
+import cli.render
+import deploy.stacks
 from pipelines.run import app
 from sftcast.zoo import ModelSize
 from sftcast.zoo.model import CHECKPOINT_META, build_model, save_checkpoint
@@ -410,7 +410,7 @@ def unreachable_stack(tmp: Path) -> str:
 
 def stack_tracking_to(env: Env, uri: str) -> Path:
     """The local stack file with its experiment tracker pointed at `uri`."""
-    stack = yaml.safe_load((pipelines.stacks.STACK_DIR / "local.yaml").read_text())
+    stack = yaml.safe_load((deploy.stacks.STACK_DIR / "local.yaml").read_text())
     stack["components"]["experiment_tracker"][0]["configuration"]["tracking_uri"] = uri
     path = env.tmp / "stack.yaml"
     path.write_text(yaml.safe_dump(stack))
@@ -482,7 +482,7 @@ def stack_edit(edit: Callable[[dict[str, Any]], Any], *needles: str) -> Case:
     """`select` on the local stack file with `edit` applied; the message names the copy."""
 
     def make(env: Env) -> tuple[list[str], list[str]]:
-        stack = yaml.safe_load((pipelines.stacks.STACK_DIR / "local.yaml").read_text())
+        stack = yaml.safe_load((deploy.stacks.STACK_DIR / "local.yaml").read_text())
         edit(stack)
         path = env.tmp / "stack.yaml"
         path.write_text(yaml.safe_dump(stack))
@@ -1430,9 +1430,9 @@ def test_bad_input_is_named_and_changes_nothing(
         started.append("ensure_repository")
         raise RuntimeError("a pipeline was about to start")
 
-    monkeypatch.setattr(pipelines.stacks, "ensure_repository", no_pipeline)
+    monkeypatch.setattr(deploy.stacks, "ensure_repository", no_pipeline)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(run_module.console, "width", 1000)  # report tables on one line per row
+    monkeypatch.setattr(cli.render.console, "width", 1000)  # report tables on one line per row
     args, needles = make(Env(tmp_path, good_candidate, monkeypatch))
     result = CliRunner().invoke(app, args)
 
@@ -1458,8 +1458,8 @@ def test_enough_cases() -> None:
 def test_good_input_passes_the_preflight(good_candidate: Path, tmp_path: Path) -> None:
     """The base configuration of the cases, with the good candidate and with a pickle-only
     copy allowed to convert, passes: each case fails for its own breakage only."""
+    from deploy.runconfig import load_run_config
     from pipelines.registry import PIPELINES, known_sections
-    from pipelines.runconfig import load_run_config
 
     parameters = base_parameters(tmp_path)
     env = Env(tmp_path, good_candidate)
@@ -1467,6 +1467,6 @@ def test_good_input_passes_the_preflight(good_candidate: Path, tmp_path: Path) -
     parameters["zoo"] |= {"candidates": [str(good_candidate), pickled], "allow_pickle": True}
     path = write_config(tmp_path, parameters)
     config_ = load_run_config(path, PIPELINES["select"], known_sections())
-    assert config_["parameters"]["zoo"]["candidates"] == [str(good_candidate), pickled]
+    assert config_.parameters.zoo.candidates == [str(good_candidate), pickled]
     converted = [p for p in tmp_path.iterdir() if p.name.startswith("candidate.safetensors-")]
     assert len(converted) == 1 and (converted[0] / "model.safetensors").is_file()

@@ -20,7 +20,10 @@ import yaml
 from typer.testing import CliRunner
 
 import pipelines.run as run_module
-from pipelines.run import GLOBAL_OPTION_COMMANDS, LOOPBACK, UI_SERVER_ENV, app
+from cli.options import GLOBAL_OPTION_COMMANDS
+from cli.registry import LOOPBACK, UI_SERVER_ENV
+from cli.running import tracking_diagnosis
+from pipelines.run import app
 from sftcast.tracking import TrackingUnavailable, check_tracking_uri
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -198,16 +201,14 @@ def test_a_tracking_uri_that_refuses_is_named(tmp_path: Path) -> None:
 def test_steps_that_failed_silently_get_the_tracking_store_named(tmp_path: Path) -> None:
     # ZenML records no error for a step whose MLflow run could not open (the server went
     # away mid-run); the failure summary then says whether the store answers
-    from pipelines.stacks import load_stack_file
+    from deploy.stacks import load_stack_file
 
     uri = f"http://{LOOPBACK}:{closed_port()}"
-    diagnosis = run_module.tracking_diagnosis(
-        load_stack_file(str(stack_tracking_to(tmp_path, uri)))
-    )
+    diagnosis = tracking_diagnosis(load_stack_file(str(stack_tracking_to(tmp_path, uri))))
     assert diagnosis is not None
     assert f"the MLflow tracking URI {uri} does not answer" in diagnosis
     assert "carry no error of their own" in diagnosis
-    assert run_module.tracking_diagnosis(load_stack_file("local")) is None  # it answers
+    assert tracking_diagnosis(load_stack_file("local")) is None  # it answers
 
 
 def test_a_tracking_server_that_hangs_is_bounded() -> None:
@@ -250,7 +251,8 @@ def test_piped_output_has_no_colour_codes(tmp_path: Path) -> None:
     result = python("pipelines/run.py", "--config", str(missing))
     assert result.returncode == 2
     assert result.stdout.strip() == f"error: no run configuration at {missing}"
-    log = "import pipelines.run, logging, zenml; logging.getLogger('zenml').warning('careful')"
+    log = "import cli.environment, logging; cli.environment.prepare(); import zenml; "
+    log += "logging.getLogger('zenml').warning('careful')"
     result = python("-c", log)
     assert "careful" in result.stdout + result.stderr
     assert "\x1b[" not in result.stdout + result.stderr

@@ -37,8 +37,9 @@ from sftcast.comparator import (
     skipped_note,
     topk_recall,
 )
+from sftcast.comparator.config import Columns, JudgementSettings
 from sftcast.comparator.metrics import preference_from_scores
-from sftcast.comparator.report import METHOD_KEYS, REPORT_KEYS, report_rows
+from sftcast.comparator.report import METHOD_KEYS, REPORT_KEYS, CompareReport, report_rows
 from sftcast.comparator.table import MIN_SPAN
 
 
@@ -50,6 +51,18 @@ def synthetic(n: int = 40, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(
         {"id": [f"c{i}" for i in range(n)], "score": p1 + p2, "p1": p1, "loss": -p2, "noise": noise}
     )
+
+
+def judge(
+    df: pd.DataFrame,
+    proxies: list[str],
+    lower: list[str] | None = None,
+    target: str = "score",
+    **settings,
+) -> CompareReport:
+    """`compare_table` on the `id` column, with these settings."""
+    columns = Columns(id_column="id", target=target, proxies=proxies, lower_is_better=lower or [])
+    return compare_table(df, columns, JudgementSettings(**settings))
 
 
 # --- features, comparator, ranking ---------------------------------------------------------------
@@ -145,21 +158,19 @@ def test_split_sides_need_two_candidates() -> None:
 
 
 def test_comparator_beats_every_single_proxy_on_a_sum_of_two() -> None:
-    report = compare_table(
-        synthetic(), "id", "score", ["p1", "loss", "noise"], lower_is_better=["loss"], splits=5
-    )
-    accuracy = {name: m["pairwise_accuracy_mean"] for name, m in report["methods"].items()}
+    report = judge(synthetic(), ["p1", "loss", "noise"], ["loss"], splits=5)
+    accuracy = {name: m.pairwise_accuracy_mean for name, m in report.methods.items()}
     assert accuracy["ltc"] > max(accuracy[p] for p in ("p1", "loss", "noise"))
     assert accuracy["loss"] > 0.6  # negated: its direction was corrected
-    importance = report["feature_importance"]
+    importance = report.feature_importance
     assert importance["noise"] < min(importance["p1"], importance["loss"])
 
 
 def test_leave_one_group_out_report() -> None:
     df = synthetic(24).assign(family=["x", "y", "z"] * 8)
-    report = compare_table(df, "id", "score", ["p1", "loss"], ["loss"], groups="family")
-    assert report["protocol"]["name"] == "leave_one_group_out"
-    assert report["protocol"]["groups"] == ["x", "y", "z"]
+    report = judge(df, ["p1", "loss"], ["loss"], groups="family")
+    assert report.protocol.name == "leave_one_group_out"
+    assert report.protocol.groups == ["x", "y", "z"]
 
 
 @pytest.mark.parametrize(
@@ -281,7 +292,7 @@ def test_standardised_proxies_stay_within_xgboost_float32() -> None:
 def test_a_lower_is_better_proxy_is_named_with_its_own_values() -> None:
     df = four_candidates([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0], flops=[0.0] * 7 + [1e19])
     with pytest.raises(ComparatorInputError) as err:
-        compare_table(df, "id", "score", ["p1", "flops"], ["flops"], splits=20)
+        judge(df, ["p1", "flops"], ["flops"], splits=20)
     assert "row 8, column 'flops': 1e+19 standardises to 1e+19 in split" in str(err.value)
 
 
@@ -291,9 +302,9 @@ def test_the_target_is_only_compared() -> None:
     ranks = df["score"].rank(method="first").astype(int) - 1
     huge = df.assign(score=1.7e308 * np.linspace(-1, 1, 12)[ranks])
     args = (["p1", "loss", "noise"], ["loss"])
-    plain = compare_table(df, "id", "score", *args, splits=3)
-    stretched = compare_table(huge, "id", "score", *args, splits=3)
-    assert stretched["methods"] == plain["methods"]
+    plain = judge(df, *args, splits=3)
+    stretched = judge(huge, *args, splits=3)
+    assert stretched.methods == plain.methods
 
 
 # --- what was judged ------------------------------------------------------------------------------
@@ -301,8 +312,8 @@ def test_the_target_is_only_compared() -> None:
 
 def test_only_splits_with_a_held_out_pair_are_judged() -> None:
     df = synthetic(10).assign(score=[0.5] * 7 + [0.6, 0.7, 0.8])
-    report = compare_table(df, "id", "score", ["p1", "loss"], ["loss"], splits=20, seed=1)
-    protocol = report["protocol"]
+    report = judge(df, ["p1", "loss"], ["loss"], splits=20, seed=1)
+    protocol = report.to_dict()["protocol"]
     plan = random_splits(10, splits=20, train_fraction=0.6, seed=1)
     target = df["score"].to_numpy()
     held_out = [len(labelled_pairs(target[s.test])[0]) // 2 for s in plan]
@@ -311,7 +322,7 @@ def test_only_splits_with_a_held_out_pair_are_judged() -> None:
     assert (protocol["judged_splits"], protocol["judged_pairs"]) == (len(judged), sum(judged))
     assert 0 < len(judged) < 20  # the case is partly degenerate
     assert protocol["skipped_splits"] == 20 - len(judged) == sum(protocol["skipped"].values())
-    for metrics in report["methods"].values():  # every metric defined on every judged split
+    for metrics in report.to_dict()["methods"].values():  # every metric defined on every split
         assert all(isinstance(v, float) and np.isfinite(v) for v in metrics.values())
     assert f"{len(judged)} of 20 random splits judged" in report_lines(report)[0]
     assert f"{sum(judged)} held-out pairs" in report_lines(report)[0]
@@ -321,22 +332,23 @@ def test_only_splits_with_a_held_out_pair_are_judged() -> None:
 def test_nothing_to_judge_is_an_error() -> None:
     df = synthetic(8).assign(score=[0.5] * 7 + [0.6])  # held out: all 0.5, or trained: all 0.5
     with pytest.raises(ComparatorInputError, match="nothing to judge: of 20 split\\(s\\)"):
-        compare_table(df, "id", "score", ["p1", "loss"], ["loss"], splits=20)
+        judge(df, ["p1", "loss"], ["loss"], splits=20)
 
 
 def test_an_undefined_metric_reads_n_a_without_a_spread() -> None:
-    report = compare_table(synthetic(12), "id", "score", ["p1", "loss"], ["loss"], splits=2)
-    report["methods"]["p1"] |= {"pairwise_accuracy_mean": None, "pairwise_accuracy_std": None}
-    report["ranking"] = method_ranking(report["methods"])
+    report = judge(synthetic(12), ["p1", "loss"], ["loss"], splits=2)
+    undefined = {"pairwise_accuracy_mean": None, "pairwise_accuracy_std": None}
+    methods = {**report.methods, "p1": report.methods["p1"].model_copy(update=undefined)}
+    report = report.model_copy(update={"methods": methods, "ranking": method_ranking(methods)})
     rows = {row[0]: row for row in report_rows(report)}
-    assert rows["p1"][1] == "n/a" and report["ranking"][-1] == "p1"  # undefined ranks last
+    assert rows["p1"][1] == "n/a" and report.ranking[-1] == "p1"  # undefined ranks last
     assert " ± " in rows["ltc"][1]
 
 
 def test_the_report_records_its_provenance(tmp_path: Path) -> None:
     path = tmp_path / "scores.csv"
     synthetic(12).to_csv(path, index=False)
-    report = compare_table(read_table(path), "id", "score", ["p1", "loss"], ["loss"], splits=2)
+    report = judge(read_table(path), ["p1", "loss"], ["loss"], splits=2).to_dict()
     assert report["input"] == {
         "path": str(path),
         "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
@@ -353,11 +365,11 @@ def test_the_report_records_its_provenance(tmp_path: Path) -> None:
 
 
 def test_compare_prints_plain_lines_to_a_pipe(tmp_path: Path, monkeypatch) -> None:
-    import pipelines.run as run_module
+    import cli.render
 
     table = tmp_path / "scores.csv"
     synthetic(12).assign(score=[0.5] * 6 + list(range(6))).to_csv(table, index=False)
-    monkeypatch.setattr(run_module.console, "width", 30)  # narrower than a row: nothing wraps
+    monkeypatch.setattr(cli.render.console, "width", 30)  # narrower than a row: nothing wraps
     result = invoke(table, "--lower-is-better", "loss", "--splits", "20")
     assert result.exit_code == 0, result.output
     assert "\x1b[" not in result.output  # no colour codes
@@ -405,7 +417,7 @@ def test_a_column_whose_mean_overflows_is_refused() -> None:
     df = four_candidates([1.0e308, 1.2e308, 1.4e308, 1.6e308, 1.7e308, 1.1e308])
     message = r"row 5, column 'p1': 1.7e\+308 standardises to nan in split"
     with pytest.raises(ComparatorInputError, match=message):
-        compare_table(df, "id", "score", ["p1"], splits=2)
+        judge(df, ["p1"], splits=2)
 
 
 def test_an_output_in_a_folder_that_takes_no_file_is_refused_first(tmp_path: Path) -> None:
@@ -428,18 +440,16 @@ def test_splits_judged_on_two_processes_give_the_same_report() -> None:
     x = rng.normal(size=(16, 3))
     df = pd.DataFrame({"id": [f"c{i}" for i in range(16)], "a": x[:, 0], "b": x[:, 1],
                        "c": x[:, 2], "y": x[:, 0] - x[:, 1] + rng.normal(size=16) / 3})  # fmt: skip
-    args = (df, "id", "y", ["a", "b", "c"])
-    one = compare_table(*args, splits=4, protocol="deployment")
-    two = compare_table(*args, splits=4, protocol="deployment", jobs=2)
-    assert one["methods"] == two["methods"] and one["comparator"] == two["comparator"]
+    args = (df, ["a", "b", "c"])
+    one = judge(*args, target="y", splits=4, protocol="deployment")
+    two = judge(*args, target="y", splits=4, protocol="deployment", jobs=2)
+    assert one.methods == two.methods and one.comparator == two.comparator
 
 
 def test_a_judgement_without_the_final_fit_judges_alike() -> None:
     df = synthetic(24)
-    full = compare_table(df, "id", "score", ["p1", "loss", "noise"], ["loss"], splits=3)
-    alone = compare_table(
-        df, "id", "score", ["p1", "loss", "noise"], ["loss"], splits=3, final_fit=False
-    )
-    assert alone["methods"] == full["methods"] and alone["lead"] == full["lead"]
-    assert full["comparator"]["final_form"] is not None and full["feature_importance"]
-    assert alone["comparator"]["final_form"] is None and alone["feature_importance"] is None
+    full = judge(df, ["p1", "loss", "noise"], ["loss"], splits=3)
+    alone = judge(df, ["p1", "loss", "noise"], ["loss"], splits=3, final_fit=False)
+    assert alone.methods == full.methods and alone.lead == full.lead
+    assert full.comparator.final_form is not None and full.feature_importance
+    assert alone.comparator.final_form is None and alone.feature_importance is None

@@ -24,7 +24,7 @@ from test_services import (
     started_services,
 )
 
-from sftcast.services import ENGINE
+from deploy.services import ENGINE
 
 pytestmark = [
     needs_postgres,

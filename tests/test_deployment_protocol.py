@@ -16,9 +16,11 @@ from typer.testing import CliRunner
 
 from pipelines.run import app
 from sftcast.comparator import ComparatorInputError, check_table, compare_table, random_splits
+from sftcast.comparator.config import Columns, JudgementSettings
+from sftcast.comparator.judge import lead
 from sftcast.comparator.metrics import best_in_top_k, topk_recall
 from sftcast.comparator.model import ComparatorSettings
-from sftcast.comparator.report import CLEAR_KEYS, METHOD_KEYS, lead, lead_note
+from sftcast.comparator.report import CLEAR_KEYS, METHOD_KEYS, CompareReport, lead_note
 from sftcast.comparator.scoring import predict_split, scored_pairs
 
 LINEAR = ComparatorSettings(form="linear")  # where the form does not matter: fast
@@ -36,6 +38,12 @@ def synthetic(n: int, seed: int = 0, ties: bool = False) -> pd.DataFrame:
 
 
 ARGS = ("id", "score", ["p1", "loss", "noise"], ["loss"])
+COLUMNS = Columns(id_column="id", target="score", proxies=["p1", "loss", "noise"],
+                  lower_is_better=["loss"])  # fmt: skip
+
+
+def judge(df: pd.DataFrame, columns: Columns = COLUMNS, **settings) -> CompareReport:
+    return compare_table(df, columns, JudgementSettings(**settings))
 
 
 def cross_pairs(target: np.ndarray, held_out: np.ndarray, train: np.ndarray) -> list[tuple]:
@@ -97,17 +105,17 @@ def test_only_pairs_with_a_held_out_candidate_are_scored() -> None:
         scored = sorted(zip(pairs.shown[pairs.first], pairs.shown[pairs.second], strict=True))
         assert scored == sorted(cross_pairs(target, split.test, split.train))
         counts.append(len(scored))
-    report = compare_table(df, *ARGS, splits=4, seed=3, protocol="deployment", comparator=LINEAR)
-    protocol = report["protocol"]
-    assert protocol["name"] == "deployment" and protocol["judged_splits"] == 4
-    assert protocol["judged_pairs"] == sum(counts) < 4 * 8 * 12  # the ties are not counted
-    paper = compare_table(df, *ARGS, splits=4, seed=3, comparator=LINEAR)["protocol"]
-    assert paper["name"] == "random_splits" and paper["judged_pairs"] < protocol["judged_pairs"]
+    report = judge(df, splits=4, seed=3, protocol="deployment", comparator=LINEAR)
+    protocol = report.protocol
+    assert protocol.name == "deployment" and protocol.judged_splits == 4
+    assert protocol.judged_pairs == sum(counts) < 4 * 8 * 12  # the ties are not counted
+    paper = judge(df, splits=4, seed=3, comparator=LINEAR).protocol
+    assert paper.name == "random_splits" and paper.judged_pairs < protocol.judged_pairs
 
 
 def test_single_proxies_are_judged_on_the_cross_pairs() -> None:
     df = synthetic(20, ties=True)
-    report = compare_table(df, *ARGS, splits=4, seed=3, protocol="deployment", comparator=LINEAR)
+    report = judge(df, splits=4, seed=3, protocol="deployment", comparator=LINEAR)
     target, p1 = df["score"].to_numpy(), df["p1"].to_numpy()
     per_split = []
     for split in random_splits(20, 4, 0.6, seed=3):
@@ -117,15 +125,15 @@ def test_single_proxies_are_judged_on_the_cross_pairs() -> None:
             for h, t in pairs
         ]
         per_split.append(np.mean(correct))
-    assert report["methods"]["p1"]["pairwise_accuracy_mean"] == pytest.approx(np.mean(per_split))
-    assert report["methods"]["p1"]["pairwise_accuracy_std"] == pytest.approx(np.std(per_split))
+    assert report.methods["p1"].pairwise_accuracy_mean == pytest.approx(np.mean(per_split))
+    assert report.methods["p1"].pairwise_accuracy_std == pytest.approx(np.std(per_split))
 
 
 def test_the_comparator_beats_every_single_proxy_under_deployment() -> None:
-    report = compare_table(synthetic(40), *ARGS, splits=4, protocol="deployment")
-    accuracy = {m: v["pairwise_accuracy_mean"] for m, v in report["methods"].items()}
+    report = judge(synthetic(40), splits=4, protocol="deployment")
+    accuracy = {m: v.pairwise_accuracy_mean for m, v in report.methods.items()}
     assert accuracy["ltc"] > max(accuracy[p] for p in ("p1", "loss", "noise"))
-    for metrics in report["methods"].values():
+    for metrics in report.to_dict()["methods"].values():
         assert set(metrics) == set(METHOD_KEYS)
         assert all(isinstance(v, float) and np.isfinite(v) for v in metrics.values())
 
@@ -133,21 +141,21 @@ def test_the_comparator_beats_every_single_proxy_under_deployment() -> None:
 def test_protocol_options_that_do_not_go_together() -> None:
     df = synthetic(12).assign(family=["x", "y", "z"] * 4)
     with pytest.raises(ComparatorInputError, match=r"protocol 'group' .* name the group column"):
-        compare_table(df, *ARGS, protocol="group")
+        judge(df, protocol="group")
     for protocol in ("paper", "deployment"):
         with pytest.raises(
             ComparatorInputError, match=f"goes with protocol 'group', not '{protocol}'"
         ):
-            compare_table(df, *ARGS, groups="family", protocol=protocol)
+            judge(df, groups="family", protocol=protocol)
     with pytest.raises(ComparatorInputError, match="protocol 'pairs' is not one of"):
-        compare_table(df, *ARGS, protocol="pairs")
+        judge(df, protocol="pairs")
     for noise in (-0.1, float("inf"), float("nan")):
         with pytest.raises(ComparatorInputError, match=r"seed noise is .*finite number >= 0"):
-            compare_table(df, *ARGS, seed_noise=noise)
-    named = compare_table(df, *ARGS, groups="family", protocol="group", comparator=LINEAR)
-    implied = compare_table(df, *ARGS, groups="family", comparator=LINEAR)
-    assert named["protocol"] == implied["protocol"]
-    assert named["protocol"]["name"] == "leave_one_group_out"
+            judge(df, seed_noise=noise)
+    named = judge(df, groups="family", protocol="group", comparator=LINEAR)
+    implied = judge(df, groups="family", comparator=LINEAR)
+    assert named.protocol == implied.protocol
+    assert named.protocol.name == "leave_one_group_out"
 
 
 # --- clear-gap accuracy ---------------------------------------------------------------------------
@@ -161,10 +169,10 @@ def test_clear_gap_accuracy_counts_only_pairs_beyond_twice_the_seed_noise(protoc
     df = pd.DataFrame({"id": [f"c{i}" for i in range(30)], "score": target,
                        "near": target + rng.uniform(-0.49, 0.49, 30),
                        "noise": rng.normal(size=30)})  # fmt: skip
-    args = ("id", "score", ["near", "noise"])
+    columns = Columns(id_column="id", target="score", proxies=["near", "noise"])
     kwargs = {"splits": 3, "protocol": protocol, "comparator": LINEAR}
-    report = compare_table(df, *args, seed_noise=0.5, **kwargs)
-    near = report["methods"]["near"]
+    report = judge(df, columns, seed_noise=0.5, **kwargs)
+    near = report.to_dict()["methods"]["near"]
     assert near["pairwise_accuracy_clear_mean"] == 1.0 > near["pairwise_accuracy_mean"]
     assert set(near) == {*METHOD_KEYS, *CLEAR_KEYS}
     plan = random_splits(30, 3, 0.6, seed=0)
@@ -175,14 +183,14 @@ def test_clear_gap_accuracy_counts_only_pairs_beyond_twice_the_seed_noise(protoc
         else:
             pairs = list(itertools.combinations(split.test, 2))
         clear += sum(abs(target[a] - target[b]) > 1.0 for a, b in pairs)
-    assert (report["protocol"]["clear_gap"], report["protocol"]["clear_pairs"]) == (1.0, clear)
+    assert (report.protocol.clear_gap, report.protocol.clear_pairs) == (1.0, clear)
     # no noise: every scored pair is clear, and the clear-gap accuracy is the accuracy
-    exact = compare_table(df, *args, seed_noise=0.0, **kwargs)
-    assert exact["protocol"]["clear_pairs"] == exact["protocol"]["judged_pairs"]
-    for m in exact["methods"].values():
-        assert m["pairwise_accuracy_clear_mean"] == m["pairwise_accuracy_mean"]
+    exact = judge(df, columns, seed_noise=0.0, **kwargs)
+    assert exact.protocol.clear_pairs == exact.protocol.judged_pairs
+    for m in exact.methods.values():
+        assert m.pairwise_accuracy_clear_mean == m.pairwise_accuracy_mean
     # without a seed noise there is no clear-gap accuracy at all
-    plain = compare_table(df, *args, **kwargs)
+    plain = judge(df, columns, **kwargs).to_dict()
     assert "clear_gap" not in plain["protocol"]
     assert all(set(m) == set(METHOD_KEYS) for m in plain["methods"].values())
 
@@ -223,29 +231,29 @@ def test_the_lead_is_judged_against_its_spread_over_splits() -> None:
         ]
 
     swings = lead(per_split([0.8, 0.6], [0.7, 0.7]), ["a", "b"])
-    assert swings["difference"] == pytest.approx(0.0) and swings["std"] == pytest.approx(0.1)
-    assert swings["within_uncertainty"]  # +0.1 on one split, -0.1 on the other
+    assert swings.difference == pytest.approx(0.0) and swings.std == pytest.approx(0.1)
+    assert swings.within_uncertainty  # +0.1 on one split, -0.1 on the other
     steady = lead(per_split([0.8, 0.9, 0.7], [0.7, 0.8, 0.6]), ["a", "b"])
-    assert steady["difference"] == pytest.approx(0.1) and not steady["within_uncertainty"]
-    assert (steady["best"], steady["runner_up"], steady["splits"]) == ("a", "b", 3)
+    assert steady.difference == pytest.approx(0.1) and not steady.within_uncertainty
+    assert (steady.best, steady.runner_up, steady.splits) == ("a", "b", 3)
     one = lead(per_split([0.9], [0.5]), ["a", "b"])
-    assert one["within_uncertainty"] and one["std"] == 0.0
-    assert "not told apart" in lead_note({"lead": swings})
-    assert "beyond one std over splits" in lead_note({"lead": steady})
-    assert "on the one judged split" in lead_note({"lead": one})
+    assert one.within_uncertainty and one.std == 0.0
+    assert "not told apart" in lead_note(swings)
+    assert "beyond one std over splits" in lead_note(steady)
+    assert "on the one judged split" in lead_note(one)
     tie = lead(per_split([0.8, 0.6], [0.8, 0.6]), ["a", "b"])
-    assert lead_note({"lead": tie}) == "a and b score alike on every split: a tie"
+    assert lead_note(tie) == "a and b score alike on every split: a tie"
 
 
 def test_the_report_leads_with_its_ranking() -> None:
-    report = compare_table(synthetic(16), *ARGS, splits=3, comparator=LINEAR)
-    best, runner_up = report["ranking"][:2]
-    methods, the_lead = report["methods"], report["lead"]
-    assert (the_lead["best"], the_lead["runner_up"]) == (best, runner_up)
-    assert the_lead["splits"] == report["protocol"]["judged_splits"] == 3
-    gap = methods[best]["pairwise_accuracy_mean"] - methods[runner_up]["pairwise_accuracy_mean"]
-    assert the_lead["difference"] == pytest.approx(gap)
-    assert the_lead["within_uncertainty"] == (abs(the_lead["difference"]) <= the_lead["std"])
+    report = judge(synthetic(16), splits=3, comparator=LINEAR)
+    best, runner_up = report.ranking[:2]
+    methods, the_lead = report.methods, report.lead
+    assert (the_lead.best, the_lead.runner_up) == (best, runner_up)
+    assert the_lead.splits == report.protocol.judged_splits == 3
+    gap = methods[best].pairwise_accuracy_mean - methods[runner_up].pairwise_accuracy_mean
+    assert the_lead.difference == pytest.approx(gap)
+    assert the_lead.within_uncertainty == (abs(the_lead.difference) <= the_lead.std)
 
 
 # --- the command ----------------------------------------------------------------------------------

@@ -28,7 +28,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pipelines.run import LOOPBACK, app, mlflow_server_command
+from cli.registry import LOOPBACK, mlflow_server_command
+from pipelines.run import app
 from sftcast.tracking import TAG_PIPELINE_RUN_ID
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -67,8 +67,8 @@ def test_best_predictor_ranks_every_candidate_and_beats_chance() -> None:
     best_true = set(table["candidate"][truth.rank(ascending=False) <= 5])
     assert chosen.best in best_true
     assert (
-        chosen.methods["noise"]["pairwise_accuracy_mean"]
-        < chosen.methods[chosen.predictor]["pairwise_accuracy_mean"]
+        chosen.methods["noise"].pairwise_accuracy_mean
+        < chosen.methods[chosen.predictor].pairwise_accuracy_mean
     )
 
 
@@ -83,13 +83,13 @@ def test_predictors_are_judged_as_deployed_with_their_spread_and_lead() -> None:
     # 6 labelled, 60/40: 4 x 2 cross pairs against 1 pair inside the held-out side, per split
     assert deployed.protocol["judged_pairs"] >= 30 > paper.protocol["judged_pairs"]
     lead = deployed.lead
-    assert lead["best"] == max(
-        deployed.methods, key=lambda m: deployed.methods[m]["pairwise_accuracy_mean"]
+    assert lead.best == max(
+        deployed.methods, key=lambda m: deployed.methods[m].pairwise_accuracy_mean
     )
-    assert lead["within_uncertainty"] == (abs(lead["difference"]) <= lead["std"])
+    assert lead.within_uncertainty == (abs(lead.difference) <= lead.std)
     summary = summarize(deployed, _record(deployed.best, 1.0))
     assert summary.lead == lead and summary.protocol == "deployment"
-    assert summary.pairwise_accuracy_std["ltc"] == deployed.methods["ltc"]["pairwise_accuracy_std"]
+    assert summary.pairwise_accuracy_std["ltc"] == deployed.methods["ltc"].pairwise_accuracy_std
 
 
 def test_a_lower_is_better_proxy_ranks_ascending() -> None:
@@ -117,7 +117,7 @@ def test_a_named_predictor_ranks_even_when_another_scores_better() -> None:
     )
     assert auto.predictor != "weight_norm" and pinned.predictor == "weight_norm"
     assert pinned.ranking == list(table.sort_values("weight_norm", ascending=False)["candidate"])
-    accuracy = pinned.methods["weight_norm"]["pairwise_accuracy_mean"]
+    accuracy = pinned.methods["weight_norm"].pairwise_accuracy_mean
     assert pinned.beats_chance == (accuracy > 0.5)  # judged like any other
 
     # nothing to judge: the named proxy still ranks every candidate, and nothing beats chance

@@ -25,9 +25,8 @@ import test_faults
 from test_faults import _versions
 from typer.testing import CliRunner
 
+from deploy.services import SERVICES, Credentials, Services, load_services_config
 from pipelines.run import app
-from pipelines.services import load_services_config
-from sftcast.services import SERVICES, Credentials, Services
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUN = [sys.executable, str(REPO_ROOT / "pipelines" / "run.py")]

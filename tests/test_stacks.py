@@ -9,8 +9,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from pipelines.runconfig import RunConfigError, compile_for_stack, placement_rows
-from pipelines.stacks import (
+from deploy.runconfig import RunConfigError, compile_for_stack, placement_rows
+from deploy.stacks import (
     STACK_DIR,
     StackFileError,
     available_stacks,
@@ -126,9 +126,9 @@ def test_import_is_idempotent_and_follows_the_file(zenml_client, tmp_path: Path)
 
 
 def _k8s_rows(stack_path: Path | str) -> list[dict[str, str]]:
+    from cli.options import DEFAULT_CONFIG
+    from deploy.runconfig import load_run_config, with_stack_options
     from pipelines.registry import PIPELINES, known_sections
-    from pipelines.run import DEFAULT_CONFIG
-    from pipelines.runconfig import load_run_config, with_stack_options
 
     stack_file = load_stack_file(stack_path)
     register_stack(stack_file, activate=False)
@@ -236,7 +236,7 @@ def test_tracking_schemes_are_those_mlflow_takes() -> None:
     from mlflow.store.db.db_types import DATABASE_ENGINES
     from mlflow.tracking._tracking_service.utils import _tracking_store_registry
 
-    from pipelines.stacks import DATABASE_SCHEMES, TRACKING_SCHEMES
+    from deploy.stacks import DATABASE_SCHEMES, TRACKING_SCHEMES
 
     assert set(DATABASE_SCHEMES) == set(DATABASE_ENGINES)
     for scheme in TRACKING_SCHEMES:
@@ -249,9 +249,9 @@ def test_tracking_uri_is_the_experiment_trackers() -> None:
 
 
 def test_k8s_dry_run_writes_the_jobs_valid_against_the_kubernetes_schema(k8s_env) -> None:
-    from pipelines.manifests import validate_manifest
+    from deploy.manifests import validate_manifest
+    from deploy.runconfig import MANIFESTS_DIR
     from pipelines.run import app
-    from pipelines.runconfig import MANIFESTS_DIR
 
     folder = MANIFESTS_DIR / "sftcast_zoo"
     result = CliRunner().invoke(app, ["--stack", "k8s", "--dry-run", "zoo"])
@@ -283,7 +283,7 @@ def test_k8s_dry_run_writes_the_jobs_valid_against_the_kubernetes_schema(k8s_env
 
 
 def test_a_manifest_off_the_kubernetes_schema_is_named(tmp_path: Path) -> None:
-    from pipelines.manifests import ManifestError, validate_manifest
+    from deploy.manifests import ManifestError, validate_manifest
 
     path = tmp_path / "job.yaml"
     job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "x"},

@@ -18,7 +18,7 @@ import yaml
 from test_faults import _completed_sft_steps, _start  # the faulted-run helpers
 from typer.testing import CliRunner
 
-import pipelines.run as run_module
+import cli.render
 from pipelines.run import app
 from sftcast.evaluation import EvaluationConfig
 from sftcast.proxies import PROXIES, ProxyConfig
@@ -219,7 +219,7 @@ def test_select_prints_the_study_evidence_on_every_task_the_table_holds(
     _synthetic_results(results)  # a cls table
     monkeypatch.setenv("SFTCAST_ROOT", str(tmp_path / "stores"))
     # a run on cbqa alone: the table lacks cbqa, and its cls line is printed all the same
-    run_module._print_study_evidence(results, ["cbqa"])
+    cli.render.print_study_evidence(results, ["cbqa"])
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith(f"the study ({results}), judged now")
     assert [line.split(":")[0].strip() for line in printed[1:]] == ["cls"]

@@ -34,12 +34,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 from sklearn.preprocessing import StandardScaler
 
+from sftcast.comparator.config import DEFAULT_SETTINGS, ComparatorSettings
 from sftcast.comparator.features import labelled_pairs
 from sftcast.comparator.metrics import pairwise_accuracy, preference_from_scores
 from sftcast.comparator.model import (
-    DEFAULT_SETTINGS,
     Comparator,
-    ComparatorSettings,
     antisymmetric,
     scaler_from_state,
     scaler_state,

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier
 
+from sftcast.comparator.config import DEFAULT_SETTINGS, ComparatorSettings
 from sftcast.comparator.features import (
     FEATURES_PER_PROXY,
     MAX_STANDARDISED,
@@ -31,24 +31,6 @@ from sftcast.comparator.table import ComparatorInputError
 # [d, product, p_i, p_j] per proxy (direction-corrected): more of p_i (and of p_i - p_j) can
 # only help i, more of p_j only help j
 MONOTONE = (1, 0, 1, -1)
-
-
-class ComparatorSettings(BaseModel):
-    """The comparator's form and the boosted classifier's size and step
-    (`parameters.selection.comparator`): small trees, as the labelled pools are small."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    # "auto": chosen on the training candidates by inner cross-validation (forms.py)
-    form: Literal[
-        "auto", "xgboost", "xgboost_monotone", "linear", "best_proxy", "blend", "ensemble"
-    ] = "auto"
-    n_estimators: int = Field(200, ge=1)
-    max_depth: int = Field(3, ge=1)
-    learning_rate: float = Field(0.1, gt=0, le=1)
-
-
-DEFAULT_SETTINGS = ComparatorSettings()
 
 
 class Comparator:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import LeaveOneGroupOut, ShuffleSplit
 
+from sftcast.comparator.config import DEFAULT_JUDGEMENT
 from sftcast.comparator.table import ComparatorInputError
 
 MIN_SIDE = 2  # a side with fewer candidates has no pair to learn from or to score
@@ -49,7 +50,10 @@ def resolve_protocol(protocol: str | None, groups: str | None) -> str:
 
 
 def random_splits(
-    n: int, splits: int = 20, train_fraction: float = 0.6, seed: int = 0
+    n: int,
+    splits: int = DEFAULT_JUDGEMENT.splits,
+    train_fraction: float = DEFAULT_JUDGEMENT.train_fraction,
+    seed: int = DEFAULT_JUDGEMENT.seed,
 ) -> list[Split]:
     """`splits` seeded random splits, `train_fraction` of the candidates (rounded) to train."""
     if splits < 1:

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
+from sftcast.comparator.config import DEFAULT_SETTINGS, ComparatorSettings
 from sftcast.comparator.forms import ChosenComparator
 from sftcast.comparator.metrics import preference_from_scores
-from sftcast.comparator.model import DEFAULT_SETTINGS, ComparatorSettings, borda_scores
+from sftcast.comparator.model import borda_scores
 from sftcast.comparator.protocols import Split
 from sftcast.comparator.table import Candidates
 

@@ -1,8 +1,8 @@
 """Scoring candidates the way the source papers do: TokenProb, EM/F1, ROUGE-L, MRC, formats."""
 
+from sftcast.evaluation.config import EvaluationConfig
 from sftcast.evaluation.evaluate import (
     PRIMARY_METRIC,
-    EvaluationConfig,
     FinetunedScores,
     evaluate_base,
     evaluate_finetuned,

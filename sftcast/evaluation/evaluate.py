@@ -12,47 +12,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from sftcast.data.schema import NEWS_TOPICS, SplitName, TaskName
+from sftcast.data.schema import NEWS_TOPICS
+from sftcast.evaluation.config import EvaluationConfig
 from sftcast.evaluation.metrics import exact_match, mean_ratio_of_change, rouge_l, token_f1
 from sftcast.evaluation.scoring import greedy_generate, label_token_ids, tokenprob_scores
-from sftcast.prompts import FORMATS, PromptFormat, encode_example
+from sftcast.prompts import encode_example
 
 PRIMARY_METRIC = {"cbqa": "f1", "rag": "f1", "cls": "accuracy"}
 QA_METRICS = {"exact_match": exact_match, "f1": token_f1, "rouge_l": rouge_l}
 Scores = dict[str, float]
-
-
-class EvaluationConfig(BaseModel):
-    """`parameters.evaluation` of a run configuration."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-    split: SplitName = "test"
-    max_examples: int | None = Field(None, ge=1, description="first N rows of the split")
-    shots: dict[TaskName, Annotated[int, Field(ge=0)]] = Field(
-        default_factory=lambda: {"cbqa": 3, "rag": 1, "cls": 2}
-    )
-    demo_context_tokens: int = Field(48, ge=1, description="input tokens kept per demonstration")
-    max_new_tokens: int = Field(12, ge=1)
-    max_length: int = Field(256, ge=8)
-    batch_size: int = Field(32, ge=1)
-    formats: list[PromptFormat] = Field(default_factory=lambda: list(FORMATS))
-    # score a fine-tuned model on the tasks it was not trained on too (few-shot), for MRC
-    forgetting: bool = True
-    seed: int = 0  # which train rows become demonstrations
-
-    @field_validator("formats")
-    @classmethod
-    def _with_train(cls, formats: list[PromptFormat]) -> list[PromptFormat]:
-        if "train" not in formats:  # the format the models are fine-tuned in
-            raise ValueError(f"formats must include 'train', got {formats}")
-        return formats
 
 
 def primary(task: str, scores: Mapping[str, float]) -> float:

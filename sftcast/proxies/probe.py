@@ -27,12 +27,13 @@ from typing import Any
 import torch
 from pydantic import BaseModel
 
-from sftcast.evaluation.evaluate import EvaluationConfig, evaluate_task, primary
+from sftcast.evaluation.config import EvaluationConfig
+from sftcast.evaluation.evaluate import evaluate_task, primary
 from sftcast.proxies.config import ProbeSettings
 from sftcast.sft.config import SFTConfig
 from sftcast.sft.data import collate, encode_split, sample_rows
-from sftcast.sft.service import load_model
 from sftcast.sft.train import fit
+from sftcast.zoo.model import load_model
 from sftcast.zoo.objectives import IGNORE_INDEX
 from sftcast.zoo.train import lm_loss
 

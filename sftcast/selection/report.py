@@ -5,15 +5,15 @@ prints and the promotion's evidence quotes."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure  # not pyplot: no global figure state, no GUI backend
 from pydantic import BaseModel, ConfigDict
 
+from sftcast.comparator.report import Lead
 from sftcast.evaluation.report import SFTRecord
-from sftcast.selection import ID, TARGET, Selection
+from sftcast.selection.ranking import ID, TARGET, Selection
 
 
 class ProxyRow(BaseModel):
@@ -41,7 +41,7 @@ class SelectionSummary(BaseModel):
     pairwise_accuracy_std: dict[str, float | None] = {}  # per method, std over those splits
     judged_pairs: int = 0  # scored pairs summed over the judged splits
     protocol: str = ""  # how the predictors were judged
-    lead: dict[str, Any] | None = None  # the best method's lead over the runner-up, with its std
+    lead: Lead | None = None  # the best method's lead over the runner-up, with its std
     ppl_clm: float | None
     best_single_proxy: str | None
     best_single_accuracy: float | None
@@ -76,8 +76,8 @@ def selection_table(
 
 def summarize(chosen: Selection, record: SFTRecord) -> SelectionSummary:
     """The selection's outcome, before promotion, with `record` the best-predicted's SFT."""
-    accuracy = {m: v["pairwise_accuracy_mean"] for m, v in chosen.methods.items()}
-    accuracy_std = {m: v["pairwise_accuracy_std"] for m, v in chosen.methods.items()}
+    accuracy = {m: v.pairwise_accuracy_mean for m, v in chosen.methods.items()}
+    accuracy_std = {m: v.pairwise_accuracy_std for m, v in chosen.methods.items()}
     singles = {
         m: a for m, a in accuracy.items() if m not in ("ltc", "proxy_mean") and a is not None
     }
@@ -110,11 +110,11 @@ def selection_figures(selection: Selection) -> dict[str, Figure]:
     """Pairwise accuracy per predictor (the comparator in red, chance dashed), and each
     labelled candidate's predicted strength against its actual score."""
     methods = selection.methods
-    names = sorted(methods, key=lambda m: -(methods[m]["pairwise_accuracy_mean"] or 0))
+    names = sorted(methods, key=lambda m: -(methods[m].pairwise_accuracy_mean or 0))
     bars = Figure(figsize=(7, 3.5), layout="tight")
     ax = bars.subplots()
-    means = [methods[m]["pairwise_accuracy_mean"] or 0 for m in names]
-    stds = [methods[m]["pairwise_accuracy_std"] or 0 for m in names]
+    means = [methods[m].pairwise_accuracy_mean or 0 for m in names]
+    stds = [methods[m].pairwise_accuracy_std or 0 for m in names]
     ax.bar(names, means, yerr=stds, color=["C3" if m == "ltc" else "C0" for m in names])
     ax.axhline(0.5, color="grey", linestyle="--", label="chance")
     ax.set_ylabel("pairwise accuracy (held-out)")

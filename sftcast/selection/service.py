@@ -15,12 +15,13 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 
-from sftcast.evaluation import EvaluationConfig
+from sftcast.data.rows import task_rows
 from sftcast.evaluation.report import SFTRecord
 from sftcast.promotion import PromotionRefused, promote
 from sftcast.proxies.registry import lower_is_better
 from sftcast.registry import Lineage, register_comparator
-from sftcast.selection import ID, TARGET, Selection, SelectionConfig, fit_comparator, select
+from sftcast.selection.config import SelectionConfig, SelectionSettings
+from sftcast.selection.ranking import ID, TARGET, Selection, fit_comparator, select
 from sftcast.selection.report import (
     ProxyRow,
     SelectionSummary,
@@ -29,10 +30,8 @@ from sftcast.selection.report import (
     selection_table,
     summarize,
 )
-from sftcast.sft import SFTConfig
-from sftcast.sft.service import finetune_and_register, task_rows
+from sftcast.sft.service import finetune_and_register
 from sftcast.tracking import config_hash, log_json
-from sftcast.zoo import ZooConfig
 
 # the comparator's held-out scores its registered version carries as `metric.<name>` tags
 COMPARATOR_METRICS = ("pairwise_accuracy_mean", "kendall_tau_mean", "top1_recall")
@@ -44,14 +43,12 @@ def promote_best_predicted(
     records: Sequence[SFTRecord],
     candidates: Mapping[str, Path],
     datasets: Mapping[str, Path],
-    selection: SelectionConfig,
-    sft: SFTConfig,
-    evaluation: EvaluationConfig,
-    zoo: ZooConfig,
+    settings: SelectionSettings,
     lineage: Lineage,
 ) -> SelectionSummary:
     """`candidates`: URI -> local folder, every candidate; `datasets`: task -> validated
     dataset; `records`: the labelled candidates' SFT."""
+    selection = settings.selection
     table, proxies = selection_table(proxy_rows, records, task)
     lower = lower_is_better(proxies)
     chosen = select(task, table, proxies, lower, selection)
@@ -66,8 +63,8 @@ def promote_best_predicted(
     if record is None:  # best predicted but never fine-tuned: fine-tune it now
         base = next(row.base_scores for row in proxy_rows if row.candidate == chosen.best)
         record = finetune_and_register(
-            candidates[chosen.best], chosen.best, task, task_rows(datasets), base, sft,
-            evaluation, zoo, lineage,
+            candidates[chosen.best], chosen.best, task, task_rows(datasets), base, settings.sft,
+            settings.evaluation, settings.zoo, lineage,
         )  # fmt: skip
     summary = summarize(chosen, record).model_copy(
         update={
@@ -85,8 +82,8 @@ def _log_selection(chosen: Selection, table: pd.DataFrame) -> None:
     for name, figure in (selection_figures(chosen) if chosen.methods else {}).items():
         mlflow.log_figure(figure, f"figures/{chosen.task}_{name}.png")
     mlflow.log_metrics(
-        {f"pairwise_accuracy.{m}": v["pairwise_accuracy_mean"]
-         for m, v in chosen.methods.items() if v["pairwise_accuracy_mean"] is not None}
+        {f"pairwise_accuracy.{m}": v.pairwise_accuracy_mean
+         for m, v in chosen.methods.items() if v.pairwise_accuracy_mean is not None}
     )  # fmt: skip
 
 
@@ -126,7 +123,7 @@ def _register_comparator(
             "sftcast.form_inner_accuracy": json.dumps(comparator.inner_accuracy_),
             **lineage.tags(),
         },
-        metrics={m: ltc[m] for m in COMPARATOR_METRICS if ltc.get(m) is not None},
+        metrics={m: v for m in COMPARATOR_METRICS if (v := getattr(ltc, m)) is not None},
     )
 
 
@@ -148,7 +145,7 @@ def _promote(
                 "pairwise_accuracy": summary.pairwise_accuracy,
                 "pairwise_accuracy_std": summary.pairwise_accuracy_std,
                 # whether the best predictor's lead over the runner-up exceeds its spread
-                **({"lead": summary.lead} if summary.lead else {}),
+                **({"lead": summary.lead.to_dict()} if summary.lead else {}),
                 # active selection: the order in which candidates were fine-tuned, and why
                 **({"choices": summary.choices} if summary.choices else {}),
             },

@@ -16,7 +16,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from sftcast.sft.config import SFTConfig
 from sftcast.sft.data import bucketed_batches, encode_split, sample_rows
 from sftcast.tracking import config_hash
 from sftcast.zoo.model import CHECKPOINT_META, WEIGHTS_FILE, file_sha256, save_checkpoint
+from sftcast.zoo.objectives import ObjectiveBatch
 from sftcast.zoo.tokenizer import texts_digest
 from sftcast.zoo.train import lm_loss
 
@@ -124,9 +125,54 @@ def fit(
     with torch.random.fork_rng(devices=[]):  # LoRA's init and nothing else sees this seed
         torch.manual_seed(seed)
         model = _load_model(candidate_dir, config, trust_remote_code)
+    run = _prepare(model, config, device, len(examples))
+    what = f"{task}: SFT of {candidate_uri or candidate_dir}"
+    with progress_bar(run.total, f"sft {task}", "step", enabled=progress) as bar:
+        for epoch in range(config.epochs):
+            for batch in bucketed_batches(
+                examples, config.batch_size, seed * 1000 + epoch, tokenizer.pad_token_id
+            ):
+                _step(run, batch, config.grad_clip, what)
+                bar.update(1)
+                if len(run.losses) % log_every == 0 or len(run.losses) == run.total:
+                    _log(run, epoch, log_every, bar, on_log)
+    merged = run.accelerator.unwrap_model(run.model)
+    if config.method == "lora":  # one plain folder: loads without peft, like any candidate
+        merged = merged.merge_and_unload()
+    return Fitted(
+        model=merged,
+        tokenizer=tokenizer,
+        losses=run.losses,
+        tokens=run.tokens,
+        train_time_s=run.train_time,
+        trainable_params=sum(p.numel() for p in run.trainable),
+        n_examples=len(examples),
+        device=str(run.accelerator.device),
+    )
+
+
+@dataclass
+class _Run:
+    """A model prepared by `accelerate` with its optimizer and schedule, and what it has
+    trained so far."""
+
+    model: Any
+    body: Any  # what `lm_loss` calls: the model itself, or the one under LoRA's wrapper
+    trainable: list[torch.nn.Parameter]
+    optimizer: Any
+    scheduler: Any
+    accelerator: Accelerator
+    total: int  # optimizer steps over all epochs
+    losses: list[float] = field(default_factory=list)
+    tokens: int = 0  # non-padding input tokens processed
+    train_time: float = 0.0
+
+
+def _prepare(model: Any, config: SFTConfig, device: torch.device, n_examples: int) -> _Run:
+    """Fused AdamW under a linear warmup schedule, placed by `accelerate` (bf16 autocast on a
+    GPU that supports it)."""
     trainable = [p for p in model.parameters() if p.requires_grad]
-    n_batches = math.ceil(len(examples) / config.batch_size)
-    total = n_batches * config.epochs
+    total = math.ceil(n_examples / config.batch_size) * config.epochs
     optimizer = torch.optim.AdamW(
         trainable,
         lr=config.learning_rate,
@@ -142,64 +188,45 @@ def fit(
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     model.train()
     body = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return _Run(model, body, trainable, optimizer, scheduler, accelerator, total)
 
-    losses: list[float] = []
-    tokens, train_time = 0, 0.0
-    bar = progress_bar(total, f"sft {task}", "step", enabled=progress)
-    with bar:
-        for epoch in range(config.epochs):
-            for batch in bucketed_batches(
-                examples, config.batch_size, seed * 1000 + epoch, tokenizer.pad_token_id
-            ):
-                t0 = time.perf_counter()
-                batch = batch.to(accelerator.device)
-                with accelerator.autocast():
-                    loss = lm_loss(body, batch)
-                value = loss.item()
-                if not math.isfinite(value):
-                    raise SFTDivergedError(
-                        f"{task}: SFT of {candidate_uri or candidate_dir} diverged: loss {value} "
-                        f"at step {len(losses) + 1}/{total} (learning rate "
-                        f"{scheduler.get_last_lr()[0]:.2e}); nothing was saved or registered. "
-                        "Lower sft.learning_rate or raise sft.warmup_ratio."
-                    )
-                accelerator.backward(loss)
-                accelerator.clip_grad_norm_(trainable, config.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                losses.append(value)
-                tokens += int(batch.attention_mask.sum())
-                train_time += time.perf_counter() - t0
-                bar.update(1)
-                step = len(losses)
-                if step % log_every == 0 or step == total:
-                    window = losses[-log_every:]
-                    metrics = {
-                        "loss": sum(window) / len(window),
-                        "tokens_per_s": tokens / train_time,
-                        "lr": scheduler.get_last_lr()[0],
-                        "epoch": epoch,
-                    }
-                    bar.set_postfix(
-                        loss=f"{metrics['loss']:.3f}", tok_s=f"{metrics['tokens_per_s']:,.0f}"
-                    )
-                    if on_log is not None:
-                        on_log(step, metrics)
 
-    merged = accelerator.unwrap_model(model)
-    if config.method == "lora":  # one plain folder: loads without peft, like any candidate
-        merged = merged.merge_and_unload()
-    return Fitted(
-        model=merged,
-        tokenizer=tokenizer,
-        losses=losses,
-        tokens=tokens,
-        train_time_s=train_time,
-        trainable_params=sum(p.numel() for p in trainable),
-        n_examples=len(examples),
-        device=str(accelerator.device),
-    )
+def _step(run: _Run, batch: ObjectiveBatch, grad_clip: float, what: str) -> None:
+    """One optimizer step on `batch`; a non-finite loss stops before it touches the weights."""
+    t0 = time.perf_counter()
+    batch = batch.to(run.accelerator.device)
+    with run.accelerator.autocast():
+        loss = lm_loss(run.body, batch)
+    value = loss.item()
+    if not math.isfinite(value):
+        raise SFTDivergedError(
+            f"{what} diverged: loss {value} at step {len(run.losses) + 1}/{run.total} "
+            f"(learning rate {run.scheduler.get_last_lr()[0]:.2e}); nothing was saved or "
+            "registered. Lower sft.learning_rate or raise sft.warmup_ratio."
+        )
+    run.accelerator.backward(loss)
+    run.accelerator.clip_grad_norm_(run.trainable, grad_clip)
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    run.losses.append(value)
+    run.tokens += int(batch.attention_mask.sum())
+    run.train_time += time.perf_counter() - t0
+
+
+def _log(run: _Run, epoch: int, log_every: int, bar: Any, on_log: LogFn | None) -> None:
+    """The last `log_every` steps' mean loss, the throughput so far and the learning rate, on
+    the progress bar and to `on_log`."""
+    window = run.losses[-log_every:]
+    metrics = {
+        "loss": sum(window) / len(window),
+        "tokens_per_s": run.tokens / run.train_time,
+        "lr": run.scheduler.get_last_lr()[0],
+        "epoch": epoch,
+    }
+    bar.set_postfix(loss=f"{metrics['loss']:.3f}", tok_s=f"{metrics['tokens_per_s']:,.0f}")
+    if on_log is not None:
+        on_log(len(run.losses), metrics)
 
 
 def finetune(

@@ -19,8 +19,22 @@ from sftcast.study.config import StudyConfig
 from sftcast.study.figures import plot_accuracy, plot_predicted_vs_actual, plot_study_scores_by_step
 from sftcast.study.summary import pretraining_proxies, probe_proxies, summarize
 from sftcast.study.table import read_results
+from sftcast.tracking import config_hash
 
-__all__ = ["StudyConfig", "judge", "merged", "write_table"]
+__all__ = ["StudyConfig", "judge", "measured_settings", "merged", "study_settings", "write_table"]
+
+
+def study_settings(sft: object, evaluation: object, proxies: object) -> str:
+    """What a table's rows were measured with: a hash of the sft, evaluation and proxies
+    sections (the table's `settings` column)."""
+    return config_hash(sft, evaluation, proxies)
+
+
+def measured_settings(results: Path) -> list[str]:
+    """The settings the table at `results` was measured with (`unknown` for a table without
+    the column)."""
+    table = read_results(results)
+    return sorted(set(table["settings"].astype(str))) if "settings" in table else ["unknown"]
 
 
 def write_table(table: pd.DataFrame, study: StudyConfig, settings: str, merge: bool) -> Path:

@@ -11,13 +11,15 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from sftcast.data.rows import TaskRows
 from sftcast.evaluation import EvaluationConfig, evaluate_base, evaluate_task
 from sftcast.evaluation.evaluate import primary
 from sftcast.proxies import ProxyConfig, compute_proxies, kshot_proxies
 from sftcast.proxies.probe import probe
 from sftcast.sft.config import SFTConfig
-from sftcast.sft.service import TaskRows, load_model, task_settings
+from sftcast.sft.service import task_settings
 from sftcast.sft.train import finetune
+from sftcast.zoo.model import load_model
 
 
 class StudyRow(BaseModel):

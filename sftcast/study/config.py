@@ -7,6 +7,14 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sftcast.comparator.config import (
+    DEFAULT_JUDGEMENT,
+    JudgementSettings,
+    Splits,
+    TopK,
+    TrainFraction,
+)
+
 
 class StudyConfig(BaseModel):
     """Where the results table goes and how `compare` judges it (the summary's protocols)."""
@@ -14,10 +22,12 @@ class StudyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     results: Path = Field(Path("benchmarks/study/results.csv"), description="one row per candidate")
-    splits: int = Field(20, ge=1, description="random 60/40 splits of the paper's protocol")
-    train_fraction: float = Field(0.6, gt=0, lt=1)
-    seed: int = 0
-    top_k: int = Field(3, ge=1)
+    splits: Splits = Field(
+        DEFAULT_JUDGEMENT.splits, description="random splits of the paper's protocol"
+    )
+    train_fraction: TrainFraction = DEFAULT_JUDGEMENT.train_fraction
+    seed: int = DEFAULT_JUDGEMENT.seed
+    top_k: TopK = DEFAULT_JUDGEMENT.top_k
     jobs: int = Field(2, ge=1, description="processes judging the splits (compare --jobs)")
     # A chunk: only the variants matching one of these shell patterns (`clm-*`); the table is
     # written by a run of them all, which reuses every chunk's steps from the cache.
@@ -25,3 +35,19 @@ class StudyConfig(BaseModel):
 
     def includes(self, variant: str) -> bool:
         return self.variants is None or any(fnmatch(variant, p) for p in self.variants)
+
+    def judgement(
+        self, protocol: str, groups: str | None = None, seed_noise: float | None = None
+    ) -> JudgementSettings:
+        """How `compare` judges the study's table under `protocol` (with its group column),
+        knowing the target's seed noise."""
+        return JudgementSettings(
+            protocol=protocol,
+            seed=self.seed,
+            top_k=self.top_k,
+            jobs=self.jobs,
+            groups=groups,
+            splits=self.splits,
+            train_fraction=self.train_fraction,
+            seed_noise=seed_noise,
+        )

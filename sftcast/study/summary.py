@@ -18,6 +18,8 @@ import pandas as pd
 
 from sftcast import comparator
 from sftcast.comparator import ComparatorInputError, check_table, compare_table, read_table
+from sftcast.comparator.config import Columns, JudgementSettings, compare_command
+from sftcast.comparator.report import MethodScores
 from sftcast.files import write_text_atomic
 from sftcast.proxies.registry import PROBE_READOUTS, PROXIES, lower_is_better
 from sftcast.study.config import StudyConfig
@@ -43,57 +45,17 @@ def _ranks(df: pd.DataFrame, column: str) -> bool:
     return column in df.columns and df[column].notna().all() and df[column].nunique() > 1
 
 
-def compare_args(
-    results: Path,
-    task: str,
-    proxies: Sequence[str],
-    protocol: str,
-    study: StudyConfig,
-    noise: float,
-    output: Path,
-) -> list[str]:
-    """The `pipelines/run.py` argument list of one judgement."""
-    lower = lower_is_better(proxies)
-    args = [
-        "compare", "--table", str(results), "--id-column", "candidate",
-        "--target", target_column(task), "--proxies", ",".join(proxies),
-        "--lower-is-better", ",".join(lower), "--protocol", protocol,
-        "--seed", str(study.seed), "--top-k", str(study.top_k), "--jobs", str(study.jobs),
-    ]  # fmt: skip
-    if protocol == "group":
-        args += ["--groups", GROUP_COLUMN]
-    else:
-        args += ["--splits", str(study.splits), "--train-fraction", repr(study.train_fraction)]
-    if math.isfinite(noise):
-        args += ["--seed-noise", repr(noise)]
-    return [*args, "--output", str(output)]
-
-
-def run_compare(args: Sequence[str]) -> dict[str, Any]:
-    """What `pipelines/run.py compare` computes and writes for `args` (its own options only)."""
-    opts = dict(zip(args[1::2], args[2::2], strict=True))
-    report = compare_table(
-        read_table(opts["--table"]),
-        opts["--id-column"],
-        opts["--target"],
-        opts["--proxies"].split(","),
-        lower_is_better=[p for p in opts["--lower-is-better"].split(",") if p],
-        splits=int(opts.get("--splits", 20)),
-        train_fraction=float(opts.get("--train-fraction", 0.6)),
-        seed=int(opts["--seed"]),
-        top_k=int(opts["--top-k"]),
-        groups=opts.get("--groups"),
-        protocol=opts["--protocol"],
-        seed_noise=float(opts["--seed-noise"]) if "--seed-noise" in opts else None,
-        jobs=int(opts["--jobs"]),
+def study_columns(task: str, proxies: Sequence[str]) -> Columns:
+    """The study table's columns that a judgement of `task` on `proxies` reads."""
+    return Columns(
+        id_column="candidate",
+        target=target_column(task),
+        proxies=list(proxies),
+        lower_is_better=lower_is_better(proxies),
     )
-    output = Path(opts["--output"])
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(output, json.dumps(report, indent=1, default=str) + "\n")
-    return report
 
 
-def _method(report_method: dict[str, Any]) -> dict[str, Any]:
+def _method(found: MethodScores) -> dict[str, Any]:
     keys = {
         "pairwise_accuracy_mean": "pairwise_accuracy_mean",
         "pairwise_accuracy_std": "pairwise_accuracy_std",
@@ -103,7 +65,7 @@ def _method(report_method: dict[str, Any]) -> dict[str, Any]:
         "top3_recall": "best_in_topk",  # the true best among the predicted top 3 (k = 3)
         "topk_share": "topk_recall",  # the share of the predicted top k truly in the top k
     }
-    return {ours: report_method.get(theirs) for ours, theirs in keys.items()}
+    return {ours: getattr(found, theirs) for ours, theirs in keys.items()}
 
 
 def summarize(results: Path, study: StudyConfig, tasks: Sequence[str], reports: Path) -> dict:
@@ -114,6 +76,7 @@ def summarize(results: Path, study: StudyConfig, tasks: Sequence[str], reports: 
     numeric = df.apply(pd.to_numeric, errors="coerce")  # the CSV is read as text
     for task in tasks:
         noise = seed_noise(numeric, task)
+        known_noise = noise if math.isfinite(noise) else None
         probes = probe_proxies(df, task)
         entry: dict[str, Any] = {
             "target_column": target_column(task),
@@ -128,14 +91,18 @@ def summarize(results: Path, study: StudyConfig, tasks: Sequence[str], reports: 
                 if label == "all" and not probes:
                     continue
                 out = reports / f"{task}_{protocol}_{label}.json"
-                args = compare_args(results, task, proxies, protocol, study, noise, out)
+                columns = study_columns(task, proxies)
+                groups = GROUP_COLUMN if protocol == "group" else None
+                settings = study.judgement(protocol, groups, known_noise)
                 try:
-                    report = run_compare(args)
+                    report = compare_table(df, columns, settings)
                 except ComparatorInputError as err:  # e.g. one family only: no group to hold out
                     methods = {"skipped": str(err)}
                     break
-                entry["commands"].append(args)
-                found = report["methods"]
+                out.parent.mkdir(parents=True, exist_ok=True)
+                write_text_atomic(out, json.dumps(report.to_dict(), indent=1, default=str) + "\n")
+                entry["commands"].append(compare_command(results, columns, settings, out))
+                found = report.methods
                 if label == "pretraining":
                     methods["ltc_pretraining"] = _method(found["ltc"])
                     methods["proxy_mean"] = _method(found["proxy_mean"])
@@ -175,16 +142,14 @@ def evidence_lines(
     if memo is not None and memo.is_file():
         return json.loads(memo.read_text())
     df = read_table(results)
+    settings = JudgementSettings(splits=splits, jobs=jobs, final_fit=False)
     lines = []
     for task in tasks:
         if target_column(task) not in df.columns:
             continue
         proxies = pretraining_proxies(df) + probe_proxies(df, task)
-        report = compare_table(
-            df, "candidate", target_column(task), proxies,
-            lower_is_better(proxies), splits=splits, jobs=jobs, final_fit=False,
-        )  # fmt: skip
-        methods = report["methods"]
+        report = compare_table(df, study_columns(task, proxies), settings)
+        methods = {m: _method(found) for m, found in report.methods.items()}
         best = best_single_proxy(methods)
         lines.append(
             f"{task}: ppl_clm {_accuracy(methods, 'ppl_clm')}, best single proxy {best} "
@@ -203,8 +168,10 @@ def check_evidence(results: Path, tasks: Sequence[str]) -> None:
     df = read_table(results)
     for task in tasks:
         if target_column(task) in df.columns:
-            proxies = pretraining_proxies(df) + probe_proxies(df, task)
-            check_table(df, "candidate", target_column(task), proxies, lower_is_better(proxies))
+            columns = study_columns(task, pretraining_proxies(df) + probe_proxies(df, task))
+            check_table(
+                df, columns.id_column, columns.target, columns.proxies, columns.lower_is_better
+            )
 
 
 def _evidence_key(results: Path, tasks: Sequence[str], splits: int) -> str:
@@ -216,8 +183,7 @@ def _evidence_key(results: Path, tasks: Sequence[str], splits: int) -> str:
 
 
 def best_single_proxy(methods: dict[str, Any]) -> str:
-    """The single proxy with the highest mean pairwise accuracy (a report's or a summary's
-    methods)."""
+    """The single proxy with the highest mean pairwise accuracy (a summary's methods)."""
     singles = {m: v for m, v in methods.items() if m not in COMBINED}
     return max(singles, key=lambda m: singles[m]["pairwise_accuracy_mean"] or 0.0)
 

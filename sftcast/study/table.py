@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from sftcast.comparator.table import check_header
-from sftcast.sft.service import variant_info
 from sftcast.study.candidate import StudyRow
 from sftcast.zoo import ZooConfig
+from sftcast.zoo.variants import variant_info
 
 VARIANT_COLUMNS = (
     "variant", "family", "objective", "learning_rate", "mixture", "length_band", "domain_tag",

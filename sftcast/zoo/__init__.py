@@ -5,10 +5,11 @@ metrics it hands to `on_log`.
 """
 
 from sftcast.zoo.config import BASE_MIXTURE, ModelSize, Variant, ZooConfig
-from sftcast.zoo.fetch import CandidateError, load_candidate, resolve_candidate
+from sftcast.zoo.fetch import load_candidate, resolve_candidate
 from sftcast.zoo.objectives import OBJECTIVES, ObjectiveBatch, SpecialIds, get_objective
 from sftcast.zoo.tokenizer import load_tokenizer, special_ids, train_tokenizer
 from sftcast.zoo.train import PretrainResult, build_zoo, checkpoint_dir, pretrain_variant
+from sftcast.zoo.verify import CandidateError
 
 __all__ = [
     "BASE_MIXTURE",

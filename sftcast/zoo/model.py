@@ -1,4 +1,5 @@
-"""Tiny Llama models from transformers, and the checkpoint folders they are saved in."""
+"""Tiny Llama models from transformers, and the checkpoint folders they are saved in and loaded
+from (a zoo checkpoint, a fine-tuned model, any verified candidate)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,17 @@ from typing import Any
 
 import torch
 import yaml
-from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 from transformers.utils import logging as hf_logging
 
+from sftcast.device import resolve_device
 from sftcast.zoo.config import ModelSize, Variant
 
 WEIGHTS_FILE = "model.safetensors"
@@ -144,3 +153,9 @@ def save_checkpoint(
         shutil.rmtree(out_dir)
     os.replace(tmp, out_dir)
     return out_dir
+
+
+def load_model(folder: Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A saved causal LM and its tokenizer, the model on the resolved device."""
+    model = AutoModelForCausalLM.from_pretrained(folder, use_safetensors=True)
+    return model.to(resolve_device()), AutoTokenizer.from_pretrained(folder)

@@ -1,4 +1,4 @@
-"""The tracking services sftcast starts for itself, on 127.0.0.1 only: PostgreSQL (Debian's
+"""Starting and stopping the tracking services, on 127.0.0.1 only: PostgreSQL (Debian's
 package), `mlflow server` with its backend store on that PostgreSQL, its artifacts served by
 the server itself and MLflow's basic auth, and a ZenML server.
 
@@ -14,95 +14,38 @@ No ZenML here: the ZenML server is a process started by its command line.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import pwd
-import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
-
-LOOPBACK = "127.0.0.1"
-SERVICES = ("postgres", "mlflow", "zenml")  # the order they start in; they stop in reverse
-# podman's Docker API, for the `containers` stack only: started on request (`up --containers`)
-ENGINE = "podman"
-# The variables the ports are read from (configs/services.yaml); the stack files read the same.
-PORT_VARIABLES = {
-    "postgres": "SFTCAST_POSTGRES_PORT",
-    "mlflow": "SFTCAST_MLFLOW_PORT",
-    "zenml": "SFTCAST_ZENML_PORT",
-}
-USERNAME = "sftcast"  # PostgreSQL's superuser, MLflow's admin and ZenML's default user
-MLFLOW_DATABASE = "mlflow"  # database and role of the MLflow backend store
-# PostgreSQL refuses to run as root: as root, its commands run as Debian's `postgres` user.
-POSTGRES_USER = "postgres"
-STOP_TIMEOUT_S = 30.0
-
-
-class ServiceError(RuntimeError):
-    """A service that cannot be started or stopped; one line naming the service, the port or
-    the folder, and what to do."""
-
-
-class ServicesConfig(BaseModel):
-    """configs/services.yaml, its placeholders expanded."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    root: Path
-    postgres_port: int = Field(ge=1, le=65535)
-    mlflow_port: int = Field(ge=1, le=65535)
-    zenml_port: int = Field(ge=1, le=65535)
-    # podman's own settings file (CONTAINERS_CONF) for the engine
-    containers_conf: Path | None = None
-    # where PostgreSQL's binaries are; empty: the newest /usr/lib/postgresql/*/bin, else PATH
-    postgres_bin: Path | None = None
-    # a first start creates the databases: minutes on a busy machine
-    ready_timeout_s: float = Field(300.0, gt=0)
-
-    def port(self, service: str) -> int:
-        return getattr(self, f"{service}_port")
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """Generated once, at the first `up`; the database and the servers keep them after."""
-
-    postgres_password: str
-    mlflow_db_password: str
-    mlflow_password: str  # MLflow's admin, `USERNAME`
-    mlflow_flask_key: str  # MLflow signs its CSRF tokens with it
-    zenml_password: str  # ZenML's default user, `USERNAME`
-    zenml_jwt_key: str
-    zenml_secrets_key: str  # encrypts the ZenML server's secrets at rest
-
-    @classmethod
-    def load_or_create(cls, path: Path) -> Credentials:
-        if path.is_file():
-            return cls(**json.loads(path.read_text()))
-        created = cls(**{name: secrets.token_urlsafe(24) for name in cls.__dataclass_fields__})
-        _write_private(path, json.dumps(asdict(created), indent=2))
-        return created
-
-
-@dataclass(frozen=True)
-class ServiceState:
-    name: str
-    running: bool
-    url: str
-    pid: int | None
-    log: Path
-    note: str = ""  # what `up` or `down` did: started, already running, stopped, ...
+from deploy.services.config import (
+    ENGINE,
+    LOOPBACK,
+    MLFLOW_DATABASE,
+    PORT_VARIABLES,
+    POSTGRES_USER,
+    SERVICES,
+    USERNAME,
+    Credentials,
+    ServiceError,
+    ServicesConfig,
+    ServiceState,
+)  # fmt: skip
+from deploy.services.processes import (
+    STOP_TIMEOUT_S,
+    accepts,
+    alive,
+    answers,
+    command_line,
+    last_line,
+    terminate,
+    write_private,
+)  # fmt: skip
 
 
 class Services:
@@ -174,7 +117,7 @@ class Services:
         if name == "postgres":
             self._pg_ctl("stop", "-m", "fast", "-w", "-t", str(int(STOP_TIMEOUT_S)))
         else:
-            _terminate(pid)
+            terminate(pid)
             self._pid_file(name).unlink(missing_ok=True)
         return self._state(name, "stopped")
 
@@ -194,7 +137,7 @@ class Services:
         except (OSError, ValueError, IndexError):
             return None
         marker = "postgres" if name == "postgres" else name
-        return pid if _alive(pid) and marker in _command_line(pid) else None
+        return pid if alive(pid) and marker in command_line(pid) else None
 
     def _running_port(self, name: str) -> int | None:
         """The port the running service was started on: PostgreSQL writes it on the 4th line
@@ -261,7 +204,7 @@ class Services:
         command = self._as_postgres(self._postgres_bin() / "pg_ctl", "-D", self.pg_data, *args)
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
-            problem = _last_line(done.stderr or done.stdout)
+            problem = last_line(done.stderr or done.stdout)
             raise ServiceError(
                 f"postgres: pg_ctl {args[0]} failed: {problem} (log: {self.logs / 'postgres.log'})"
             )
@@ -283,7 +226,7 @@ class Services:
         self.pg_data.mkdir(parents=True, exist_ok=True)
         self.pg_data.chmod(0o700)
         password_file = self.pg_data.parent / "initdb-password"
-        _write_private(password_file, credentials.postgres_password)
+        write_private(password_file, credentials.postgres_password)
         self._give_to_postgres(self.pg_data, password_file)
         command = self._as_postgres(
             self._postgres_bin() / "initdb", "-D", self.pg_data, "-U", USERNAME,
@@ -297,7 +240,7 @@ class Services:
             password_file.unlink(missing_ok=True)
         if done.returncode != 0:
             raise ServiceError(
-                f"postgres: initdb {self.pg_data} failed: {_last_line(done.stderr)}; "
+                f"postgres: initdb {self.pg_data} failed: {last_line(done.stderr)}; "
                 f"as root, PostgreSQL runs as {POSTGRES_USER!r}, who must be able to reach "
                 "that folder (its parents need o+x)"
             )
@@ -337,13 +280,13 @@ class Services:
         credentials = self.credentials
         self.mlflow_dir.mkdir(parents=True, exist_ok=True)
         password_file = self.mlflow_dir / "pgpass"
-        _write_private(
+        write_private(
             password_file,
             f"{LOOPBACK}:{self.config.postgres_port}:{MLFLOW_DATABASE}:{MLFLOW_DATABASE}:"
             f"{credentials.mlflow_db_password}\n",
         )
         auth_config = self.mlflow_dir / "basic_auth.ini"
-        _write_private(
+        write_private(
             auth_config,
             "[mlflow]\ndefault_permission = READ\n"
             f"database_uri = sqlite:///{self.mlflow_dir / 'auth.db'}\n"
@@ -438,76 +381,16 @@ class Services:
                 self._pid_file(name).unlink(missing_ok=True)
                 raise ServiceError(
                     f"{name}: the server exited ({process.returncode}) before it answered: "
-                    f"{_last_line(log.read_text(errors='replace'))} (log: {log})"
+                    f"{last_line(log.read_text(errors='replace'))} (log: {log})"
                 )
-            if _answers(f"{self.url(name)}/health") or (
-                name == ENGINE and _accepts(self.engine_socket)
+            if answers(f"{self.url(name)}/health") or (
+                name == ENGINE and accepts(self.engine_socket)
             ):
                 return
             time.sleep(1.0)
-        _terminate(process.pid)
+        terminate(process.pid)
         self._pid_file(name).unlink(missing_ok=True)
         raise ServiceError(
             f"{name}: no answer at {self.url(name)}/health within "
             f"{self.config.ready_timeout_s:g} s (log: {log})"
         )
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read, from its first byte."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.unlink(missing_ok=True)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as out:
-        out.write(text)
-
-
-def _alive(pid: int) -> bool:
-    """Running, not a zombie (a server this process started and stopped, not yet reaped)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state != "Z"
-
-
-def _command_line(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def _terminate(pid: int) -> None:
-    """SIGTERM to the server's session (its workers too), SIGKILL if it lingers."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + STOP_TIMEOUT_S
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)  # reap it when this process started it
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _accepts(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX) as probe:
-        try:
-            probe.connect(str(path))
-        except OSError:
-            return False
-    return True
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1] if lines else "no output"

@@ -12,6 +12,7 @@ placeholder, named in the annotation `sftcast.dry-run`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -74,103 +75,129 @@ def validate_manifest(path: Path, version: str | None = None) -> str:
 
 
 def job_manifests(snapshot: Any, stack: Any) -> dict[str, Any]:
-    """File stem -> V1Job, in the order a run submits them."""
+    """File stem -> V1Job, in the order a run submits them: the orchestrator's, then each
+    step's (and, for a step sent to a step operator, that operator's)."""
+    from zenml.integrations.kubernetes import kube_utils
+
+    pipeline = snapshot.pipeline_configuration.name
+    job = _JobContext(
+        stack=stack,
+        pipeline=pipeline,
+        image=_image_name(stack, pipeline),
+        labels={"pipeline": kube_utils.sanitize_label_value(pipeline)},
+        annotations={"sftcast.dry-run": DRY_RUN_NOTE},
+    )
+    jobs = {"orchestrator": _orchestrator_job(snapshot, job)}
+    for step_name, step in snapshot.step_configurations.items():
+        jobs[step_name] = _step_job(step_name, step, job)
+        if step.config.step_operator:
+            jobs[f"{step_name}.step-operator"] = _step_operator_job(step_name, step, job)
+    return jobs
+
+
+@dataclass(frozen=True)
+class _JobContext:
+    """What every Job of one dry run shares."""
+
+    stack: Any
+    pipeline: str
+    image: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+    def step_labels(self, step_name: str) -> dict[str, str]:
+        from zenml.integrations.kubernetes import kube_utils
+
+        return {**self.labels, "step_name": kube_utils.sanitize_label_value(step_name)}
+
+
+def _orchestrator_job(snapshot: Any, job: _JobContext) -> Any:
+    from zenml.integrations.kubernetes.orchestrators.kubernetes_orchestrator_entrypoint_configuration import (  # noqa: E501
+        KubernetesOrchestratorEntrypointConfiguration as Entrypoint,
+    )
+    from zenml.integrations.kubernetes.pod_settings import KubernetesPodSettings
+
+    orchestrator = job.stack.orchestrator
+    settings = _without_cluster_calls(orchestrator.get_settings(snapshot))
+    return orchestrator._prepare_job_manifest(
+        name=_job_name(settings.job_name_prefix, job.pipeline, ""),
+        command=Entrypoint.get_entrypoint_command(),
+        args=Entrypoint.get_entrypoint_arguments(snapshot_id=PLACEHOLDER_SNAPSHOT_ID),
+        image=job.image,
+        environment={},
+        labels=job.labels,
+        annotations=job.annotations,
+        settings=settings,
+        pod_settings=settings.orchestrator_pod_settings or KubernetesPodSettings(),
+        backoff_limit=settings.orchestrator_job_backoff_limit,
+    )
+
+
+def _step_job(step_name: str, step: Any, job: _JobContext) -> Any:
     from zenml.entrypoints.step_entrypoint_configuration import StepEntrypointConfiguration
+
+    orchestrator = job.stack.orchestrator
+    step_settings = _without_cluster_calls(orchestrator.get_settings(step))
+    return orchestrator._prepare_job_manifest(
+        name=_job_name(step_settings.job_name_prefix, step_name, job.pipeline),
+        command=StepEntrypointConfiguration.get_entrypoint_command(),
+        args=StepEntrypointConfiguration.get_entrypoint_arguments(
+            step_name=step_name, snapshot_id=PLACEHOLDER_SNAPSHOT_ID
+        ),
+        image=job.image,
+        environment=dict(step.config.environment),
+        labels=job.step_labels(step_name),
+        annotations=job.annotations,
+        settings=step_settings,
+        pod_settings=step_settings.pod_settings,
+        backoff_limit=step_settings.backoff_limit_margin,
+    )
+
+
+def _step_operator_job(step_name: str, step: Any, job: _JobContext) -> Any:
     from zenml.integrations.kubernetes import kube_utils
     from zenml.integrations.kubernetes.manifest_utils import (
         build_job_manifest,
         build_pod_manifest,
         pod_template_manifest_from_pod,
     )
-    from zenml.integrations.kubernetes.orchestrators.kubernetes_orchestrator_entrypoint_configuration import (  # noqa: E501
-        KubernetesOrchestratorEntrypointConfiguration,
-    )
-    from zenml.integrations.kubernetes.pod_settings import KubernetesPodSettings
     from zenml.step_operators.step_operator_entrypoint_configuration import (
-        StepOperatorEntrypointConfiguration,
+        StepOperatorEntrypointConfiguration as Entrypoint,
     )
 
-    orchestrator = stack.orchestrator
-    pipeline = snapshot.pipeline_configuration.name
-    image = _image_name(stack, pipeline)
-    labels = {"pipeline": kube_utils.sanitize_label_value(pipeline)}
-    annotations = {"sftcast.dry-run": DRY_RUN_NOTE}
-    settings = _without_cluster_calls(orchestrator.get_settings(snapshot))
-
-    jobs = {
-        "orchestrator": orchestrator._prepare_job_manifest(
-            name=_job_name(settings.job_name_prefix, pipeline, ""),
-            command=KubernetesOrchestratorEntrypointConfiguration.get_entrypoint_command(),
-            args=KubernetesOrchestratorEntrypointConfiguration.get_entrypoint_arguments(
-                snapshot_id=PLACEHOLDER_SNAPSHOT_ID
-            ),
-            image=image,
-            environment={},
-            labels=labels,
-            annotations=annotations,
-            settings=settings,
-            pod_settings=settings.orchestrator_pod_settings or KubernetesPodSettings(),
-            backoff_limit=settings.orchestrator_job_backoff_limit,
-        )
-    }
-    command = StepEntrypointConfiguration.get_entrypoint_command()
-    for step_name, step in snapshot.step_configurations.items():
-        step_labels = {**labels, "step_name": kube_utils.sanitize_label_value(step_name)}
-        args = StepEntrypointConfiguration.get_entrypoint_arguments(
-            step_name=step_name, snapshot_id=PLACEHOLDER_SNAPSHOT_ID
-        )
-        environment = dict(step.config.environment)
-        step_settings = _without_cluster_calls(orchestrator.get_settings(step))
-        jobs[step_name] = orchestrator._prepare_job_manifest(
-            name=_job_name(step_settings.job_name_prefix, step_name, pipeline),
-            command=command,
-            args=args,
-            image=image,
-            environment=environment,
-            labels=step_labels,
-            annotations=annotations,
-            settings=step_settings,
-            pod_settings=step_settings.pod_settings,
-            backoff_limit=step_settings.backoff_limit_margin,
-        )
-        if not step.config.step_operator:
-            continue
-        operator = stack.step_operators[step.config.step_operator]
-        operator_settings = operator.get_settings(step)
-        operator_command = [
-            *StepOperatorEntrypointConfiguration.get_entrypoint_command(),
-            *StepOperatorEntrypointConfiguration.get_entrypoint_arguments(
-                step_name=step_name,
-                snapshot_id=PLACEHOLDER_SNAPSHOT_ID,
-                step_run_id=str(PLACEHOLDER_SNAPSHOT_ID),
-            ),
-        ]
-        pod_settings = kube_utils.apply_default_resource_requests(
+    operator_settings = job.stack.step_operators[step.config.step_operator].get_settings(step)
+    command = [
+        *Entrypoint.get_entrypoint_command(),
+        *Entrypoint.get_entrypoint_arguments(
+            step_name=step_name,
+            snapshot_id=PLACEHOLDER_SNAPSHOT_ID,
+            step_run_id=str(PLACEHOLDER_SNAPSHOT_ID),
+        ),
+    ]
+    pod = build_pod_manifest(
+        pod_name=None,
+        image_name=job.image,
+        command=command[:3],  # as the step operator splits it
+        args=command[3:],
+        env=dict(step.config.environment),
+        privileged=operator_settings.privileged,
+        pod_settings=kube_utils.apply_default_resource_requests(
             memory=DEFAULT_MEMORY_REQUEST, pod_settings=operator_settings.pod_settings
-        )
-        pod = build_pod_manifest(
-            pod_name=None,
-            image_name=image,
-            command=operator_command[:3],  # as the step operator splits it
-            args=operator_command[3:],
-            env=environment,
-            privileged=operator_settings.privileged,
-            pod_settings=pod_settings,
-            service_account_name=operator_settings.service_account_name,
-            labels=step_labels,
-            annotations=annotations,
-        )
-        name = f"{step_name}-{pipeline}-step-operator"
-        jobs[f"{step_name}.step-operator"] = build_job_manifest(
-            job_name=_job_name(operator_settings.job_name_prefix, name, ""),
-            pod_template=pod_template_manifest_from_pod(pod),
-            backoff_limit=0,  # the orchestrator retries, not the step operator
-            ttl_seconds_after_finished=operator_settings.ttl_seconds_after_finished,
-            active_deadline_seconds=operator_settings.active_deadline_seconds,
-            labels=step_labels,
-            annotations=annotations,
-        )
-    return jobs
+        ),
+        service_account_name=operator_settings.service_account_name,
+        labels=job.step_labels(step_name),
+        annotations=job.annotations,
+    )
+    name = f"{step_name}-{job.pipeline}-step-operator"
+    return build_job_manifest(
+        job_name=_job_name(operator_settings.job_name_prefix, name, ""),
+        pod_template=pod_template_manifest_from_pod(pod),
+        backoff_limit=0,  # the orchestrator retries, not the step operator
+        ttl_seconds_after_finished=operator_settings.ttl_seconds_after_finished,
+        active_deadline_seconds=operator_settings.active_deadline_seconds,
+        labels=job.step_labels(step_name),
+        annotations=job.annotations,
+    )
 
 
 def _without_cluster_calls(settings: Any) -> Any:

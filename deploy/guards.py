@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from pipelines.stacks import REPO_ROOT
+from deploy.stacks import REPO_ROOT
 
 DEFAULT_ZENML_CONFIG = REPO_ROOT / ".zenml" / "config"
 # The variables that name folders sftcast or ZenML write into.

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import inspect
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from pipelines.stacks import REPO_ROOT, StackFile
+from deploy.stacks import REPO_ROOT, StackFile, yaml_error_line
 from sftcast.tracking import config_hash
 
 if TYPE_CHECKING:
@@ -40,27 +41,61 @@ class RunConfigError(ValueError):
     """A run configuration that cannot be used; the message names the file and the key."""
 
 
-def pipeline_parameters(pipeline: Pipeline) -> set[str]:
-    return set(inspect.signature(pipeline.entrypoint).parameters)
-
-
-def load_run_config(
-    path: Path, pipeline: Pipeline, known_sections: set[str], no_cache: bool = False
-) -> dict[str, Any]:
-    """The effective run configuration of `pipeline`: the file, its parameters narrowed to
-    the pipeline's own, and the command-line overrides."""
-    from pydantic import ValidationError
-    from zenml.config.pipeline_run_configuration import PipelineRunConfiguration
-
+def read_run_config(path: Path) -> dict[str, Any]:
+    """The run configuration's YAML, parsed once, with its top-level shape checked: cheap, so
+    the command line calls it before the orchestration layer is imported (a bad file is
+    reported in a second)."""
     if not path.is_file():
         raise RunConfigError(f"no run configuration at {path}")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_bytes())
     except yaml.YAMLError as err:
-        raise RunConfigError(f"{path}: not valid YAML: {err}") from err
-    if not isinstance(raw, dict):
+        raise RunConfigError(f"{path}: {yaml_error_line(err)}") from err
+    if not isinstance(raw, dict | None):
         raise RunConfigError(f"{path}: expected a mapping at the top level")
+    if not isinstance((raw or {}).get("parameters") or {}, dict):
+        raise RunConfigError(f"{path}: parameters: expected a mapping of sections")
+    return raw or {}
 
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A run configuration for one pipeline: the ZenML options as written, and its parameter
+    sections validated by the root model. Command-line overrides go through `with_sections`,
+    and `to_zenml` serialises it, once, for ZenML."""
+
+    path: Path
+    zenml: dict[str, Any]  # everything but `parameters`
+    parameters: RunParameters
+
+    def with_sections(self, **updates: dict[str, Any]) -> RunConfig:
+        """Sections updated key by key, then validated again (as the file was)."""
+        dumped = self._dumped()
+        for section, values in updates.items():
+            dumped[section] = {**dumped.get(section, {}), **values}
+        return replace(self, parameters=parse_parameters(self.path, dumped))
+
+    def to_zenml(self) -> dict[str, Any]:
+        return {**self.zenml, "parameters": self._dumped()}
+
+    def _dumped(self) -> dict[str, Any]:
+        # only what was written (or overridden): defaults stay the models' business
+        return self.parameters.model_dump(mode="json", exclude_unset=True)
+
+
+def load_run_config(
+    path: Path,
+    pipeline: Pipeline,
+    known_sections: set[str],
+    no_cache: bool = False,
+    raw: dict[str, Any] | None = None,
+) -> RunConfig:
+    """The run configuration of `pipeline` (`raw`, if the file was read already): its
+    parameters narrowed to the pipeline's own and pre-flighted, `--no-cache` applied."""
+    from pydantic import ValidationError
+    from zenml.config.pipeline_run_configuration import PipelineRunConfiguration
+
+    raw = read_run_config(path) if raw is None else raw
     # ZenML ignores keys it does not know: a typo (`enable_cach`) would silently do nothing.
     stray = sorted(map(str, set(raw) - set(PipelineRunConfiguration.model_fields)))
     if stray:
@@ -69,15 +104,13 @@ def load_run_config(
             "takes parameters, steps, settings, enable_cache, run_name, ..."
         )
     parameters = raw.get("parameters") or {}
-    if not isinstance(parameters, dict):
-        raise RunConfigError(f"{path}: parameters: expected a mapping of sections")
     unknown = set(parameters) - known_sections
     if unknown:
         raise RunConfigError(
             f"{path}: unknown parameter section(s) {', '.join(sorted(unknown))}; "
             f"known: {', '.join(sorted(known_sections))}"
         )
-    wanted = pipeline_parameters(pipeline)
+    wanted = set(inspect.signature(pipeline.entrypoint).parameters)
     config = {**raw, "parameters": {k: v for k, v in parameters.items() if k in wanted}}
     if no_cache:
         config["enable_cache"] = False
@@ -85,8 +118,8 @@ def load_run_config(
         PipelineRunConfiguration.model_validate(config)
     except ValidationError as err:
         raise RunConfigError(f"{path}: {_first_errors(err, show_input=True)}") from err
-    preflight(path, pipeline, config["parameters"])
-    return config
+    validated = preflight(path, pipeline, config.pop("parameters"))
+    return RunConfig(path, config, validated)
 
 
 def preflight(path: Path, pipeline: Pipeline, parameters: dict[str, Any]) -> RunParameters:
@@ -164,12 +197,12 @@ def _check_external_candidates(path: Path, zoo: Any) -> None:
         raise RunConfigError("\n".join(problems))
 
 
-def with_stack_options(config: dict[str, Any], pipeline: Pipeline, stack_file: StackFile) -> Path:
+def with_stack_options(run: RunConfig, pipeline: Pipeline, stack_file: StackFile) -> Path:
     """Write the effective configuration for `pipeline` on the stack: the stack's run-wide
     and per-step options, with what the run configuration itself says taking precedence."""
-    from pipelines.stacks import step_options
+    from deploy.stacks import step_options
 
-    config = _deep_merge(stack_file.pipeline_options, config)
+    config = _deep_merge(stack_file.pipeline_options, run.to_zenml())
     probe = pipeline.with_options(config_path=str(write_effective(config, pipeline.name)))
     probe.prepare()  # runs the pipeline function, which creates the step invocations
     steps = step_options(stack_file, probe)

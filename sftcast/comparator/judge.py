@@ -1,0 +1,316 @@
+"""`compare_table`: the comparator against every single proxy and their mean, each judged on
+candidates it never saw, as a `CompareReport`.
+
+Methods: each proxy column (ranking by its own, direction-corrected value), `proxy_mean` (mean
+of the standardised, direction-corrected proxies) and `ltc` (learning to compare). Protocols
+(which splits, which pairs are scored): protocols.py and scoring.py.
+
+A split is judged only when it has something to learn and something to score: training
+candidates with two targets or more, and a held-out pair with unequal targets. The report says
+how many splits and scored pairs were judged, and why the others were not; with none judged
+there is no judgement, and `compare_table` raises. The report also records what it judged (the
+input file and its sha256, the proxies and their directions) so that it can be re-run, and
+whether the best method's lead over the runner-up is beyond one std over splits (`lead`).
+
+With the seed noise of the target (its std over fine-tuning seeds), pairwise accuracy is also
+reported on the *clear* pairs, whose targets differ by more than twice that noise: on the
+others, the target's own order is close to a coin toss.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+
+from sftcast.comparator.config import DEFAULT_JUDGEMENT, Columns, JudgementSettings
+from sftcast.comparator.features import check_standardising, labelled_pairs
+from sftcast.comparator.forms import ChosenComparator
+from sftcast.comparator.metrics import (
+    accuracy_on_pairs,
+    best_in_top_k,
+    kendall_tau,
+    topk_recall,
+)
+from sftcast.comparator.protocols import (
+    Split,
+    leave_one_group_out,
+    random_splits,
+    resolve_protocol,
+)
+from sftcast.comparator.report import (
+    ComparatorRecord,
+    CompareReport,
+    InputRecord,
+    Lead,
+    MethodScores,
+    ProtocolRecord,
+    ProxyRecord,
+)
+from sftcast.comparator.scoring import ScoredPairs, predict_split, scored_pairs
+from sftcast.comparator.table import Candidates, ComparatorInputError, check_table
+
+METRICS = (
+    "pairwise_accuracy",
+    "kendall_tau",
+    "top1_recall",
+    "topk_recall",
+    "best_in_topk",
+    "pairwise_accuracy_clear",  # only with a seed noise
+)
+MEAN_SUFFIXED = ("pairwise_accuracy", "kendall_tau", "pairwise_accuracy_clear")
+# Why a split is not judged: its training side teaches nothing, or its held-out side has no
+# pair with unequal targets, on which every metric is undefined or trivially perfect.
+TIED_TRAINING, TIED_HELD_OUT = "training_targets_all_equal", "held_out_targets_all_equal"
+# per split: each method's metrics there
+SplitScores = dict[str, dict[str, float]]
+
+
+def compare_table(
+    df: pd.DataFrame, columns: Columns, settings: JudgementSettings = DEFAULT_JUDGEMENT
+) -> CompareReport:
+    """Validate the table, evaluate every method under the settings' protocol, and report
+    means and stds over the judged splits, with the comparator's gain per proxy when trained
+    on every candidate (unless `settings.final_fit` is False). `settings.jobs` processes judge
+    the splits (the comparator's fits dominate at a hundred candidates). Raises
+    `ComparatorInputError` when a setting or the table is unusable, or no split can be
+    judged."""
+    _check(settings)
+    protocol = resolve_protocol(settings.protocol, settings.groups)
+    candidates = check_table(
+        df, columns.id_column, columns.target, columns.proxies, columns.lower_is_better,
+        settings.groups,
+    )  # fmt: skip
+    plan = _plan(protocol, candidates, settings)
+    judged, skipped = _judged_splits(candidates, plan)
+    pairs = [scored_pairs(split, candidates.target, protocol == "deployment") for split in judged]
+    record = _record(protocol, candidates, plan, settings, pairs, skipped)
+    if not judged:
+        raise ComparatorInputError(
+            f"{candidates.source}: nothing to judge: of {len(plan)} split(s), "
+            f"{skipped[TIED_TRAINING]} train on candidates that all share one target and "
+            f"{skipped[TIED_HELD_OUT]} hold out candidates whose targets all tie; label more "
+            "candidates with distinct targets"
+        )
+    everyone = np.arange(len(candidates.ids))
+    final = Split("the final fit on every candidate", everyone, everyone)
+    check_standardising(candidates, [*judged, final])
+    # splits are independent and seeded: the same judgement on any number of processes
+    judgements = Parallel(n_jobs=settings.jobs)(
+        delayed(_judge)(candidates, split, split_pairs, settings, record.clear_gap)
+        for split, split_pairs in zip(judged, pairs, strict=True)
+    )
+    return _report(df, columns, settings, candidates, record, judgements)
+
+
+def _check(settings: JudgementSettings) -> None:
+    """The settings the splits do not check themselves."""
+    if settings.top_k < 1:
+        raise ComparatorInputError(f"top k is {settings.top_k}; it must be at least 1")
+    noise = settings.seed_noise
+    if noise is not None and not (np.isfinite(noise) and noise >= 0):
+        raise ComparatorInputError(f"seed noise is {noise}; it must be a finite number >= 0")
+
+
+def _plan(protocol: str, candidates: Candidates, settings: JudgementSettings) -> list[Split]:
+    """The protocol's splits."""
+    if protocol == "group":
+        return leave_one_group_out(candidates.groups)
+    n = len(candidates.ids)
+    return random_splits(n, settings.splits, settings.train_fraction, settings.seed)
+
+
+def _record(
+    protocol: str,
+    candidates: Candidates,
+    plan: list[Split],
+    settings: JudgementSettings,
+    pairs: list[ScoredPairs],
+    skipped: dict[str, int],
+) -> ProtocolRecord:
+    """The protocol's record in the report: how the candidates were split and what was
+    judged; with a seed noise, how many scored pairs are clear."""
+    if protocol == "group":
+        how = {
+            "name": "leave_one_group_out",
+            "group_column": settings.groups,
+            "groups": sorted(set(candidates.groups.tolist())),
+            "splits": len(plan),
+        }
+    else:
+        how = {
+            "name": "random_splits" if protocol == "paper" else "deployment",
+            "splits": settings.splits,
+            "train_fraction": settings.train_fraction,
+            "n_train": len(plan[0].train),
+            "n_test": len(plan[0].test),
+        }
+    judged = {
+        "seed": settings.seed,
+        "top_k": settings.top_k,
+        "judged_splits": len(pairs),
+        "judged_pairs": sum(map(len, pairs)),
+        "skipped_splits": len(plan) - len(pairs),
+        "skipped": skipped,
+    }
+    if settings.seed_noise is not None:
+        gap = 2 * settings.seed_noise
+        clear = sum(int(p.clear(candidates.target, gap).sum()) for p in pairs)
+        judged |= {"seed_noise": settings.seed_noise, "clear_gap": gap, "clear_pairs": clear}
+    return ProtocolRecord(**how, **judged)
+
+
+def _report(
+    df: pd.DataFrame,
+    columns: Columns,
+    settings: JudgementSettings,
+    candidates: Candidates,
+    record: ProtocolRecord,
+    judgements: list[tuple[SplitScores, str]],
+) -> CompareReport:
+    """The judged splits summed up, with the comparator fitted on every candidate."""
+    scores = [metrics for metrics, _ in judgements]
+    methods = {method: _summary([s[method] for s in scores]) for method in scores[0]}
+    ranking = method_ranking(methods)
+    comparator = settings.comparator
+    fitted = (
+        ChosenComparator(comparator, settings.seed).fit(candidates.proxies, candidates.target)
+        if settings.final_fit
+        else None
+    )
+    return CompareReport(
+        input=InputRecord(
+            path=candidates.source, sha256=df.attrs.get("sha256"), id_column=columns.id_column
+        ),
+        target=columns.target,
+        proxies={
+            p: ProxyRecord(lower_is_better=p in columns.lower_is_better) for p in columns.proxies
+        },
+        n_candidates=len(candidates.ids),
+        n_pairs=len(labelled_pairs(candidates.target)[0]) // 2,
+        protocol=record,
+        comparator=ComparatorRecord(
+            **comparator.model_dump(),
+            forms_per_split=dict(Counter(form for _, form in judgements).most_common()),
+            final_form=None if fitted is None else fitted.form_,
+            final_inner_accuracy=None if fitted is None else fitted.inner_accuracy_,
+        ),
+        methods=methods,
+        ranking=ranking,
+        lead=lead(scores, ranking),
+        feature_importance=None
+        if fitted is None
+        else dict(zip(candidates.proxy_names, map(float, fitted.proxy_importance()), strict=True)),
+    )
+
+
+def _held_out_pairs(candidates: Candidates, split: Split) -> int:
+    """Unordered held-out pairs with unequal targets: the pairs a split is judged on."""
+    return len(labelled_pairs(candidates.target[split.test])[0]) // 2
+
+
+def _judged_splits(candidates: Candidates, plan: list[Split]) -> tuple[list[Split], dict[str, int]]:
+    """The splits that can be judged, and how many were skipped for each reason (small
+    labelled pools with ties hit both). The same under deployment, whose held-out x training
+    pairs differ more often: its ranking metrics need held-out candidates that differ too."""
+    skipped = {TIED_TRAINING: 0, TIED_HELD_OUT: 0}
+    judged = []
+    for split in plan:
+        if np.unique(candidates.target[split.train]).size < 2:
+            skipped[TIED_TRAINING] += 1
+        elif not _held_out_pairs(candidates, split):
+            skipped[TIED_HELD_OUT] += 1
+        else:
+            judged.append(split)
+    return judged, skipped
+
+
+def method_ranking(methods: dict[str, MethodScores]) -> list[str]:
+    """Method names, best first: by mean pairwise accuracy, then Kendall tau, then name."""
+
+    def key(name: str) -> tuple[float, float, str]:
+        m = methods[name]
+        accuracy, tau = m.pairwise_accuracy_mean, m.kendall_tau_mean
+        return (-(accuracy if accuracy is not None else -np.inf),
+                -(tau if tau is not None else -np.inf), name)  # fmt: skip
+
+    return sorted(methods, key=key)
+
+
+def evaluate_split(
+    candidates: Candidates, split: Split, settings: JudgementSettings = DEFAULT_JUDGEMENT
+) -> tuple[SplitScores, str]:
+    """Every method's metrics on the split's scored pairs (held-out x training ones under the
+    deployment protocol) and held-out candidates, fitting only on its train side, and the form
+    the comparator chose there."""
+    pairs = scored_pairs(split, candidates.target, settings.protocol == "deployment")
+    gap = None if settings.seed_noise is None else 2 * settings.seed_noise
+    return _judge(candidates, split, pairs, settings, gap)
+
+
+def _judge(
+    candidates: Candidates,
+    split: Split,
+    pairs: ScoredPairs,
+    settings: JudgementSettings,
+    clear_gap: float | None,
+) -> tuple[SplitScores, str]:
+    train_y = candidates.target[split.train]
+    if np.all(train_y == train_y[0]):
+        raise ComparatorInputError(f"{split.name}: every training candidate has the same target")
+    predictions, ltc = predict_split(candidates, split, pairs, settings.seed, settings.comparator)
+    shown_y = candidates.target[pairs.shown]
+    held_out_y = shown_y[: pairs.n_held_out]
+    first_better = shown_y[pairs.first] > shown_y[pairs.second]
+    clear = None if clear_gap is None else pairs.clear(candidates.target, clear_gap)
+    k = settings.top_k
+    metrics = {}
+    for name, (preference, ranking) in predictions.items():
+        p = preference[pairs.first, pairs.second]
+        metrics[name] = {
+            "pairwise_accuracy": accuracy_on_pairs(p, first_better),
+            "kendall_tau": kendall_tau(ranking, held_out_y),
+            "top1_recall": topk_recall(ranking, held_out_y, 1),
+            "topk_recall": topk_recall(ranking, held_out_y, k),
+            "best_in_topk": best_in_top_k(ranking, held_out_y, k),
+        }
+        if clear is not None:
+            metrics[name]["pairwise_accuracy_clear"] = accuracy_on_pairs(
+                p[clear], first_better[clear]
+            )
+    return metrics, ltc.form_
+
+
+def _summary(per_split: list[dict[str, float]]) -> MethodScores:
+    """Mean and std over the splits where a metric is defined; None where it never is."""
+    out: dict[str, float | None] = {}
+    for metric in (m for m in METRICS if m in per_split[0]):
+        values = np.array([s[metric] for s in per_split])
+        values = values[~np.isnan(values)]
+        mean = float(values.mean()) if len(values) else None
+        std = float(values.std()) if len(values) else None
+        out[f"{metric}_mean" if metric in MEAN_SUFFIXED else metric] = mean
+        out[f"{metric}_std"] = std
+    return MethodScores(**out)
+
+
+def lead(per_split: list[SplitScores], ranking: list[str]) -> Lead:
+    """How far the best method leads the runner-up in pairwise accuracy: the mean and std over
+    the judged splits of their per-split difference (paired: both judged on the same pairs),
+    and whether the lead is within one std (or rests on a single split)."""
+    best, runner_up = ranking[:2]
+    differences = np.array(
+        [s[best]["pairwise_accuracy"] - s[runner_up]["pairwise_accuracy"] for s in per_split]
+    )
+    differences = differences[~np.isnan(differences)]
+    difference, std = float(differences.mean()), float(differences.std())
+    return Lead(
+        best=best,
+        runner_up=runner_up,
+        difference=difference,
+        std=std,
+        splits=len(differences),
+        within_uncertainty=bool(len(differences) == 1 or abs(difference) <= std),
+    )

@@ -1,0 +1,40 @@
+"""Evaluation settings: `parameters.evaluation` of a run configuration.
+
+Unknown keys are errors, so a typo in YAML names itself instead of being ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from sftcast.data.schema import SplitName, TaskName
+from sftcast.prompts import FORMATS, PromptFormat
+
+
+class EvaluationConfig(BaseModel):
+    """How base and fine-tuned models are scored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    split: SplitName = "test"
+    max_examples: int | None = Field(None, ge=1, description="first N rows of the split")
+    shots: dict[TaskName, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: {"cbqa": 3, "rag": 1, "cls": 2}
+    )
+    demo_context_tokens: int = Field(48, ge=1, description="input tokens kept per demonstration")
+    max_new_tokens: int = Field(12, ge=1)
+    max_length: int = Field(256, ge=8)
+    batch_size: int = Field(32, ge=1)
+    formats: list[PromptFormat] = Field(default_factory=lambda: list(FORMATS))
+    # score a fine-tuned model on the tasks it was not trained on too (few-shot), for MRC
+    forgetting: bool = True
+    seed: int = 0  # which train rows become demonstrations
+
+    @field_validator("formats")
+    @classmethod
+    def _with_train(cls, formats: list[PromptFormat]) -> list[PromptFormat]:
+        if "train" not in formats:  # the format the models are fine-tuned in
+            raise ValueError(f"formats must include 'train', got {formats}")
+        return formats
