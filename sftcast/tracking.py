@@ -5,7 +5,6 @@ Plain MLflow, no ZenML: the steps pass in the ZenML identifiers they know.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -46,6 +45,7 @@ MIN_SECRET_CHARS = 6  # shorter values ("1", "true") would redact half of every 
 TRACKING_TIMEOUT_S = 5.0
 # Where a database URI names no port: the servers' well-known ones.
 DATABASE_PORTS = {"postgresql": 5432, "mysql": 3306, "mssql": 1433}
+SQLITE_HEADER = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 
 
 def secret_values(env: Mapping[str, str] | None = None) -> list[str]:
@@ -153,8 +153,6 @@ def local_store_problem(uri: str) -> str | None:
     """Why the SQLite database or store folder of a local tracking URI can be neither opened
     nor created; None if it can. MLflow would say so only from deep in SQLAlchemy, after a
     retry loop, and (with no store yet) after the pipeline's work."""
-    import sqlite3
-
     if uri.startswith("sqlite:"):
         from sqlalchemy.engine import make_url
 
@@ -167,20 +165,28 @@ def local_store_problem(uri: str) -> str | None:
     if path.exists():
         if not uri.startswith("sqlite:"):
             return None if path.is_dir() else f"{path} is a file, not a folder"
-        if path.is_dir():
-            return f"{path} is a folder, not an SQLite database"
-        try:  # read-only: a check must not create or change the store
-            read_only = f"{path.resolve().as_uri()}?mode=ro"
-            with contextlib.closing(sqlite3.connect(read_only, uri=True)) as db:
-                db.execute("PRAGMA schema_version")
-        except sqlite3.Error as err:
-            return f"{path}: {err}"
-        return None
+        return _sqlite_file_problem(path)
     folder = next(p for p in path.parents if p.exists())  # where the store would be created
     if not folder.is_dir():
         return f"{folder} is a file, not a folder, so {path} cannot be created"
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"{folder} is not writable, so {path} cannot be created"
+    return None
+
+
+def _sqlite_file_problem(path: Path) -> str | None:
+    """By the file's header, not a connection: a read-only connection refuses a database
+    whose last writer was killed mid-transaction (its journal awaits recovery, which only a
+    writer does, as MLflow will), and a writable one would change the store being checked."""
+    if path.is_dir():
+        return f"{path} is a folder, not an SQLite database"
+    try:
+        with path.open("rb") as database:
+            header = database.read(len(SQLITE_HEADER))
+    except OSError as err:
+        return f"{path}: cannot be read: {err.strerror or err}"
+    if header and header != SQLITE_HEADER:  # an empty file is an empty database to SQLite
+        return f"{path}: file is not a database (no SQLite header)"
     return None
 
 

@@ -127,3 +127,27 @@ def test_judging_refuses_a_study_measured_with_other_settings(
     for result in (overwritten, same):
         assert result.exit_code == 0, result.output
         assert f"wrote {results.parent / 'summary.json'}" in result.output
+
+
+def test_a_store_another_run_is_writing_passes_the_store_check(tmp_path: Path) -> None:
+    """The check that names an unusable MLflow store (`not a database`) must pass a store
+    that another run holds locked in the middle of its writes: concurrent runs share one."""
+    import sqlite3
+
+    from sftcast.tracking import check_tracking_uri
+
+    database = tmp_path / "mlflow.db"
+    with sqlite3.connect(database) as db:
+        db.execute("create table runs (id)")
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys, time; db = sqlite3.connect(sys.argv[1], "
+         "isolation_level=None); db.execute('begin exclusive'); db.execute('insert into runs "
+         "values (1)'); print('locked', flush=True); time.sleep(60)", str(database)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "locked"
+        check_tracking_uri(f"sqlite:///{database}")  # raises TrackingUnavailable if refused
+    finally:
+        writer.kill()
+        writer.wait()
