@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 
+from deploy.guards import DEFAULT_ZENML_CONFIG
 from deploy.stacks import REPO_ROOT
 
 _prepared = False
@@ -22,7 +23,7 @@ def prepare() -> None:
     _prepared = True
     defaults = {
         # a project-local ZenML config (export ZENML_CONFIG_PATH for your own), no analytics
-        "ZENML_CONFIG_PATH": str(REPO_ROOT / ".zenml" / "config"),
+        "ZENML_CONFIG_PATH": str(DEFAULT_ZENML_CONFIG),
         "ZENML_ANALYTICS_OPT_IN": "false",
         # steps resolve relative to the project even where the ZenML repository lives elsewhere
         "ZENML_CUSTOM_SOURCE_ROOT": str(REPO_ROOT),
