@@ -14,7 +14,7 @@ from pathlib import Path
 
 import typer
 
-from cli import environment, judge, pipelines, registry, validate
+from cli import environment, judge, pipelines, registry, validate, watch
 from cli.options import (
     DEFAULT_CONFIG,
     DEFAULT_PIPELINE,
@@ -43,6 +43,7 @@ for command in (pipelines.data, pipelines.zoo, pipelines.sft):
     with_globals()(command)
 with_globals("study")(pipelines.study)
 with_globals("select")(pipelines.select_)
+with_globals()(watch.watch)
 with_globals(help=validate.HELP)(validate.validate)
 app.command()(judge.compare)
 app.command()(judge.simulate)

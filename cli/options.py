@@ -13,7 +13,7 @@ from deploy.stacks import REPO_ROOT
 
 DEFAULT_CONFIG = REPO_ROOT / "configs" / "demo.yaml"
 DEFAULT_PIPELINE = "select"
-PIPELINE_COMMANDS = ("data", "zoo", "sft", "study", "select")
+PIPELINE_COMMANDS = ("data", "zoo", "sft", "study", "select", "watch")
 # The commands each global option means something to; given to any other it is refused,
 # never ignored (`rollback --dry-run` would otherwise roll back for real).
 GLOBAL_OPTION_COMMANDS = {

@@ -9,7 +9,12 @@ from typing import Any
 
 from cli.options import Options
 from cli.render import console, fail, print_placement, print_selection
-from deploy.guards import ProcessEnvironmentError, check_environment, stop_on_signals
+from deploy.guards import (
+    ProcessEnvironmentError,
+    atomic_zenml_config_writes,
+    check_environment,
+    stop_on_signals,
+)
 from deploy.runconfig import RunConfig, RunConfigError, read_run_config
 from deploy.stacks import (
     REPO_ROOT,
@@ -43,16 +48,25 @@ def run(opts: Options, name: str) -> None:
             )
 
 
-def _preflight_and_run(opts: Options, name: str) -> None:
-    try:  # the checks that take a second first, before the pipelines (torch, ...) load
+def preflight(opts: Options) -> tuple[StackFile, dict[str, Any]]:
+    """The checks that take a second, before the pipelines (torch, ...) load: the process
+    environment, the run configuration's YAML, the stack file, its kubeconfig and tracking
+    store (not for a dry run, which never reaches it). Exit 2 naming the problem."""
+    try:
         check_environment()
         raw = read_run_config(opts.config)
         stack_file = load_stack_file(opts.stack)
         check_kubernetes_contexts(stack_file)
-        if not opts.dry_run:  # a dry run never reaches the store
+        if not opts.dry_run:
             check_stack_tracking(stack_file)
     except (StackFileError, RunConfigError, TrackingUnavailable, ProcessEnvironmentError) as err:
         fail(str(err))
+    atomic_zenml_config_writes()  # before this process's ZenML client writes its config
+    return stack_file, raw
+
+
+def _preflight_and_run(opts: Options, name: str) -> None:
+    stack_file, raw = preflight(opts)
     from zenml.exceptions import StackValidationError
 
     from deploy.manifests import ManifestError
@@ -68,7 +82,7 @@ def _preflight_and_run(opts: Options, name: str) -> None:
 def _run_pipeline(opts: Options, name: str, stack_file: StackFile, raw: dict[str, Any]) -> None:
     from cli.study import check_study_settings, print_study_outputs
     from deploy.runconfig import load_run_config, with_stack_options
-    from deploy.stacks import ensure_repository, register_stack
+    from deploy.stacks import ensure_repository
     from pipelines.registry import PIPELINES, known_sections
 
     pipeline = PIPELINES[name]
@@ -80,10 +94,32 @@ def _run_pipeline(opts: Options, name: str, stack_file: StackFile, raw: dict[str
     ensure_repository()
     config_path = with_stack_options(config, pipeline, stack_file)
     if opts.dry_run:
-        _dry_run(pipeline, config_path, stack_file)
+        dry_run(pipeline, config_path, stack_file)
         return
-    stack = register_stack(stack_file, activate=True)
-    _prepare_tracking(pipeline.name)
+    activate(stack_file, pipeline.name)
+    result = launch(pipeline, config_path, stack_file)
+    if name == "select":
+        evidence = config.parameters.selection.evidence if config.parameters.selection else None
+        print_selection(result.id, str(evidence) if evidence else None)
+    if name == "study":
+        print_study_outputs(result.id, chunk=bool(opts.variants))
+
+
+def activate(stack_file: StackFile, pipeline_name: str) -> None:
+    """Register the stack and make it active; on the embedded store, make the pipeline's
+    experiment where its artifacts belong."""
+    from deploy.stacks import register_stack
+
+    register_stack(stack_file, activate=True)
+    _prepare_tracking(pipeline_name)
+
+
+def launch(pipeline: Any, config_path: Any, stack_file: StackFile) -> Any:
+    """Run `pipeline` on the active stack; its run, or `PipelineFailed` with each failed
+    step's own error."""
+    from zenml.client import Client
+
+    stack = Client().active_stack_model
     console.print(f"Running {pipeline.name} on stack {stack.name}", markup=False)
     try:
         result = pipeline.with_options(config_path=str(config_path))()
@@ -94,11 +130,7 @@ def _run_pipeline(opts: Options, name: str, stack_file: StackFile, raw: dict[str
         style="green",
         markup=False,
     )
-    if name == "select":
-        evidence = config.parameters.selection.evidence if config.parameters.selection else None
-        print_selection(result.id, str(evidence) if evidence else None)
-    if name == "study":
-        print_study_outputs(result.id, chunk=bool(opts.variants))
+    return result
 
 
 def _with_overrides(config: RunConfig, opts: Options) -> RunConfig:
@@ -110,7 +142,7 @@ def _with_overrides(config: RunConfig, opts: Options) -> RunConfig:
     return config
 
 
-def _dry_run(pipeline: Any, config_path: Any, stack_file: StackFile) -> None:
+def dry_run(pipeline: Any, config_path: Any, stack_file: StackFile) -> None:
     """Compile for the stack and show where each step would run; on Kubernetes, also write
     the Jobs it would submit, validated offline."""
     from deploy.manifests import write_manifests

@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -86,3 +87,32 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def atomic_zenml_config_writes() -> None:
+    """Make ZenML write its local YAML configuration whole or not at all.
+
+    ZenML 0.98 rewrites its client configuration in place (truncate, then write) every time a
+    process creates its Client; a second command starting at that moment (two `watch`es on one
+    folder, two runs on one machine) reads an empty file and fails with "'NoneType' object has
+    no attribute 'update'". ZenML has no setting for it, so its one YAML writer is replaced for
+    local paths by sftcast's write-beside-and-rename: a reader sees the old file or the new.
+    """
+    from zenml.utils import io_utils, yaml_utils
+
+    from sftcast.files import write_text_atomic
+
+    original = yaml_utils.write_yaml
+    if getattr(original, "sftcast_atomic", False):
+        return
+
+    def write_yaml(file_path: str, contents: Any, sort_keys: bool = True) -> None:
+        if io_utils.is_remote(file_path):
+            original(file_path, contents, sort_keys)
+            return
+        if not Path(file_path).parent.is_dir():  # as ZenML's own writer
+            raise FileNotFoundError(f"Directory {Path(file_path).parent} does not exist.")
+        write_text_atomic(file_path, yaml.dump(contents, sort_keys=sort_keys))
+
+    write_yaml.sftcast_atomic = True  # type: ignore[attr-defined]
+    yaml_utils.write_yaml = write_yaml

@@ -10,6 +10,7 @@ from pipelines.data import data_pipeline
 from pipelines.selection import select_pipeline
 from pipelines.sft import sft_pipeline
 from pipelines.study import study_pipeline
+from pipelines.watch import watch_pipeline
 from pipelines.zoo import zoo_pipeline
 
 PIPELINES = {
@@ -18,6 +19,7 @@ PIPELINES = {
     "sft": sft_pipeline,
     "select": select_pipeline,
     "study": study_pipeline,
+    "watch": watch_pipeline,
 }
 
 

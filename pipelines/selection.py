@@ -48,7 +48,13 @@ def select_pipeline(
     ]  # fmt: skip
     tasks = list(stage.datasets)
     settings = SelectionSettings(
-        selection=selection, sft=sft, evaluation=scoring, zoo=zoo, uris=uris, tasks=tasks
+        selection=selection,
+        sft=sft,
+        evaluation=scoring,
+        zoo=zoo,
+        uris=uris,
+        tasks=tasks,
+        proxies=proxies,
     )
     shared = {
         "proxy_rows": proxy_rows, "candidates": [candidates[u] for u in uris],

@@ -18,6 +18,7 @@ from sftcast.proxies.config import ProxyConfig
 from sftcast.selection.config import SelectionConfig
 from sftcast.sft.config import SFTConfig
 from sftcast.study.config import StudyConfig
+from sftcast.watch.config import WatchConfig
 from sftcast.zoo.config import ZooConfig
 
 
@@ -41,6 +42,7 @@ class RunParameters(BaseModel):
     proxies: ProxyConfig | None = None
     selection: SelectionConfig | None = None
     study: StudyConfig | None = None
+    watch: WatchConfig | None = None
 
     @field_validator("*", mode="before")
     @classmethod

@@ -28,6 +28,7 @@ import mlflow
 from mlflow.entities.model_registry import ModelVersion, RegisteredModel
 from mlflow.exceptions import MlflowException
 
+from sftcast.registry import PRETRAINED, TAG_STAGE
 from sftcast.tracking import safe_tags
 
 PRODUCTION = "production"
@@ -104,7 +105,12 @@ def promote(
             "candidates, so the choice is no better than a random one (force to override)"
         )
     client = mlflow.MlflowClient()
-    client.get_model_version(name, version)  # fails here, before any write, if it is unknown
+    target = client.get_model_version(name, version)  # fails here, before any write, if unknown
+    if target.tags.get(TAG_STAGE) == PRETRAINED:
+        raise PromotionRefused(
+            f"not promoting {name} v{version}: it is a pre-trained checkpoint (a `watch` "
+            "challenger), not a fine-tuned model; fine-tune it first"
+        )
     model = client.get_registered_model(name)
     current = _holder(model)
     if current == version:

@@ -38,6 +38,10 @@ if TYPE_CHECKING:
 
 TAG_SFT_KEY = "sftcast.sft_key"
 TAG_COMPARATOR_KEY = "sftcast.comparator_key"
+# A pre-trained checkpoint registered as a task's `challenger` by `watch`: its content hash
+TAG_CHECKPOINT_KEY = "sftcast.checkpoint_key"
+TAG_STAGE = "sftcast.stage"  # "pretrained" on such a version: never promoted as it is
+PRETRAINED = "pretrained"
 COMPARATOR_PREFIX = "sftcast-comparator-"
 TAG_CANDIDATE = "sftcast.candidate"
 METRIC_TAG_PREFIX = "metric."
@@ -67,9 +71,12 @@ def key_tag(name: str) -> str:
     return TAG_COMPARATOR_KEY if name.startswith(COMPARATOR_PREFIX) else TAG_SFT_KEY
 
 
-def find_version(name: str, key: str) -> ModelVersion | None:
+def find_version(name: str, key: str, tag: str | None = None) -> ModelVersion | None:
+    """The version of `name` whose key tag (`tag`, else `key_tag(name)`) is `key`."""
     client = mlflow.MlflowClient()
-    found = client.search_model_versions(f"name = '{name}' and tag.`{key_tag(name)}` = '{key}'")
+    found = client.search_model_versions(
+        f"name = '{name}' and tag.`{tag or key_tag(name)}` = '{key}'"
+    )
     return min(found, key=lambda v: int(v.version)) if found else None
 
 
@@ -92,15 +99,43 @@ def register_finetuned(
     """
 
     def log_model() -> str:
-        return mlflow.transformers.log_model(
-            transformers_model={"model": model, "tokenizer": tokenizer},
-            name="model",
-            task="text-generation",
-            pip_requirements=[f"{p}=={version(p)}" for p in REQUIREMENTS],
-            model_card=model_card(card, description),
-        ).model_uri
+        return _log_transformers(model, tokenizer, model_card(card, description))
 
     return register_version(name, sft_key, log_model, tags, metrics, description)
+
+
+def register_pretrained(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    name: str,
+    content_hash: str,
+    tags: Mapping[str, Any],
+    description: str,
+) -> ModelVersion:
+    """A pre-trained checkpoint as a version of the task's registered model (`watch`'s
+    challenger), once per content hash, marked `sftcast.stage: pretrained` so that no gate
+    promotes it before it is fine-tuned."""
+
+    def log_model() -> str:
+        return _log_transformers(model, tokenizer, model_card(None, description))
+
+    return register_version(
+        name, content_hash, log_model, {**tags, TAG_STAGE: PRETRAINED}, {}, description,
+        tag=TAG_CHECKPOINT_KEY,
+    )  # fmt: skip
+
+
+def _log_transformers(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, card: ModelCard
+) -> str:
+    """Log model and tokenizer as a transformers model in the active run; its URI."""
+    return mlflow.transformers.log_model(
+        transformers_model={"model": model, "tokenizer": tokenizer},
+        name="model",
+        task="text-generation",
+        pip_requirements=[f"{p}=={version(p)}" for p in REQUIREMENTS],
+        model_card=card,
+    ).model_uri
 
 
 def model_card(card: Path | None, description: str) -> ModelCard:
@@ -165,11 +200,14 @@ def register_version(
     tags: Mapping[str, Any],
     metrics: Mapping[str, float],
     description: str = "",
+    tag: str | None = None,
 ) -> ModelVersion:
     """The version of `name` made from `key`: the existing one, or the model `log_model` logs
-    (returning its URI) registered with `tags`, `metrics` as tags and `key` as its key tag."""
+    (returning its URI) registered with `tags`, `metrics` as tags and `key` as its key tag
+    (`tag`, else `key_tag(name)`)."""
+    tag = tag or key_tag(name)
     metric_tags = {f"{METRIC_TAG_PREFIX}{k}": f"{v:.6g}" for k, v in metrics.items()}
-    existing = find_version(name, key)
+    existing = find_version(name, key, tag)
     if existing is not None:
         # a study run (`sft`) after `select` adds the metrics select skipped; none is rewritten
         client = mlflow.MlflowClient()
@@ -181,13 +219,13 @@ def register_version(
     version_tags = {
         **safe_tags(tags),
         **metric_tags,
-        key_tag(name): key,
+        tag: key,
     }
     # Tags go in with the version, in one transaction: a crash never leaves a version without
     # its key, which the rerun would not recognise.
     registered = mlflow.register_model(model_uri, name, tags=version_tags)
     client = mlflow.MlflowClient()
-    winner = find_version(name, key)
+    winner = find_version(name, key, tag)
     if winner is not None and str(winner.version) != str(registered.version):
         client.delete_model_version(name, registered.version)  # lost a concurrent race
         return winner

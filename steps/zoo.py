@@ -56,10 +56,11 @@ def pretrain(
 
 @step(**MLFLOW_STEP, output_materializers=FolderMaterializer)
 def fetch_candidate(
-    uri: str, zoo: ZooConfig, zoo_run: Path | None = None
+    uri: str, zoo: ZooConfig, zoo_run: Path | None = None, content_hash: str = ""
 ) -> Annotated[Path, "candidate"]:
     """A candidate URI as a verified local Hugging Face folder (safetensors only; pickle-only
-    weights converted to safetensors when `zoo.allow_pickle`)."""
+    weights converted to safetensors when `zoo.allow_pickle`). `content_hash`, when the caller
+    knows it (`watch`), is part of the cache key: a folder rewritten in place is fetched anew."""
     flags = {"trust_remote_code": zoo.trust_remote_code, "allow_pickle": zoo.allow_pickle}
     track(uri, params={"candidate": uri, **flags})
     root = zoo.root.resolve()

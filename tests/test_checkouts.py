@@ -151,3 +151,28 @@ def test_a_store_another_run_is_writing_passes_the_store_check(tmp_path: Path) -
     finally:
         writer.kill()
         writer.wait()
+
+
+# Two processes creating ZenML clients on one configuration file, as two commands starting at
+# once do: each creation rewrites the file.
+CLIENTS = """
+import sys
+from deploy.guards import atomic_zenml_config_writes
+atomic_zenml_config_writes()
+from zenml.client import ClientConfiguration
+for _ in range(300):
+    ClientConfiguration(config_file=sys.argv[1])
+"""
+
+
+def test_two_commands_starting_at_once_never_read_a_half_written_zenml_config(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("{}\n")
+    racers = [
+        subprocess.Popen([sys.executable, "-c", CLIENTS, str(config)], cwd=REPO_ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for _ in range(2)
+    ]  # fmt: skip
+    outputs = [racer.communicate(timeout=600)[0] for racer in racers]
+
+    assert [racer.returncode for racer in racers] == [0, 0], outputs

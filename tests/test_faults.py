@@ -284,8 +284,8 @@ def test_a_race_to_register_one_candidate_keeps_exactly_one_version(
     barrier = threading.Barrier(2)
     first_lookup = registry.find_version
 
-    def lookup_then_wait(name: str, key: str):
-        found = first_lookup(name, key)
+    def lookup_then_wait(name: str, key: str, tag: str | None = None):
+        found = first_lookup(name, key, tag)
         if threading.current_thread().name.startswith("racer"):
             threading.current_thread().name = "raced"
             barrier.wait(timeout=60)

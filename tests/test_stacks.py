@@ -299,3 +299,23 @@ def test_a_manifest_off_the_kubernetes_schema_is_named(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(job))
     with pytest.raises(ManifestError, match="nodeSelectors"):
         validate_manifest(path)
+
+
+def test_k8s_dry_run_of_watch_writes_each_ready_checkpoints_scoring_jobs(
+    k8s_env, tiny_candidate: Path, tmp_path: Path
+) -> None:
+    import shutil
+
+    from deploy.runconfig import MANIFESTS_DIR
+    from pipelines.run import app
+
+    watched = tmp_path / "watched"
+    shutil.copytree(tiny_candidate, watched / "checkpoint-100")
+    folder = MANIFESTS_DIR / "sftcast_watch"
+    args = ["--stack", "k8s", "--dry-run", "watch", "--folder", str(watched), "--task", "cls",
+            "--settle", "0"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert f"Kubernetes Jobs in {folder}, valid" in result.output
+    jobs = {path.stem for path in folder.glob("*.yaml")}
+    assert {"orchestrator", "fetch_checkpoint", "proxies_checkpoint", "score_cls"} <= jobs, jobs

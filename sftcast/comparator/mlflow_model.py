@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from mlflow.models import set_model
 from mlflow.pyfunc import PythonModel
@@ -33,9 +34,15 @@ class ComparatorModel(PythonModel):
         self.comparator = ChosenComparator.from_state(state["comparator"])
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: Any = None) -> pd.Series:
-        x = model_input[self.proxies].to_numpy(dtype=float) * self.signs
-        values = strength(self.comparator.preference(x))
+        values = strength(self.preference(model_input))
         return pd.Series(values, index=model_input.index, name="strength")
+
+    def preference(self, candidates: pd.DataFrame) -> np.ndarray:
+        """(n, n) matrix of P(row i beats row j) over `candidates`' proxy columns: what
+        `watch` reads a new checkpoint's chances against named candidates from."""
+        return self.comparator.preference(
+            candidates[self.proxies].to_numpy(dtype=float) * self.signs
+        )
 
 
 set_model(ComparatorModel())

@@ -29,9 +29,15 @@ from sftcast.comparator.config import (
     TrainFraction,
 )
 from sftcast.evaluation.config import EvaluationConfig
+from sftcast.proxies.config import ProxyConfig
 from sftcast.proxies.registry import directions
 from sftcast.sft.config import SFTConfig
+from sftcast.tracking import config_hash
 from sftcast.zoo.config import ZooConfig
+
+# On a registered comparator: how its proxies were measured (`measurement_key`), so that
+# `watch` measures a new checkpoint the same way or refuses
+TAG_MEASUREMENT_KEY = "sftcast.measurement_key"
 
 
 class ActiveLabelling(BaseModel):
@@ -187,6 +193,12 @@ class SelectionSettings(BaseModel):
     zoo: ZooConfig
     uris: list[str]  # the order of the step's `candidates`
     tasks: list[str]  # the order of the step's `datasets`
+    proxies: ProxyConfig = ProxyConfig()  # how the candidates' proxies were measured
+
+    def measurement_key(self) -> str:
+        """What a candidate's proxies depend on besides its weights: the proxy settings and
+        the base evaluation its k-shot proxies come from."""
+        return measurement_key(self.proxies, self.evaluation)
 
     def by_uri(self, candidates: Sequence[Path]) -> dict[str, Path]:
         """The step's candidate folders, by URI."""
@@ -195,3 +207,9 @@ class SelectionSettings(BaseModel):
     def by_task(self, datasets: Sequence[Path]) -> dict[str, Path]:
         """The step's validated datasets, by task."""
         return dict(zip(self.tasks, datasets, strict=True))
+
+
+def measurement_key(proxies: ProxyConfig, evaluation: EvaluationConfig) -> str:
+    """`proxies` and the evaluation that scored the base models (`finetuned_evaluation`),
+    hashed: two runs measure a candidate alike when their keys match."""
+    return config_hash(proxies, evaluation)

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import mlflow
 import pandas as pd
+from mlflow.entities.model_registry import ModelVersion
 
 from sftcast.data.rows import task_rows
 from sftcast.evaluation.report import SFTRecord
-from sftcast.promotion import PromotionRefused, promote
+from sftcast.promotion import PRODUCTION, PromotionRefused, promote
 from sftcast.proxies.registry import lower_is_better
 from sftcast.registry import Lineage, register_comparator
-from sftcast.selection.config import SelectionConfig, SelectionSettings
+from sftcast.selection.config import TAG_MEASUREMENT_KEY, SelectionSettings
 from sftcast.selection.ranking import ID, TARGET, Selection, fit_comparator, select
 from sftcast.selection.report import (
     ProxyRow,
@@ -34,7 +35,9 @@ from sftcast.sft.service import finetune_and_register
 from sftcast.tracking import config_hash, log_json
 
 # the comparator's held-out scores its registered version carries as `metric.<name>` tags
-COMPARATOR_METRICS = ("pairwise_accuracy_mean", "kendall_tau_mean", "top1_recall")
+COMPARATOR_METRICS = (
+    "pairwise_accuracy_mean", "pairwise_accuracy_std", "kendall_tau_mean", "top1_recall"
+)  # fmt: skip
 
 
 def promote_best_predicted(
@@ -53,8 +56,9 @@ def promote_best_predicted(
     lower = lower_is_better(proxies)
     chosen = select(task, table, proxies, lower, selection)
     _log_selection(chosen, table)
+    comparator = None
     if chosen.methods:  # judged: the comparator can be trained and registered
-        _register_comparator(chosen, table, proxies, lower, selection, lineage)
+        comparator = _register_comparator(chosen, table, proxies, lower, settings, lineage)
     own = [r for r in records if r.task == task and not r.replicate]
     if selection.active is not None:  # a score in hand beats a prediction: the best fine-tuned
         record = max(own, key=lambda r: r.score)
@@ -72,7 +76,14 @@ def promote_best_predicted(
             "choices": [{"candidate": r.candidate, "why": r.choice} for r in own if r.choice],
         }
     )
-    return _promote(summary, chosen, record, selection.force, lineage)
+    summary = _promote(summary, chosen, record, selection.force, lineage)
+    if summary.promoted and comparator is not None:
+        # the comparator behind the production model is the one `watch` ranks new checkpoints
+        # with: it holds `production` of its own registered model
+        mlflow.MlflowClient().set_registered_model_alias(
+            comparator.name, PRODUCTION, comparator.version
+        )
+    return summary
 
 
 def _log_selection(chosen: Selection, table: pd.DataFrame) -> None:
@@ -92,11 +103,13 @@ def _register_comparator(
     table: pd.DataFrame,
     proxies: list[str],
     lower: list[str],
-    selection: SelectionConfig,
+    settings: SelectionSettings,
     lineage: Lineage,
-) -> None:
+) -> ModelVersion:
     """The comparator trained on every labelled candidate, as a registry version carrying its
-    features, protocol, held-out scores and lineage, with its gain per proxy as a chart."""
+    features, protocol, held-out scores, how its proxies were measured and its lineage, with
+    its gain per proxy as a chart."""
+    selection = settings.selection
     comparator = fit_comparator(table, proxies, lower, selection.seed, selection.comparator)
     gains = dict(zip(proxies, comparator.proxy_importance().tolist(), strict=True))
     mlflow.log_figure(
@@ -108,7 +121,7 @@ def _register_comparator(
     labelled = table.loc[table[TARGET].notna(), [ID, *proxies, TARGET]]
     key = config_hash(labelled.to_dict(orient="records"), proxies, lower, chosen.protocol)
     ltc = chosen.methods["ltc"]
-    register_comparator(
+    return register_comparator(
         comparator,
         labelled[proxies],
         lower,
@@ -121,6 +134,7 @@ def _register_comparator(
             "sftcast.feature_importance": json.dumps(gains),
             "sftcast.form": comparator.form_,
             "sftcast.form_inner_accuracy": json.dumps(comparator.inner_accuracy_),
+            TAG_MEASUREMENT_KEY: settings.measurement_key(),
             **lineage.tags(),
         },
         metrics={m: v for m in COMPARATOR_METRICS if (v := getattr(ltc, m)) is not None},
