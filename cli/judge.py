@@ -28,11 +28,12 @@ ReportPath = Annotated[
 ]
 # sftcast.comparator.protocols.PROTOCOLS, spelt out: the library loads scikit-learn
 ProtocolName = Annotated[
-    Literal["paper", "group", "deployment"] | None,
+    Literal["paper", "group", "deployment", "variant"] | None,
     typer.Option(
-        help="paper: random splits, held-out pairs; group: leave one --groups group out; "
-        "deployment: the random splits, held-out x training pairs. [default: paper, or group "
-        "with --groups]",
+        help="paper: random splits, held-out pairs (siblings may be split); group: leave one "
+        "--group-column group out; deployment: the random splits, held-out x training pairs; "
+        "variant: random splits of the --group-column groups, held-out pairs. [default: paper, "
+        "or group with --group-column]",
         show_default=False,
     ),
 ]
@@ -55,7 +56,11 @@ def compare(
     lower_is_better: LowerIsBetter = "",
     protocol: ProtocolName = None,
     groups: str | None = typer.Option(
-        None, help="Leave one group of this column out at a time, instead of random splits."
+        None,
+        "--group-column",
+        "--groups",
+        help="The column grouping near-duplicate candidates (a variant's checkpoints): "
+        "protocol group leaves one group out at a time, variant splits the groups at random.",
     ),
     splits: int = typer.Option(DEFAULT_JUDGEMENT.splits, help="Random splits of the candidates."),
     train_fraction: float = typer.Option(
@@ -80,14 +85,18 @@ def compare(
 
     2: bad input (named by file, row and column), an --output that cannot be
     written (checked first), options that do not go together (--groups with
-    another protocol than group), or nothing to judge (every split's targets tie).
+    a protocol other than group or variant), or nothing to judge (every split's targets tie).
     """
     from sftcast.comparator import ComparatorInputError, compare_table, read_table
     from sftcast.comparator.report import report_notes, report_rows, report_title
 
     check_output(output, table)
-    if groups is not None and (ignored := given(ctx, *RANDOM_SPLIT_OPTIONS)):
-        fail(f"--groups holds out one group at a time: {' and '.join(ignored)} would be ignored")
+    one_group_out = groups is not None and protocol in (None, "group")
+    if one_group_out and (ignored := given(ctx, *RANDOM_SPLIT_OPTIONS)):
+        fail(
+            f"--group-column without --protocol variant holds out one group at a time: "
+            f"{' and '.join(ignored)} would be ignored"
+        )
     judged = Columns(
         id_column=id_column, target=target, proxies=columns(proxies),
         lower_is_better=columns(lower_is_better),

@@ -25,6 +25,7 @@ from sftcast.comparator import (
     check_standardising,
     check_table,
     compare_table,
+    group_random_splits,
     labelled_pairs,
     leave_one_group_out,
     mean_win_probability,
@@ -39,7 +40,13 @@ from sftcast.comparator import (
 )
 from sftcast.comparator.config import Columns, JudgementSettings
 from sftcast.comparator.metrics import preference_from_scores
-from sftcast.comparator.report import METHOD_KEYS, REPORT_KEYS, CompareReport, report_rows
+from sftcast.comparator.report import (
+    METHOD_KEYS,
+    REPORT_KEYS,
+    CompareReport,
+    report_rows,
+    report_title,
+)
 from sftcast.comparator.table import MIN_SPAN
 
 
@@ -145,6 +152,30 @@ def test_leave_one_group_out_holds_out_exactly_one_group() -> None:
         (held_out,) = set(groups[split.test])
         assert set(split.test) == set(np.flatnonzero(groups == held_out))
         assert set(split.train) == set(np.flatnonzero(groups != held_out))
+
+
+def test_variant_splits_keep_each_group_on_one_side() -> None:
+    groups = np.repeat([f"v{i}" for i in range(10)], 3)  # 10 variants x 3 checkpoints
+    plan = group_random_splits(groups, splits=20, train_fraction=0.6, seed=3)
+    assert len(plan) == 20
+    for split in plan:
+        assert not set(groups[split.train]) & set(groups[split.test])  # no sibling across
+        assert sorted([*split.train, *split.test]) == list(range(30))
+        assert (len(set(groups[split.train])), len(set(groups[split.test]))) == (6, 4)
+    assert len({tuple(s.test) for s in plan}) > 1
+    again = group_random_splits(groups, splits=20, train_fraction=0.6, seed=3)
+    assert all(np.array_equal(a.test, b.test) for a, b in zip(plan, again, strict=True))
+    with pytest.raises(ComparatorInputError, match="each side needs at least one group"):
+        group_random_splits(np.array(["a", "a", "b", "b"]), train_fraction=0.9)
+
+
+def test_variant_protocol_report() -> None:
+    df = synthetic(24).assign(variant=[f"v{i // 3}" for i in range(24)])
+    report = judge(df, ["p1", "loss"], ["loss"], groups="variant", protocol="variant", splits=4)
+    assert report.protocol.name == "variant_splits"
+    assert report.protocol.group_column == "variant"
+    assert report.protocol.judged_splits == 4
+    assert report_title(report).startswith("score: 24 candidates, 4 of 4 random splits of the 8")
 
 
 def test_split_sides_need_two_candidates() -> None:

@@ -144,7 +144,7 @@ def test_protocol_options_that_do_not_go_together() -> None:
         judge(df, protocol="group")
     for protocol in ("paper", "deployment"):
         with pytest.raises(
-            ComparatorInputError, match=f"goes with protocol 'group', not '{protocol}'"
+            ComparatorInputError, match=f"goes with protocol 'group' or 'variant', not '{protocol}'"
         ):
             judge(df, groups="family", protocol=protocol)
     with pytest.raises(ComparatorInputError, match="protocol 'pairs' is not one of"):
@@ -305,7 +305,8 @@ def test_compare_warns_when_no_pair_is_clear(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (("--protocol", "group"), "error: protocol 'group' holds out one group at a time"),
+        (("--protocol", "group"), "error: protocol 'group' holds out whole groups"),
+        (("--protocol", "variant"), "error: protocol 'variant' holds out whole groups"),
         (("--protocol", "deployment", "--groups", "family"), "goes with protocol 'group'"),
         (("--protocol", "paper", "--groups", "family"), "goes with protocol 'group'"),
         (("--protocol", "pairs"), "'--protocol'"),
@@ -322,6 +323,20 @@ def test_compare_refuses_options_that_do_not_go_together(
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
     assert not output.exists()
+
+
+def test_variant_protocol_takes_random_split_options(tmp_path: Path) -> None:
+    table, output = tmp_path / "scores.csv", tmp_path / "report.json"
+    synthetic(12).assign(family=["x", "y", "z", "w"] * 3).to_csv(table, index=False)
+    result = invoke(table, "--protocol", "variant", "--group-column", "family", "--splits", "3",
+                    "--train-fraction", "0.5", "--output", str(output))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    protocol = json.loads(output.read_text())["protocol"]
+    assert (protocol["name"], protocol["splits"], protocol["train_fraction"]) == (
+        "variant_splits",
+        3,
+        0.5,
+    )
 
 
 def test_groups_alone_still_leaves_one_group_out(tmp_path: Path) -> None:

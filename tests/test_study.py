@@ -129,9 +129,12 @@ def test_the_study_resumes_after_a_kill_and_writes_a_reproducible_table(
     cls = summary["tasks"]["cls"]
     assert summary["n_candidates"] == 4 and cls["target_column"] == "sft_cls"
     assert math.isfinite(cls["seed_noise"]) and cls["probe_cost_fraction"] > 0
-    for protocol in ("paper", "deployment", "group"):
+    for protocol in ("variant", "paper", "deployment", "group"):
         assert "ltc" in cls[protocol] or "nothing to judge" in cls[protocol]["skipped"]
-    for figure in ("accuracy_paper.png", "predicted_vs_actual.png", "scores_by_step_cls.png"):
+    judgement = (tmp_path / "study" / "judgement.md").read_text()
+    assert judgement.startswith("# The study's judgement (4 candidates)")
+    for figure in ("accuracy_variant.png", "accuracy_paper.png", "predicted_vs_actual.png",
+                   "scores_by_step_cls.png"):  # fmt: skip
         assert (tmp_path / "study" / "figures" / figure).stat().st_size > 0
 
 
@@ -142,6 +145,7 @@ def _synthetic_results(path: Path, n: int = 24) -> None:
     quality, noise = rng.normal(size=(2, n))
     table = pd.DataFrame({
         "candidate": [f"zoo:v{i // 3}@{50 * (i % 3 + 1)}" for i in range(n)],
+        "variant": [f"v{i // 3}" for i in range(n)],
         "family": ["objective-lr" if i < n // 2 else "mixture" for i in range(n)],
         "ppl_clm": np.exp(3 - 0.3 * quality + noise), "weight_norm": 0.1 + 0.01 * noise,
         "kshot_cls": 0.2 + 0.05 * quality + 0.05 * rng.normal(size=n),
@@ -161,12 +165,12 @@ def test_the_summary_is_what_its_recorded_compare_commands_print(tmp_path) -> No
     cls = summary["tasks"]["cls"]
     assert cls["seed_noise"] == pytest.approx(0.01 / math.sqrt(2))
     assert cls["probe_cost_fraction"] == pytest.approx(1 / 40)
-    for protocol in ("paper", "deployment", "group"):
+    for protocol in ("variant", "paper", "deployment", "group"):
         methods = cls[protocol]
         assert {"ppl_clm", "proxy_mean", "ltc_pretraining", "ltc", "probe_cls"} <= set(methods)
         # the comparator without probes never saw them; with them it did
         assert methods["ltc"] != methods["ltc_pretraining"]
-    assert len(cls["commands"]) == 6  # 3 protocols x (pre-training proxies, all proxies)
+    assert len(cls["commands"]) == 8  # 4 protocols x (pre-training proxies, all proxies)
     for args in cls["commands"]:
         assert "--seed-noise" in args and args[args.index("--table") + 1] == str(results)
         written = json.loads(Path(args[args.index("--output") + 1]).read_text())
@@ -198,7 +202,10 @@ def test_the_live_evidence_is_memoized_by_the_table_it_judges(tmp_path) -> None:
     results, cache = tmp_path / "results.csv", tmp_path / "cache"
     _synthetic_results(results)
     lines = evidence_lines(results, ["cls"], splits=2, jobs=1, cache=cache)
-    assert len(lines) == 1 and lines[0].startswith("cls: ppl_clm ")
+    assert [line.split(":")[0] for line in lines] == [
+        "cls, leave-variant-out",
+        "cls, paper, siblings may be split",
+    ]
     (memo,) = cache.iterdir()
     memo.write_text(json.dumps(["read back, not judged again"]))
     assert evidence_lines(results, ["cls"], splits=2, jobs=1, cache=cache) == [
@@ -222,4 +229,4 @@ def test_select_prints_the_study_evidence_on_every_task_the_table_holds(
     cli.render.print_study_evidence(results, ["cbqa"])
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith(f"the study ({results}), judged now")
-    assert [line.split(":")[0].strip() for line in printed[1:]] == ["cls"]
+    assert [line.split(",")[0].strip() for line in printed[1:]] == ["cls", "cls"]

@@ -29,6 +29,7 @@ _MODULES = {
     "borda_scores": "model",
     "mean_win_probability": "model",
     "Split": "protocols",
+    "group_random_splits": "protocols",
     "leave_one_group_out": "protocols",
     "random_splits": "protocols",
     "Candidates": "table",

@@ -49,7 +49,8 @@ class JudgementSettings(BaseModel):
     """How `compare_table` judges a table: the protocol (`paper`: `splits` random splits with
     `train_fraction` of the candidates to train; `group`: leave one `groups` group out, the
     default when `groups` is given; `deployment`: the random splits, scored on held-out x
-    training pairs), the seed of splits and models, k of the top-k metrics, the target's seed
+    training pairs; `variant`: `splits` random splits of the `groups` groups, `train_fraction`
+    of them to train), the seed of splits and models, k of the top-k metrics, the target's seed
     noise (for the clear-gap accuracy), the processes judging the splits, the comparator, and
     whether to fit it on every candidate as well (`final_fit`: the report's final form and
     feature importance; a third of the cost at a hundred candidates).
@@ -80,17 +81,22 @@ TopK = Annotated[int, Field(ge=1)]
 
 # The compare command's options among the settings, in the order its recorded commands give
 # them. Its options are named as the columns and settings are (`top_k`: `--top-k`, as typer
-# names a parameter's option): `flag` is the one mapping.
+# names a parameter's option), but for `groups` (`--group-column`): `flag` is the one mapping.
 COMPARE_OPTIONS = (
     "protocol", "seed", "top_k", "jobs", "groups", "splits", "train_fraction", "seed_noise",
 )  # fmt: skip
-# what `compare` refuses beside --groups: it holds out groups, not random splits
+# what `compare` refuses beside leave-one-group-out: it holds out groups, not random splits
 RANDOM_SPLIT_OPTIONS = ("splits", "train_fraction")
+
+
+def holds_out_one_group(settings: JudgementSettings) -> bool:
+    """Leave-one-group-out: the protocol a group column alone implies, or `group` by name."""
+    return settings.groups is not None and settings.protocol in (None, "group")
 
 
 def flag(setting: str) -> str:
     """The compare command's option for a setting."""
-    return "--" + setting.replace("_", "-")
+    return "--group-column" if setting == "groups" else "--" + setting.replace("_", "-")
 
 
 def compare_command(
@@ -106,6 +112,8 @@ def compare_command(
         args += [flag(name), value if isinstance(value, str) else ",".join(value)]
     for name in COMPARE_OPTIONS:
         value = getattr(settings, name)
-        if value is not None and not (settings.groups and name in RANDOM_SPLIT_OPTIONS):
+        if value is not None and not (
+            holds_out_one_group(settings) and name in RANDOM_SPLIT_OPTIONS
+        ):
             args += [flag(name), str(value)]
     return [*args, "--output", str(output)]

@@ -36,6 +36,7 @@ from sftcast.comparator.metrics import (
 )
 from sftcast.comparator.protocols import (
     Split,
+    group_random_splits,
     leave_one_group_out,
     random_splits,
     resolve_protocol,
@@ -118,6 +119,10 @@ def _plan(protocol: str, candidates: Candidates, settings: JudgementSettings) ->
     """The protocol's splits."""
     if protocol == "group":
         return leave_one_group_out(candidates.groups)
+    if protocol == "variant":
+        return group_random_splits(
+            candidates.groups, settings.splits, settings.train_fraction, settings.seed
+        )
     n = len(candidates.ids)
     return random_splits(n, settings.splits, settings.train_fraction, settings.seed)
 
@@ -138,6 +143,14 @@ def _record(
             "group_column": settings.groups,
             "groups": sorted(set(candidates.groups.tolist())),
             "splits": len(plan),
+        }
+    elif protocol == "variant":
+        how = {
+            "name": "variant_splits",
+            "group_column": settings.groups,
+            "groups": sorted(set(candidates.groups.tolist())),
+            "splits": settings.splits,
+            "train_fraction": settings.train_fraction,  # of the groups
         }
     else:
         how = {

@@ -5,6 +5,9 @@ is seen in fitting.
 - `group`: leave-one-group-out; pairs as in `paper`.
 - `deployment`: the same random splits as `paper`; the scored pairs are (held-out candidate,
   training candidate), as `select` meets a new candidate against its labelled pool.
+- `variant`: seeded random splits of the *groups* (a variant's checkpoints, near-duplicates of
+  one another, are one group): a held-out candidate never has a sibling in training. Pairs
+  as in `paper`.
 """
 
 from __future__ import annotations
@@ -12,13 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import LeaveOneGroupOut, ShuffleSplit
+from sklearn.model_selection import GroupShuffleSplit, LeaveOneGroupOut, ShuffleSplit
 
 from sftcast.comparator.config import DEFAULT_JUDGEMENT
 from sftcast.comparator.table import ComparatorInputError
 
 MIN_SIDE = 2  # a side with fewer candidates has no pair to learn from or to score
-PROTOCOLS = ("paper", "group", "deployment")
+PROTOCOLS = ("paper", "group", "deployment", "variant")
+GROUPED = ("group", "variant")  # the protocols that need a group column
 
 
 @dataclass(frozen=True)
@@ -37,14 +41,14 @@ def resolve_protocol(protocol: str | None, groups: str | None) -> str:
         raise ComparatorInputError(
             f"protocol {protocol!r} is not one of {', '.join(map(repr, PROTOCOLS))}"
         )
-    if protocol == "group" and groups is None:
+    if protocol in GROUPED and groups is None:
         raise ComparatorInputError(
-            "protocol 'group' holds out one group at a time: name the group column (--groups)"
+            f"protocol {protocol!r} holds out whole groups: name the group column (--group-column)"
         )
-    if protocol != "group" and groups is not None:
+    if protocol not in GROUPED and groups is not None:
         raise ComparatorInputError(
-            f"a group column ({groups!r}) goes with protocol 'group', not {protocol!r}, whose "
-            "splits are random"
+            f"a group column ({groups!r}) goes with protocol 'group' or 'variant', not "
+            f"{protocol!r}, whose splits ignore groups"
         )
     return protocol
 
@@ -72,6 +76,41 @@ def random_splits(
         Split(f"split {k + 1}", np.sort(train), np.sort(test))
         for k, (train, test) in enumerate(shuffle.split(np.zeros(n)))
     ]
+
+
+def group_random_splits(
+    groups: np.ndarray,
+    splits: int = DEFAULT_JUDGEMENT.splits,
+    train_fraction: float = DEFAULT_JUDGEMENT.train_fraction,
+    seed: int = DEFAULT_JUDGEMENT.seed,
+) -> list[Split]:
+    """`splits` seeded random splits of the groups, `train_fraction` of them (rounded) to
+    train: every candidate of a group on one side."""
+    if splits < 1:
+        raise ComparatorInputError(f"splits is {splits}; it must be at least 1")
+    if not 0 < train_fraction < 1:
+        raise ComparatorInputError(f"train fraction is {train_fraction}; it must be in (0, 1)")
+    names = np.unique(groups)
+    n_train = round(train_fraction * len(names))
+    if min(n_train, len(names) - n_train) < 1:
+        raise ComparatorInputError(
+            f"{len(names)} groups with train fraction {train_fraction} leave {n_train} to "
+            f"train and {len(names) - n_train} to test; each side needs at least one group"
+        )
+    # integer sizes count groups, not candidates
+    shuffle = GroupShuffleSplit(
+        splits, train_size=n_train, test_size=len(names) - n_train, random_state=seed
+    )
+    found = [
+        Split(f"split {k + 1}", np.sort(train), np.sort(test))
+        for k, (train, test) in enumerate(shuffle.split(np.zeros(len(groups)), groups=groups))
+    ]
+    if any(min(len(s.train), len(s.test)) < MIN_SIDE for s in found):
+        raise ComparatorInputError(
+            f"a random split of the {len(names)} groups leaves a side with fewer than "
+            f"{MIN_SIDE} candidates; use more groups or another train fraction"
+        )
+    return found
 
 
 def leave_one_group_out(groups: np.ndarray) -> list[Split]:

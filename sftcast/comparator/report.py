@@ -144,6 +144,12 @@ def report_title(report: CompareReport) -> str:
     judged = f"{protocol.judged_splits} of {protocol.splits}"
     if protocol.name == "leave_one_group_out":
         how = f"leave one {protocol.group_column!r} out, {judged} groups judged"
+    elif protocol.name == "variant_splits":
+        groups = len(protocol.groups or [])
+        how = (
+            f"{judged} random splits of the {groups} {protocol.group_column!r} groups judged, "
+            f"{protocol.train_fraction:g} of them to train"
+        )
     else:
         how = (
             f"{judged} random splits judged, {protocol.n_train} train / "

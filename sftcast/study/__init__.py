@@ -17,7 +17,12 @@ import pandas as pd
 from sftcast.files import replacing, write_text_atomic
 from sftcast.study.config import StudyConfig
 from sftcast.study.figures import plot_accuracy, plot_predicted_vs_actual, plot_study_scores_by_step
-from sftcast.study.summary import pretraining_proxies, probe_proxies, summarize
+from sftcast.study.summary import (
+    judgement_markdown,
+    pretraining_proxies,
+    probe_proxies,
+    summarize,
+)
 from sftcast.study.table import read_results
 from sftcast.tracking import config_hash
 
@@ -58,8 +63,10 @@ def judge(study: StudyConfig, tasks: Sequence[str]) -> list[Path]:
     (root / "figures").mkdir(parents=True, exist_ok=True)
     summary = summarize(study.results, study, tasks, root / "reports")
     write_text_atomic(root / "summary.json", json.dumps(summary, indent=1, default=str) + "\n")
+    write_text_atomic(root / "judgement.md", judgement_markdown(summary))
     table = read_results(study.results)
     figures = {
+        "accuracy_variant.png": plot_accuracy(summary, "variant"),
         "accuracy_paper.png": plot_accuracy(summary, "paper"),
         "accuracy_deployment.png": plot_accuracy(summary, "deployment"),
         "predicted_vs_actual.png": plot_predicted_vs_actual(
@@ -70,7 +77,11 @@ def judge(study: StudyConfig, tasks: Sequence[str]) -> list[Path]:
     for name, fig in figures.items():
         with replacing(root / "figures" / name) as tmp:
             fig.savefig(tmp, dpi=110, format="png")
-    return [root / "summary.json", *(root / "figures" / name for name in figures)]
+    return [
+        root / "summary.json",
+        root / "judgement.md",
+        *(root / "figures" / name for name in figures),
+    ]
 
 
 def merged(kept: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:

@@ -25,8 +25,11 @@ from sftcast.proxies.registry import PROBE_READOUTS, PROXIES, lower_is_better
 from sftcast.study.config import StudyConfig
 from sftcast.study.table import seed_noise, spread, target_column
 
-PROTOCOLS = ("paper", "deployment", "group")
-GROUP_COLUMN = "family"  # leave-one-family-out
+# `variant` first: the headline, no held-out candidate with a sibling checkpoint in training
+PROTOCOLS = ("variant", "paper", "deployment", "group")
+# the column each grouped protocol holds out by: random splits of the variants (a variant's
+# checkpoints are near-duplicates), leave one family out
+GROUP_COLUMNS = {"variant": "variant", "group": "family"}
 COMBINED = ("ltc", "ltc_pretraining", "proxy_mean")  # methods that are not a single proxy
 
 
@@ -92,8 +95,7 @@ def summarize(results: Path, study: StudyConfig, tasks: Sequence[str], reports: 
                     continue
                 out = reports / f"{task}_{protocol}_{label}.json"
                 columns = study_columns(task, proxies)
-                groups = GROUP_COLUMN if protocol == "group" else None
-                settings = study.judgement(protocol, groups, known_noise)
+                settings = study.judgement(protocol, GROUP_COLUMNS.get(protocol), known_noise)
                 try:
                     report = compare_table(df, columns, settings)
                 except ComparatorInputError as err:  # e.g. one family only: no group to hold out
@@ -131,9 +133,12 @@ def evidence_lines(
     jobs: int = 2,
     cache: Path | None = None,
 ) -> list[str]:
-    """One line per task of the study table: pairwise accuracy (mean ± std over `splits`
-    random 60/40 splits, pairs inside the held-out side) of ppl_clm, the best single proxy and
-    the comparator on every proxy, probes included. Tasks the table lacks are left out.
+    """Per task of the study table, pairwise accuracy (mean ± std over `splits` random 60/40
+    splits, pairs inside the held-out side) of ppl_clm, the best single proxy and the comparator
+    on every proxy, probes included: one line with whole variants held out (where the table
+    has a `variant` column), one with candidates split at random (the literature's protocol,
+    where a held-out checkpoint may have a sibling in training). Tasks the table lacks are
+    left out.
 
     With `cache` (a folder), the lines are kept under a key of the table's bytes, the tasks,
     the splits and the judging code, and read back for the same key: the judgement is a pure
@@ -142,20 +147,25 @@ def evidence_lines(
     if memo is not None and memo.is_file():
         return json.loads(memo.read_text())
     df = read_table(results)
-    settings = JudgementSettings(splits=splits, jobs=jobs, final_fit=False)
+    paper = JudgementSettings(splits=splits, jobs=jobs, final_fit=False)
+    protocols = {"paper, siblings may be split": paper}
+    if GROUP_COLUMNS["variant"] in df.columns:
+        variant = paper.model_copy(update={"protocol": "variant", "groups": "variant"})
+        protocols = {"leave-variant-out": variant, **protocols}
     lines = []
     for task in tasks:
         if target_column(task) not in df.columns:
             continue
         proxies = pretraining_proxies(df) + probe_proxies(df, task)
-        report = compare_table(df, study_columns(task, proxies), settings)
-        methods = {m: _method(found) for m, found in report.methods.items()}
-        best = best_single_proxy(methods)
-        lines.append(
-            f"{task}: ppl_clm {_accuracy(methods, 'ppl_clm')}, best single proxy {best} "
-            f"{_accuracy(methods, best)}, comparator {_accuracy(methods, 'ltc')} "
-            f"({len(df)} candidates, {splits} splits)"
-        )
+        for label, settings in protocols.items():
+            report = compare_table(df, study_columns(task, proxies), settings)
+            methods = {m: _method(found) for m, found in report.methods.items()}
+            best = best_single_proxy(methods)
+            lines.append(
+                f"{task}, {label}: ppl_clm {_accuracy(methods, 'ppl_clm')}, best single proxy "
+                f"{best} {_accuracy(methods, best)}, comparator {_accuracy(methods, 'ltc')} "
+                f"({len(df)} candidates, {splits} splits)"
+            )
     if memo is not None:
         memo.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(memo, json.dumps(lines))  # never half a file to read back
@@ -180,6 +190,46 @@ def _evidence_key(results: Path, tasks: Sequence[str], splits: int) -> str:
     for part in [*tasks, str(splits), *(p.read_text() for p in code)]:
         digest.update(part.encode())
     return digest.hexdigest()[:16]
+
+
+# how each protocol's rows are labelled in the judgement's table
+PROTOCOL_LABELS = {
+    "variant": "variant (whole variants held out)",
+    "paper": "paper (siblings may be split)",
+    "deployment": "deployment (held-out x training pairs)",
+    "group": "group (leave one family out)",
+}
+
+
+def judgement_markdown(summary: dict[str, Any]) -> str:
+    """The summary's judgement as a Markdown table: per task and protocol, pairwise accuracy
+    (mean ± std over splits) of ppl_clm, the best single proxy (chosen after the fact: an
+    optimistic yardstick), proxy_mean and the comparator, and the comparator's top-3 recall."""
+    header = (
+        "| task | protocol | ppl_clm | best single proxy (after the fact) | proxy_mean | "
+        "ltc_pretraining | ltc | ltc top-3 recall |\n|---|---|---|---|---|---|---|---|"
+    )
+    rows = [header]
+    for task, entry in summary["tasks"].items():
+        for protocol in PROTOCOLS:
+            methods = entry.get(protocol)
+            if not methods or "skipped" in methods:
+                continue
+            best = best_single_proxy(methods)
+            recall = methods["ltc"]["top3_recall"]
+            cells = [
+                task, PROTOCOL_LABELS[protocol], _accuracy(methods, "ppl_clm"),
+                f"{best} {_accuracy(methods, best)}", _accuracy(methods, "proxy_mean"),
+                _accuracy(methods, "ltc_pretraining"), _accuracy(methods, "ltc"),
+                "-" if recall is None else f"{recall:.2f}",
+            ]  # fmt: skip
+            rows.append("| " + " | ".join(cells) + " |")
+    return (
+        f"# The study's judgement ({summary['n_candidates']} candidates)\n\n"
+        "Written by `sftcast study --judge-only` from `summary.json` (the `compare` commands "
+        "that reproduce each row are listed there); pairwise accuracy on held-out candidates, "
+        "mean ± std over splits.\n\n" + "\n".join(rows) + "\n"
+    )
 
 
 def best_single_proxy(methods: dict[str, Any]) -> str:
