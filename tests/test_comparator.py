@@ -38,7 +38,7 @@ from sftcast.comparator import (
     skipped_note,
     topk_recall,
 )
-from sftcast.comparator.config import Columns, JudgementSettings
+from sftcast.comparator.config import BASELINES, Columns, JudgementSettings
 from sftcast.comparator.metrics import preference_from_scores
 from sftcast.comparator.report import (
     METHOD_KEYS,
@@ -239,7 +239,7 @@ def test_compare_command_writes_the_report(tmp_path: Path) -> None:
     assert report["target"] == "score"
     assert (report["n_candidates"], report["n_pairs"]) == (12, 66)
     assert isinstance(report["protocol"], dict) and report["protocol"]["splits"] == 2
-    assert set(report["methods"]) == {"p1", "loss", "noise", "proxy_mean", "ltc"}
+    assert set(report["methods"]) == {"p1", "loss", "noise", "proxy_mean", "ltc", *BASELINES}
     for metrics in report["methods"].values():
         assert set(metrics) == set(METHOD_KEYS)
         assert all(isinstance(v, float) for v in metrics.values())
@@ -410,7 +410,7 @@ def test_compare_prints_plain_lines_to_a_pipe(tmp_path: Path, monkeypatch) -> No
     assert " ".join(header.split()) == header_text
     notes = ("warning:", "note:")
     methods = {line.split()[0]: line.split()[1:] for line in rows if not line.startswith(notes)}
-    assert set(methods) == {"p1", "loss", "noise", "proxy_mean", "ltc"}
+    assert set(methods) == {"p1", "loss", "noise", "proxy_mean", "ltc", *BASELINES}
     assert all(len(cells) == 7 and cells[1] == "±" for cells in methods.values())
 
 

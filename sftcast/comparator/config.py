@@ -45,6 +45,10 @@ class Columns(BaseModel):
     lower_is_better: list[str] = []
 
 
+# the baselines every judgement reports beside the comparator (sftcast.comparator.baselines)
+BASELINES = ("best_proxy_fit", "signed_mean", "linear_tuned")
+
+
 class JudgementSettings(BaseModel):
     """How `compare_table` judges a table: the protocol (`paper`: `splits` random splits with
     `train_fraction` of the candidates to train; `group`: leave one `groups` group out, the

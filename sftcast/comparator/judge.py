@@ -2,8 +2,9 @@
 candidates it never saw, as a `CompareReport`.
 
 Methods: each proxy column (ranking by its own, direction-corrected value), `proxy_mean` (mean
-of the standardised, direction-corrected proxies) and `ltc` (learning to compare). Protocols
-(which splits, which pairs are scored): protocols.py and scoring.py.
+of the standardised, direction-corrected proxies), the baselines chosen on the training side
+(baselines.py) and `ltc` (learning to compare). Protocols (which splits, which pairs are
+scored): protocols.py and scoring.py.
 
 A split is judged only when it has something to learn and something to score: training
 candidates with two targets or more, and a held-out pair with unequal targets. The report says

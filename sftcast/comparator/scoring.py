@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
+from sftcast.comparator.baselines import BASELINES, baseline_scores
 from sftcast.comparator.config import DEFAULT_SETTINGS, ComparatorSettings
 from sftcast.comparator.forms import ChosenComparator
 from sftcast.comparator.metrics import preference_from_scores
@@ -79,6 +80,11 @@ def predict_split(
     }
     mean = StandardScaler().fit(train_x).transform(shown_x).mean(axis=1)
     predictions["proxy_mean"] = (preference_from_scores(mean), mean[held_out])
+    train_y = candidates.target[split.train]
+    groups = None if candidates.groups is None else candidates.groups[split.train]
+    for name in BASELINES:
+        score = baseline_scores(name, train_x, train_y, shown_x, groups, seed)
+        predictions[name] = (preference_from_scores(score), score[held_out])
     ltc = ChosenComparator(comparator, seed).fit(train_x, candidates.target[split.train])
     f = ltc.preference(shown_x)
     # under deployment, strength against the labelled pool; else against each other

@@ -30,12 +30,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sftcast.comparator.config import BASELINES
+
 MIN_CANDIDATES = 4
 # Distinct values this many ulps of their own magnitude apart are one number computed two ways.
 NOISE_ULPS = 4
 # The smallest span whose square is a normal float64: standardising squares deviations.
 MIN_SPAN = float(np.sqrt(np.finfo(float).tiny))  # about 1.5e-154
-RESERVED = ("ltc", "proxy_mean")  # method names in the report; a proxy may not take them
+# method names in the report; a proxy may not take them
+RESERVED = ("ltc", "proxy_mean", *BASELINES)
 
 
 class ComparatorInputError(ValueError):

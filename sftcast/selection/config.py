@@ -21,6 +21,7 @@ from pydantic import (
 )
 
 from sftcast.comparator.config import (
+    BASELINES,
     DEFAULT_JUDGEMENT,
     ComparatorSettings,
     JudgementSettings,
@@ -76,8 +77,9 @@ class SelectionConfig(BaseModel):
     top_k: TopK = DEFAULT_JUDGEMENT.top_k
     force: bool = False  # promote even when no predictor beats chance
     # "auto": the predictor with the best held-out pairwise accuracy ranks the candidates; or
-    # one named method ("ltc", "proxy_mean", a proxy) ranks them whatever its score, for a
-    # team that trusts it. Either way it is judged, and promotion needs it to beat chance.
+    # one named method ("ltc", "proxy_mean", a baseline, a proxy) ranks them whatever its
+    # score, for a team that trusts it. Either way it is judged, and promotion needs it to
+    # beat chance.
     predictor: str = "auto"
     # The labelled candidates' fine-tuned models are scored on their task in the training
     # format only: prompt formats and forgetting (MRC) are the `sft` pipeline's study, and
@@ -91,7 +93,7 @@ class SelectionConfig(BaseModel):
     @field_validator("predictor")
     @classmethod
     def _known_predictor(cls, value: str) -> str:
-        known = ["auto", "ltc", "proxy_mean", *directions()]
+        known = ["auto", "ltc", "proxy_mean", *BASELINES, *directions()]
         if value not in known:
             raise ValueError(f"unknown predictor {value!r}; expected one of {known}")
         return value

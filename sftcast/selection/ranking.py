@@ -12,6 +12,7 @@ from pydantic import BaseModel
 from sklearn.preprocessing import StandardScaler
 
 from sftcast.comparator import ComparatorInputError, compare_table, direction_signs
+from sftcast.comparator.baselines import BASELINES, baseline_scores
 from sftcast.comparator.config import DEFAULT_SETTINGS, Columns, ComparatorSettings
 from sftcast.comparator.forms import ChosenComparator
 from sftcast.comparator.model import strength
@@ -71,8 +72,12 @@ def predict_strength(
     x = oriented(table, proxies, lower)
     if predictor == "ltc":
         return strength(fit_comparator(table, proxies, lower, seed, settings).preference(x))
+    labelled = table[TARGET].notna().to_numpy()
+    if predictor in BASELINES:
+        y = table.loc[labelled, TARGET].to_numpy(dtype=float)
+        return baseline_scores(predictor, x[labelled], y, x, seed=seed)
     # standardised on the labelled rows, as compare_table's proxy_mean is on its training side
-    z = StandardScaler().fit(x[table[TARGET].notna().to_numpy()]).transform(x)
+    z = StandardScaler().fit(x[labelled]).transform(x)
     if predictor == "proxy_mean":
         return z.mean(axis=1)
     return z[:, list(proxies).index(predictor)]
@@ -86,7 +91,8 @@ def select(
     config: SelectionConfig,
 ) -> Selection:
     """`table`: one row per candidate (`candidate`, the proxies, `score` NaN when unlabelled)."""
-    methods = ["ltc", "proxy_mean", *proxies]  # what compare_table judges and can rank with
+    # what compare_table judges and can rank with
+    methods = ["ltc", "proxy_mean", *BASELINES, *proxies]
     if config.predictor not in ("auto", *methods):
         raise ValueError(
             f"{task}: selection.predictor {config.predictor!r} was not computed for these "

@@ -12,6 +12,7 @@ from matplotlib.figure import Figure  # not pyplot: no global figure state, no G
 from pydantic import BaseModel, ConfigDict
 
 from sftcast.comparator.report import Lead
+from sftcast.comparator.table import RESERVED
 from sftcast.evaluation.report import SFTRecord
 from sftcast.selection.ranking import ID, TARGET, Selection
 
@@ -78,9 +79,7 @@ def summarize(chosen: Selection, record: SFTRecord) -> SelectionSummary:
     """The selection's outcome, before promotion, with `record` the best-predicted's SFT."""
     accuracy = {m: v.pairwise_accuracy_mean for m, v in chosen.methods.items()}
     accuracy_std = {m: v.pairwise_accuracy_std for m, v in chosen.methods.items()}
-    singles = {
-        m: a for m, a in accuracy.items() if m not in ("ltc", "proxy_mean") and a is not None
-    }
+    singles = {m: a for m, a in accuracy.items() if m not in RESERVED and a is not None}
     best_single = max(singles, key=singles.__getitem__) if singles else None
     return SelectionSummary(
         task=chosen.task,

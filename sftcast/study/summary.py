@@ -18,7 +18,7 @@ import pandas as pd
 
 from sftcast import comparator
 from sftcast.comparator import ComparatorInputError, check_table, compare_table, read_table
-from sftcast.comparator.config import Columns, JudgementSettings, compare_command
+from sftcast.comparator.config import BASELINES, Columns, JudgementSettings, compare_command
 from sftcast.comparator.report import MethodScores
 from sftcast.files import write_text_atomic
 from sftcast.proxies.registry import PROBE_READOUTS, PROXIES, lower_is_better
@@ -30,7 +30,8 @@ PROTOCOLS = ("variant", "paper", "deployment", "group")
 # the column each grouped protocol holds out by: random splits of the variants (a variant's
 # checkpoints are near-duplicates), leave one family out
 GROUP_COLUMNS = {"variant": "variant", "group": "family"}
-COMBINED = ("ltc", "ltc_pretraining", "proxy_mean")  # methods that are not a single proxy
+# methods that are not a single proxy
+COMBINED = ("ltc", "ltc_pretraining", "proxy_mean", *BASELINES)
 
 
 def pretraining_proxies(df: pd.DataFrame) -> list[str]:
@@ -111,6 +112,8 @@ def summarize(results: Path, study: StudyConfig, tasks: Sequence[str], reports: 
                 else:
                     methods["ltc"] = _method(found["ltc"])
                 methods |= {p: _method(found[p]) for p in proxies}
+                # chosen on the training side from the same proxies as `ltc` (the last label)
+                methods |= {b: _method(found[b]) for b in BASELINES}
             if "ltc" not in methods and "skipped" not in methods:  # no probes
                 methods["ltc"] = methods["ltc_pretraining"]
             entry[protocol] = methods
@@ -204,10 +207,12 @@ PROTOCOL_LABELS = {
 def judgement_markdown(summary: dict[str, Any]) -> str:
     """The summary's judgement as a Markdown table: per task and protocol, pairwise accuracy
     (mean ± std over splits) of ppl_clm, the best single proxy (chosen after the fact: an
-    optimistic yardstick), proxy_mean and the comparator, and the comparator's top-3 recall."""
+    optimistic yardstick), proxy_mean, the baselines chosen on the training side, and the
+    comparator, and the comparator's top-3 recall."""
     header = (
         "| task | protocol | ppl_clm | best single proxy (after the fact) | proxy_mean | "
-        "ltc_pretraining | ltc | ltc top-3 recall |\n|---|---|---|---|---|---|---|---|"
+        "best_proxy_fit | signed_mean | linear_tuned | ltc_pretraining | ltc | "
+        "ltc top-3 recall |\n" + "|---" * 11 + "|"
     )
     rows = [header]
     for task, entry in summary["tasks"].items():
@@ -220,6 +225,7 @@ def judgement_markdown(summary: dict[str, Any]) -> str:
             cells = [
                 task, PROTOCOL_LABELS[protocol], _accuracy(methods, "ppl_clm"),
                 f"{best} {_accuracy(methods, best)}", _accuracy(methods, "proxy_mean"),
+                *(_accuracy(methods, b) for b in BASELINES),
                 _accuracy(methods, "ltc_pretraining"), _accuracy(methods, "ltc"),
                 "-" if recall is None else f"{recall:.2f}",
             ]  # fmt: skip
