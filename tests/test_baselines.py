@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from sftcast.comparator import compare_table, pairwise_accuracy
 from sftcast.comparator.baselines import (
@@ -63,3 +64,22 @@ def test_every_judgement_reports_the_baselines_and_they_beat_the_registry_direct
     assert set(BASELINES) <= set(accuracy)
     assert accuracy["proxy_mean"] < 0.5 < min(accuracy[b] for b in BASELINES)
     assert accuracy["best_proxy_fit"] > accuracy["backwards"] + 0.5
+
+
+def test_the_comparator_is_compared_with_every_method_split_by_split():
+    x, y = _pool(36)
+    df = pd.DataFrame({"id": [f"c{i}" for i in range(36)], "score": y,
+                       "backwards": x[:, 0], "weak": x[:, 1], "noise": x[:, 2]})  # fmt: skip
+    columns = Columns(id_column="id", target="score", proxies=["backwards", "weak", "noise"])
+    report = compare_table(df, columns, JudgementSettings(splits=5, final_fit=False))
+
+    assert set(report.paired) == set(report.methods) - {"ltc"}
+    for method, paired in report.paired.items():
+        mean = report.methods["ltc"].pairwise_accuracy_mean
+        assert paired.difference_mean == pytest.approx(
+            mean - report.methods[method].pairwise_accuracy_mean
+        )
+        assert paired.ltc_wins + paired.ltc_losses <= paired.splits == 5
+        assert paired.ltc_better == (paired.difference_mean > paired.difference_std)
+    assert report.paired["backwards"].ltc_better and report.paired["backwards"].ltc_wins == 5
+    assert "paired" in report.to_dict()

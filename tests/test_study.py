@@ -133,6 +133,7 @@ def test_the_study_resumes_after_a_kill_and_writes_a_reproducible_table(
         assert "ltc" in cls[protocol] or "nothing to judge" in cls[protocol]["skipped"]
     judgement = (tmp_path / "study" / "judgement.md").read_text()
     assert judgement.startswith("# The study's judgement (4 candidates)")
+    assert "## The comparator against each baseline, split by split" in judgement
     for figure in ("accuracy_variant.png", "accuracy_paper.png", "predicted_vs_actual.png",
                    "scores_by_step_cls.png"):  # fmt: skip
         assert (tmp_path / "study" / "figures" / figure).stat().st_size > 0
@@ -170,6 +171,9 @@ def test_the_summary_is_what_its_recorded_compare_commands_print(tmp_path) -> No
         assert {"ppl_clm", "proxy_mean", "ltc_pretraining", "ltc", "probe_cls"} <= set(methods)
         # the comparator without probes never saw them; with them it did
         assert methods["ltc"] != methods["ltc_pretraining"]
+        # `ltc` against each baseline on the same splits
+        assert methods["linear_tuned"]["paired_splits"] == 2
+        assert isinstance(methods["signed_mean"]["ltc_better"], bool)
     assert len(cls["commands"]) == 8  # 4 protocols x (pre-training proxies, all proxies)
     for args in cls["commands"]:
         assert "--seed-noise" in args and args[args.index("--table") + 1] == str(results)

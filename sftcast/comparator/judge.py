@@ -48,6 +48,7 @@ from sftcast.comparator.report import (
     InputRecord,
     Lead,
     MethodScores,
+    PairedRecord,
     ProtocolRecord,
     ProxyRecord,
 )
@@ -214,6 +215,7 @@ def _report(
         methods=methods,
         ranking=ranking,
         lead=lead(scores, ranking),
+        paired=paired_against_ltc(scores),
         feature_importance=None
         if fitted is None
         else dict(zip(candidates.proxy_names, map(float, fitted.proxy_importance()), strict=True)),
@@ -308,6 +310,30 @@ def _summary(per_split: list[dict[str, float]]) -> MethodScores:
         out[f"{metric}_mean" if metric in MEAN_SUFFIXED else metric] = mean
         out[f"{metric}_std"] = std
     return MethodScores(**out)
+
+
+def paired_against_ltc(per_split: list[SplitScores]) -> dict[str, PairedRecord]:
+    """`ltc` against every other method on the same splits (paired: both judged on the same
+    pairs), so that "better" means better split by split, not only on average."""
+    paired = {}
+    for method in per_split[0]:
+        if method == "ltc":
+            continue
+        differences = np.array(
+            [s["ltc"]["pairwise_accuracy"] - s[method]["pairwise_accuracy"] for s in per_split]
+        )
+        differences = differences[~np.isnan(differences)]
+        mean = float(differences.mean()) if len(differences) else None
+        std = float(differences.std()) if len(differences) else None
+        paired[method] = PairedRecord(
+            difference_mean=mean,
+            difference_std=std,
+            ltc_wins=int((differences > 0).sum()),
+            ltc_losses=int((differences < 0).sum()),
+            splits=len(differences),
+            ltc_better=bool(len(differences) > 1 and mean is not None and mean > (std or 0.0)),
+        )
+    return paired
 
 
 def lead(per_split: list[SplitScores], ranking: list[str]) -> Lead:

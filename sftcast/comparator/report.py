@@ -117,6 +117,19 @@ class Lead(Record):
     within_uncertainty: bool
 
 
+class PairedRecord(Record):
+    """`ltc` against one other method on the same judged splits: the mean and std of their
+    per-split difference in pairwise accuracy (`ltc` minus the method), the splits each won,
+    and whether `ltc` is better beyond the spread (mean above one std, over 2 splits or more)."""
+
+    difference_mean: float | None
+    difference_std: float | None
+    ltc_wins: int
+    ltc_losses: int
+    splits: int
+    ltc_better: bool
+
+
 class CompareReport(Record):
     """Every method judged on candidates it never saw: what was judged (so that it can be run
     again), how, each method's scores, the methods best first, the lead, and the comparator's
@@ -133,6 +146,7 @@ class CompareReport(Record):
     ranking: list[str]
     lead: Lead
     feature_importance: dict[str, float] | None
+    paired: dict[str, PairedRecord] = {}  # per method: `ltc` against it, split by split
 
 
 REPORT_KEYS = tuple(CompareReport.model_fields)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ import pandas as pd
 from sftcast import comparator
 from sftcast.comparator import ComparatorInputError, check_table, compare_table, read_table
 from sftcast.comparator.config import BASELINES, Columns, JudgementSettings, compare_command
-from sftcast.comparator.report import MethodScores
+from sftcast.comparator.report import MethodScores, PairedRecord
 from sftcast.files import write_text_atomic
 from sftcast.proxies.registry import PROBE_READOUTS, PROXIES, lower_is_better
 from sftcast.study.config import StudyConfig
@@ -72,6 +72,16 @@ def _method(found: MethodScores) -> dict[str, Any]:
     return {ours: getattr(found, theirs) for ours, theirs in keys.items()}
 
 
+def _paired(found: PairedRecord) -> dict[str, Any]:
+    return {
+        "ltc_minus_mean": found.difference_mean,
+        "ltc_minus_std": found.difference_std,
+        "ltc_wins": found.ltc_wins,
+        "paired_splits": found.splits,
+        "ltc_better": found.ltc_better,
+    }
+
+
 def summarize(results: Path, study: StudyConfig, tasks: Sequence[str], reports: Path) -> dict:
     """Judge every task under every protocol; write each report under `reports`."""
     df = read_table(results)
@@ -114,6 +124,8 @@ def summarize(results: Path, study: StudyConfig, tasks: Sequence[str], reports: 
                 methods |= {p: _method(found[p]) for p in proxies}
                 # chosen on the training side from the same proxies as `ltc` (the last label)
                 methods |= {b: _method(found[b]) for b in BASELINES}
+                for name in (*BASELINES, *proxies):  # `ltc` against each, split by split
+                    methods[name] |= _paired(report.paired[name])
             if "ltc" not in methods and "skipped" not in methods:  # no probes
                 methods["ltc"] = methods["ltc_pretraining"]
             entry[protocol] = methods
@@ -205,37 +217,68 @@ PROTOCOL_LABELS = {
 
 
 def judgement_markdown(summary: dict[str, Any]) -> str:
-    """The summary's judgement as a Markdown table: per task and protocol, pairwise accuracy
-    (mean ± std over splits) of ppl_clm, the best single proxy (chosen after the fact: an
-    optimistic yardstick), proxy_mean, the baselines chosen on the training side, and the
-    comparator, and the comparator's top-3 recall."""
-    header = (
-        "| task | protocol | ppl_clm | best single proxy (after the fact) | proxy_mean | "
-        "best_proxy_fit | signed_mean | linear_tuned | ltc_pretraining | ltc | "
-        "ltc top-3 recall |\n" + "|---" * 11 + "|"
-    )
-    rows = [header]
-    for task, entry in summary["tasks"].items():
-        for protocol in PROTOCOLS:
-            methods = entry.get(protocol)
-            if not methods or "skipped" in methods:
-                continue
-            best = best_single_proxy(methods)
-            recall = methods["ltc"]["top3_recall"]
-            cells = [
-                task, PROTOCOL_LABELS[protocol], _accuracy(methods, "ppl_clm"),
-                f"{best} {_accuracy(methods, best)}", _accuracy(methods, "proxy_mean"),
-                *(_accuracy(methods, b) for b in BASELINES),
-                _accuracy(methods, "ltc_pretraining"), _accuracy(methods, "ltc"),
-                "-" if recall is None else f"{recall:.2f}",
-            ]  # fmt: skip
-            rows.append("| " + " | ".join(cells) + " |")
+    """The summary's judgement in Markdown: the methods' table, then `ltc` against each
+    baseline split by split."""
     return (
         f"# The study's judgement ({summary['n_candidates']} candidates)\n\n"
         "Written by `sftcast study --judge-only` from `summary.json` (the `compare` commands "
         "that reproduce each row are listed there); pairwise accuracy on held-out candidates, "
-        "mean ± std over splits.\n\n" + "\n".join(rows) + "\n"
+        "mean ± std over splits.\n\n" + "\n".join(_methods_rows(summary)) + "\n\n"
+        "## The comparator against each baseline, split by split\n\n"
+        "`ltc` (with the probes) minus the baseline's pairwise accuracy on the same splits; "
+        "better beyond the spread: the mean difference above its std.\n\n"
+        + "\n".join(_paired_rows(summary))
+        + "\n"
     )
+
+
+def _judged(summary: dict[str, Any], protocols: Sequence[str]) -> Iterator[tuple[str, str, dict]]:
+    """(task, protocol, methods) for every judged task and protocol."""
+    for task, entry in summary["tasks"].items():
+        for protocol in protocols:
+            methods = entry.get(protocol)
+            if methods and "skipped" not in methods:
+                yield task, protocol, methods
+
+
+def _methods_rows(summary: dict[str, Any]) -> list[str]:
+    """Per task and protocol, pairwise accuracy of ppl_clm, the best single proxy (chosen after
+    the fact: an optimistic yardstick), proxy_mean, the baselines chosen on the training side
+    and the comparator, and the comparator's top-3 recall."""
+    rows = [
+        "| task | protocol | ppl_clm | best single proxy (after the fact) | proxy_mean | "
+        "best_proxy_fit | signed_mean | linear_tuned | ltc_pretraining | ltc | "
+        "ltc top-3 recall |\n" + "|---" * 11 + "|"
+    ]
+    for task, protocol, methods in _judged(summary, PROTOCOLS):
+        best = best_single_proxy(methods)
+        recall = methods["ltc"]["top3_recall"]
+        cells = [
+            task, PROTOCOL_LABELS[protocol], _accuracy(methods, "ppl_clm"),
+            f"{best} {_accuracy(methods, best)}", _accuracy(methods, "proxy_mean"),
+            *(_accuracy(methods, b) for b in BASELINES),
+            _accuracy(methods, "ltc_pretraining"), _accuracy(methods, "ltc"),
+            "-" if recall is None else f"{recall:.2f}",
+        ]  # fmt: skip
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def _paired_rows(summary: dict[str, Any]) -> list[str]:
+    rows = [
+        "| task | protocol | method | ltc minus it (mean ± std over splits) | ltc wins | "
+        "ltc better beyond the spread |\n|---|---|---|---|---|---|"
+    ]
+    for task, protocol, methods in _judged(summary, ("variant", "paper")):
+        for name in BASELINES:
+            found = methods.get(name, {})
+            if found.get("ltc_minus_mean") is not None:
+                rows.append(
+                    f"| {task} | {protocol} | {name} | {found['ltc_minus_mean']:+.3f} ± "
+                    f"{found['ltc_minus_std']:.3f} | {found['ltc_wins']} of "
+                    f"{found['paired_splits']} | {'yes' if found['ltc_better'] else 'no'} |"
+                )
+    return rows
 
 
 def best_single_proxy(methods: dict[str, Any]) -> str:
