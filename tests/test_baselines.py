@@ -16,6 +16,7 @@ from sftcast.comparator.baselines import (
 )
 from sftcast.comparator.config import BASELINES, Columns, JudgementSettings
 from sftcast.comparator.metrics import preference_from_scores
+from sftcast.comparator.report import CompareReport
 
 
 def _pool(n: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -25,6 +26,15 @@ def _pool(n: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     x = rng.normal(size=(n, 3))
     y = -x[:, 0] + 0.3 * x[:, 1] + 0.1 * rng.normal(size=n)
     return x, y
+
+
+def _judged(n: int = 36) -> CompareReport:
+    """`compare_table` on the pool's proxies: one backwards, one weak, one noise."""
+    x, y = _pool(n)
+    df = pd.DataFrame({"id": [f"c{i}" for i in range(n)], "score": y,
+                       "backwards": x[:, 0], "weak": x[:, 1], "noise": x[:, 2]})  # fmt: skip
+    columns = Columns(id_column="id", target="score", proxies=["backwards", "weak", "noise"])
+    return compare_table(df, columns, JudgementSettings(splits=5, final_fit=False))
 
 
 def _accuracy(scores: np.ndarray, y: np.ndarray) -> float:
@@ -54,11 +64,7 @@ def test_the_regularisation_is_chosen_on_inner_folds_by_group():
 
 
 def test_every_judgement_reports_the_baselines_and_they_beat_the_registry_directions():
-    x, y = _pool(36)
-    df = pd.DataFrame({"id": [f"c{i}" for i in range(36)], "score": y,
-                       "backwards": x[:, 0], "weak": x[:, 1], "noise": x[:, 2]})  # fmt: skip
-    columns = Columns(id_column="id", target="score", proxies=["backwards", "weak", "noise"])
-    report = compare_table(df, columns, JudgementSettings(splits=5, final_fit=False))
+    report = _judged()
 
     accuracy = {m: v.pairwise_accuracy_mean for m, v in report.methods.items()}
     assert set(BASELINES) <= set(accuracy)
@@ -67,11 +73,7 @@ def test_every_judgement_reports_the_baselines_and_they_beat_the_registry_direct
 
 
 def test_the_comparator_is_compared_with_every_method_split_by_split():
-    x, y = _pool(36)
-    df = pd.DataFrame({"id": [f"c{i}" for i in range(36)], "score": y,
-                       "backwards": x[:, 0], "weak": x[:, 1], "noise": x[:, 2]})  # fmt: skip
-    columns = Columns(id_column="id", target="score", proxies=["backwards", "weak", "noise"])
-    report = compare_table(df, columns, JudgementSettings(splits=5, final_fit=False))
+    report = _judged()
 
     assert set(report.paired) == set(report.methods) - {"ltc"}
     for method, paired in report.paired.items():
