@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import rankdata
 
 from sftcast.comparator import compare_table, pairwise_accuracy
 from sftcast.comparator.baselines import (
@@ -85,3 +86,23 @@ def test_the_comparator_is_compared_with_every_method_split_by_split():
         assert paired.ltc_better == (paired.difference_mean > paired.difference_std)
     assert report.paired["backwards"].ltc_better and report.paired["backwards"].ltc_wins == 5
     assert "paired" in report.to_dict()
+
+
+def test_ridge_meets_the_pool_as_its_known_scores_under_deployment():
+    from sftcast.selection.ranking import TARGET, predict_strength
+
+    x, y = _pool(30)
+    y_noisy = y + np.random.default_rng(5).normal(scale=0.5, size=30)
+    df = pd.DataFrame({"id": [f"c{i}" for i in range(30)], "score": y_noisy,
+                       "backwards": x[:, 0], "weak": x[:, 1], "noise": x[:, 2]})  # fmt: skip
+    columns = Columns(id_column="id", target="score", proxies=["backwards", "weak", "noise"])
+    deployment = JudgementSettings(protocol="deployment", splits=5, final_fit=False)
+    report = compare_table(df, columns, deployment)
+    assert report.methods["ridge"].pairwise_accuracy_mean > 0.7
+
+    table = pd.DataFrame({"candidate": df["id"], "backwards": x[:, 0], "weak": x[:, 1],
+                          "noise": x[:, 2], TARGET: [*y_noisy[:20], *[np.nan] * 10]})  # fmt: skip
+    strength = predict_strength(table, ["backwards", "weak", "noise"], [], "ridge", seed=0)
+    # the labelled stand as what they scored (as ranks: only the target's order is read)
+    assert np.allclose(strength[:20], rankdata(y_noisy[:20]) / 20)
+    assert np.corrcoef(strength[20:], y[20:])[0, 1] > 0.8  # the others as predicted

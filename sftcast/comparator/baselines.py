@@ -9,7 +9,13 @@ yardstick picked after the fact or pointed the wrong way:
   with the target on the training candidates (`proxy_mean` with learned signs);
 - `linear_tuned`: logistic regression on standardised proxy differences (the comparator's
   `linear` form) with its regularisation chosen by inner cross-validation over the training
-  candidates, by group where groups are known.
+  candidates, by group where groups are known;
+- `ridge`: a ridge regression of the score's rank among the training candidates on the
+  standardised proxies (its penalty by leave-one-out on the training candidates; ranks, since
+  a judgement reads only the order of the target). Under the deployment protocol the training
+  candidates stand as their known scores and a held-out candidate as its predicted one: the
+  training labels used as much as the comparator uses them, which a boosted comparator that
+  memorises its training pairs would otherwise be flattered against.
 
 Each returns a score per candidate (higher: predicted better); its pairwise preference is the
 order of the scores.
@@ -18,9 +24,10 @@ order of the scores.
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import spearmanr
-from sklearn.linear_model import LogisticRegression
+from scipy.stats import rankdata, spearmanr
+from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.model_selection import GroupKFold, KFold
+from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from sftcast.comparator.config import BASELINES
@@ -31,6 +38,8 @@ from sftcast.comparator.metrics import pairwise_accuracy, preference_from_scores
 # keeps the stronger one)
 CS = (0.01, 0.1, 1.0, 10.0, 100.0)
 INNER_FOLDS = 5
+KNOWN_SCORES = "ridge"  # predicts the score itself: comparable with a known one
+ALPHAS = tuple(np.logspace(-3, 3, 13))  # ridge's penalties, chosen among by leave-one-out
 
 
 def baseline_scores(
@@ -48,12 +57,20 @@ def baseline_scores(
     if name == "signed_mean":
         scaler = StandardScaler().fit(train_x)
         return (scaler.transform(x) * learned_signs(train_x, train_y)).mean(axis=1)
+    if name == "ridge":
+        model = make_pipeline(StandardScaler(), RidgeCV(alphas=ALPHAS))
+        return model.fit(train_x, training_ranks(train_y)).predict(x)
     if name == "linear_tuned":
         scaler = StandardScaler().fit(train_x)
         c = tuned_c(scaler.transform(train_x), train_y, groups, seed)
         weights = _pairwise_weights(scaler.transform(train_x), train_y, c, seed)
         return scaler.transform(x) @ weights
     raise ValueError(f"unknown baseline {name!r}; known: {', '.join(BASELINES)}")
+
+
+def training_ranks(train_y: np.ndarray) -> np.ndarray:
+    """The training targets as ranks in (0, 1]: their order alone, whatever their scale."""
+    return rankdata(train_y) / len(train_y)
 
 
 def best_signed_proxy(train_x: np.ndarray, train_y: np.ndarray) -> tuple[int, float]:

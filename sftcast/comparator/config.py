@@ -46,7 +46,7 @@ class Columns(BaseModel):
 
 
 # the baselines every judgement reports beside the comparator (sftcast.comparator.baselines)
-BASELINES = ("best_proxy_fit", "signed_mean", "linear_tuned")
+BASELINES = ("best_proxy_fit", "signed_mean", "linear_tuned", "ridge")
 
 
 class JudgementSettings(BaseModel):

@@ -15,7 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.preprocessing import StandardScaler
 
-from sftcast.comparator.baselines import BASELINES, baseline_scores
+from sftcast.comparator.baselines import (
+    BASELINES,
+    KNOWN_SCORES,
+    baseline_scores,
+    training_ranks,
+)
 from sftcast.comparator.config import DEFAULT_SETTINGS, ComparatorSettings
 from sftcast.comparator.forms import ChosenComparator
 from sftcast.comparator.metrics import preference_from_scores
@@ -84,6 +89,10 @@ def predict_split(
     groups = None if candidates.groups is None else candidates.groups[split.train]
     for name in BASELINES:
         score = baseline_scores(name, train_x, train_y, shown_x, groups, seed)
+        if name == KNOWN_SCORES and pairs.deployment:  # the pool as its known scores
+            known = np.full(len(candidates.target), np.nan)
+            known[split.train] = training_ranks(train_y)
+            score[pairs.n_held_out :] = known[pairs.shown[pairs.n_held_out :]]
         predictions[name] = (preference_from_scores(score), score[held_out])
     ltc = ChosenComparator(comparator, seed).fit(train_x, candidates.target[split.train])
     f = ltc.preference(shown_x)

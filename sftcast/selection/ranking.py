@@ -12,7 +12,12 @@ from pydantic import BaseModel
 from sklearn.preprocessing import StandardScaler
 
 from sftcast.comparator import ComparatorInputError, compare_table, direction_signs
-from sftcast.comparator.baselines import BASELINES, baseline_scores
+from sftcast.comparator.baselines import (
+    BASELINES,
+    KNOWN_SCORES,
+    baseline_scores,
+    training_ranks,
+)
 from sftcast.comparator.config import DEFAULT_SETTINGS, Columns, ComparatorSettings
 from sftcast.comparator.forms import ChosenComparator
 from sftcast.comparator.model import strength
@@ -75,7 +80,10 @@ def predict_strength(
     labelled = table[TARGET].notna().to_numpy()
     if predictor in BASELINES:
         y = table.loc[labelled, TARGET].to_numpy(dtype=float)
-        return baseline_scores(predictor, x[labelled], y, x, seed=seed)
+        scores = baseline_scores(predictor, x[labelled], y, x, seed=seed)
+        if predictor == KNOWN_SCORES:  # as judged under deployment: the labelled as known
+            scores[labelled] = training_ranks(y)
+        return scores
     # standardised on the labelled rows, as compare_table's proxy_mean is on its training side
     z = StandardScaler().fit(x[labelled]).transform(x)
     if predictor == "proxy_mean":

@@ -247,8 +247,10 @@ def _methods_rows(summary: dict[str, Any]) -> list[str]:
     and the comparator, and the comparator's top-3 recall."""
     rows = [
         "| task | protocol | ppl_clm | best single proxy (after the fact) | proxy_mean | "
-        "best_proxy_fit | signed_mean | linear_tuned | ltc_pretraining | ltc | "
-        "ltc top-3 recall |\n" + "|---" * 11 + "|"
+        + "".join(f"{b} | " for b in BASELINES)
+        + "ltc_pretraining | ltc | ltc top-3 recall |\n"
+        + "|---" * (8 + len(BASELINES))
+        + "|"
     ]
     for task, protocol, methods in _judged(summary, PROTOCOLS):
         best = best_single_proxy(methods)
