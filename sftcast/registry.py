@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import mlflow
 from huggingface_hub import ModelCard, ModelCardData
 from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -78,6 +79,14 @@ def find_version(name: str, key: str, tag: str | None = None) -> ModelVersion | 
         f"name = '{name}' and tag.`{tag or key_tag(name)}` = '{key}'"
     )
     return min(found, key=lambda v: int(v.version)) if found else None
+
+
+def alias_version(name: str, alias: str) -> ModelVersion | None:
+    """The version of `name` holding `alias`; None when the model or the alias is unknown."""
+    try:
+        return mlflow.MlflowClient().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
 
 
 def register_finetuned(

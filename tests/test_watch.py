@@ -180,7 +180,8 @@ def test_checkpoints_written_while_watched_are_scored_once_at_their_final_conten
     world, watched, tracking
 ):
     from sftcast.promotion import PromotionRefused, promote
-    from sftcast.watch.challenger import CHALLENGER, alias_version
+    from sftcast.registry import alias_version
+    from sftcast.watch.challenger import CHALLENGER
     from sftcast.watch.folder import content_hash
     from sftcast.watch.pool import load_pool, production_comparator
     from sftcast.watch.records import TAG_FOLDER_RUN

@@ -14,13 +14,18 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
-from mlflow.exceptions import MlflowException
 from pydantic import BaseModel, ConfigDict
 
 from sftcast.data.rows import TaskRows
 from sftcast.evaluation.config import EvaluationConfig
 from sftcast.promotion import PromotionRefused, promote
-from sftcast.registry import TAG_CANDIDATE, TAG_CHECKPOINT_KEY, Lineage, register_pretrained
+from sftcast.registry import (
+    TAG_CANDIDATE,
+    TAG_CHECKPOINT_KEY,
+    Lineage,
+    alias_version,
+    register_pretrained,
+)
 from sftcast.selection.ranking import CHANCE, ID
 from sftcast.sft.config import SFTConfig
 from sftcast.sft.service import BaseScores, finetune_and_register
@@ -77,13 +82,6 @@ def update_challenger(
         )  # fmt: skip
         client.set_registered_model_alias(model_name, CHALLENGER, version.version)
     return f"challenger: {model_name} v{version.version} ({score.name})"
-
-
-def alias_version(name: str, alias: str) -> ModelVersion | None:
-    try:
-        return mlflow.MlflowClient().get_model_version_by_alias(name, alias)
-    except MlflowException:  # no such model or alias
-        return None
 
 
 def _p_beats(score: WatchScore, current: ModelVersion, pool: ComparatorPool) -> float | None:

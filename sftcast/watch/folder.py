@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from sftcast.zoo.model import CHECKPOINT_META
+from sftcast.zoo.model import CHECKPOINT_META, file_sha256
 from sftcast.zoo.verify import PICKLE_SUFFIXES, TOKENIZER_FILES, CandidateError, verify_checkpoint
 
 Status = Literal["ready", "pending", "rejected"]
@@ -45,7 +45,6 @@ CONTENT_NAMES = frozenset(
 CONTENT_SUFFIXES = (".safetensors", INDEX_SUFFIX, ".py")
 # safetensors refuses larger headers itself: a length beyond it is garbage, not a slow write
 MAX_HEADER_BYTES = 100_000_000
-CHUNK_BYTES = 1 << 20
 TRAILING_INT = re.compile(r"(\d+)$")
 
 # A watcher polls every few seconds: re-hashing gigabytes of unchanged weights each time is
@@ -343,15 +342,12 @@ def _file_sha256(file: Path) -> str:
     key = (str(file.absolute()), st.st_size, st.st_mtime_ns, st.st_ino)
     if key in _digests:
         return _digests[key]
-    digest = hashlib.sha256()
-    with file.open("rb") as f:
-        for block in iter(lambda: f.read(CHUNK_BYTES), b""):
-            digest.update(block)
+    digest = file_sha256(file)
     after = file.stat()
     # cached only if the file did not change while read: a stale digest would outlive it
     if (after.st_size, after.st_mtime_ns, after.st_ino) == key[1:]:
-        _digests[key] = digest.hexdigest()
-    return digest.hexdigest()
+        _digests[key] = digest
+    return digest
 
 
 def _json_int(file: Path, key: str) -> int | None:

@@ -17,7 +17,12 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 
 from sftcast.promotion import PRODUCTION, production_version
-from sftcast.registry import TAG_CANDIDATE, comparator_model_name, version_metrics
+from sftcast.registry import (
+    TAG_CANDIDATE,
+    alias_version,
+    comparator_model_name,
+    version_metrics,
+)
 from sftcast.selection.config import TAG_MEASUREMENT_KEY
 from sftcast.selection.ranking import ID, TARGET
 
@@ -73,14 +78,14 @@ class ComparatorPool:
 def production_comparator(task: str) -> ModelVersion:
     """The comparator version holding `production` for `task`; `NoComparator` otherwise."""
     name = comparator_model_name(task)
-    try:
-        return mlflow.MlflowClient().get_model_version_by_alias(name, PRODUCTION)
-    except MlflowException:
+    version = alias_version(name, PRODUCTION)
+    if version is None:
         raise NoComparator(
             f"task {task!r} has no comparator in production ({name}, alias {PRODUCTION!r}): "
             f"run `sftcast select` with a configuration that fine-tunes {task}; its comparator "
             "takes the alias when the model it chose is promoted"
-        ) from None
+        )
+    return version
 
 
 def load_pool(task: str, version: ModelVersion, model_name: str) -> ComparatorPool:
