@@ -22,9 +22,11 @@ BENCHMARKS: dict[str, str] = {
     "evaluation": "benchmarks.evaluation",
     "make_run": "benchmarks.make_run",
     "study_run": "benchmarks.study_run",
+    "candidate": "benchmarks.candidate",
 }
-# Hours long: only when named (`python -m benchmarks study_run`), never in the default set.
-NAMED_ONLY = {"study_run"}
+# Long (candidate and make_run: about ten minutes each; study_run: hours): only when named,
+# never in the default set; each writes its own results file.
+NAMED_ONLY = {"study_run", "make_run", "candidate"}
 RESULTS = Path(__file__).with_name("results.md")
 
 
@@ -57,13 +59,14 @@ def main(names: list[str]) -> None:
     if unknown:
         sys.exit(f"unknown benchmark(s) {unknown}; known: {sorted(BENCHMARKS)}")
     sections = ["# Benchmarks", "", machine(), ""]
+    out = RESULTS if not names else RESULTS.with_name(f"results-{'-'.join(names)}.md")
     for name in names or [n for n in BENCHMARKS if n not in NAMED_ONLY]:
         start = time.perf_counter()
         print(f"running {name} ...", flush=True)
         sections.append(importlib.import_module(BENCHMARKS[name]).run())
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
-    out = RESULTS if not names else RESULTS.with_name(f"results-{'-'.join(names)}.md")
-    out.write_text("\n".join(sections), encoding="utf-8")
+        # after each: a later benchmark that fails keeps the sections measured before it
+        out.write_text("\n".join(sections), encoding="utf-8")
     print(f"wrote {out}")
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from benchmarks.results_json import record
 from sftcast.prompts import Encoded
 from sftcast.sft import SFTConfig, SFTResult, finetune
 from sftcast.sft.data import encode_split
@@ -40,7 +41,9 @@ ROWS = 256  # train rows per task
 BATCH = 16
 MAX_LENGTH = 256
 LEARNING_RATE = 1e-3
-CASES: tuple[tuple[str, str], ...] = (("cls", "full"), ("rag", "full"), ("cls", "lora"))
+CASES: tuple[tuple[str, str], ...] = (
+    ("cls", "full"), ("rag", "full"), ("cbqa", "full"), ("cls", "lora"),
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -268,6 +271,10 @@ def report(
             + f" | {padding[task]:.0%} / {hf_pad:.0%} |"
         )
     full = [r for (_, m), r in ratios.items() if m == "full"]
+    record(
+        {f"sft.{t}.speedup_vs_trainer": round(r, 3) for (t, m), r in ratios.items() if m == "full"},
+        "python -m benchmarks sft",
+    )
     lines += [
         "",
         f"Target >= 1.5x on 2 CPU cores (full fine-tuning): "

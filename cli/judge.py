@@ -126,16 +126,22 @@ def simulate(
     initial: int = typer.Option(3, help="Candidates fine-tuned first, spread over the proxies."),
     trials: int = typer.Option(20, help="Replays per strategy, seeds seed, seed + 1, ..."),
     seed: Seed = 0,
+    order_proxy: str | None = typer.Option(
+        None, help="The proxy whose order proxy_order follows [default: probe_loss_<task>]."
+    ),
     output: ReportPath = None,
     plot: Path | None = typer.Option(
         None,
-        help="Write a plot of top-1 found rate against budget to exactly this path; its "
-        "extension picks the format (.png, .svg, .pdf, ...; none: PNG).",
+        help="Write a plot of regret and within-noise found rate against compute to exactly "
+        "this path; its extension picks the format (.png, .svg, .pdf, ...; none: PNG).",
     ),
 ) -> None:
-    """Replay selection strategies (random, proxy_greedy, active) on a table whose every
-    post-SFT score is known, revealing a score only when a strategy fine-tunes that candidate;
-    no ZenML, no MLflow.
+    """Replay selection strategies (random, proxy_order, proxy_greedy, successive_halving,
+    active) on a table whose every post-SFT score is known, revealing a score only when a
+    strategy fine-tunes that candidate, and charging each what it spends: `seconds_*` columns
+    give the costs, `<target>_seed<s>` columns the seed-mean truth and the noise,
+    `val_loss_<task>_at<fraction>` columns the partial fine-tunes successive halving needs; no
+    ZenML, no MLflow.
 
     Exit codes: 0 replayed; 2 bad input (named by file, row and column, as compare names
     it), an impossible budget, or an --output or --plot that cannot be written (checked first).
@@ -143,15 +149,18 @@ def simulate(
     from sftcast.active import plot_format, save_found_rate, simulate_rows, simulate_title
     from sftcast.active import simulate as replay
     from sftcast.comparator import ComparatorInputError, check_table, read_table
+    from sftcast.curves import replay_table
 
     check_output(output, table)
     check_output(plot, table)
     try:
         fmt = plot_format(plot) if plot is not None else "png"
-        candidates = check_table(
-            read_table(table), id_column, target, columns(proxies), columns(lower_is_better)
-        )
-        report = replay(candidates, target, budget, initial, trials, seed)
+        df = read_table(table)
+        candidates = check_table(df, id_column, target, columns(proxies), columns(lower_is_better))
+        report = replay(
+            candidates, target, budget, initial, trials, seed,
+            table=replay_table(df, candidates, target), order_proxy=order_proxy,
+        )  # fmt: skip
     except ComparatorInputError as err:
         fail(str(err))
     show(simulate_title(report), simulate_rows(report))

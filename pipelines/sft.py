@@ -44,7 +44,7 @@ def sft_stage(
         base = base_scores[uri] = evaluate_candidate(**shared, id=f"evaluate_{slug}")
         if labelled is not None and uri not in labelled:
             continue
-        seeds = sft.replicate_seeds if replicates and uri in sft.replicate_candidates else []
+        seeds = sft.extra_seeds(uri) if replicates else []
         for task in sft.tasks:
             common = {
                 **shared, "task": task, "base_scores": base, "sft": sft, "zoo": zoo,

@@ -35,7 +35,8 @@ def study_pipeline(
         measure_candidate(
             candidate=candidate, uri=uri, corpus=stage.corpus,
             datasets=[stage.datasets[t] for t in tasks], tasks=tasks, sft=sft,
-            evaluation=evaluation, proxies=proxies, id=f"measure_{step_slug(uri)}",
+            evaluation=evaluation, proxies=proxies, workers=study.workers,
+            id=f"measure_{step_slug(uri)}",
         )
         for uri, candidate in candidates.items()
     ]  # fmt: skip

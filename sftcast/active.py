@@ -7,6 +7,8 @@ for. Strategies (each returns its choices in order; the order does not depend on
 one replay to the largest budget gives every smaller budget's outcome as a prefix):
 
 - `random`: fine-tune candidates in a random order.
+- `proxy_order`: fine-tune candidates in one proxy's order (no labels, no learning): the
+  task's probe loss unless another proxy is named.
 - `proxy_greedy`: fine-tune `initial` candidates spread over the proxies, find the single proxy
   that orders them best, then fine-tune the others in that proxy's order.
 - `active`: the same `initial` candidates, then round after round fit a bagged comparator on
@@ -20,11 +22,19 @@ one replay to the largest budget gives every smaller budget's outcome as a prefi
   of them (a single proxy's preferences are 0 or 1) and says nothing about which of them is the
   best; on the study's 108 candidates it found the true best in 0.20 to 0.60 of trials, the
   standing in 0.90 to 1.00 (docs/experiments.md).
+- `successive_halving` (`sftcast.curves`): every fine-tune starts, the best third by validation
+  loss continue at each fidelity of the table, the last ones finish; a table without the
+  fine-tunes' fidelities cannot replay it.
+
+Each replay is also charged what it spends (`sftcast.curves`): its curves give regret in units
+of seed noise and the within-noise found rate against compute, a fraction of fine-tuning every
+candidate.
 """
 
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +42,7 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import PercentFormatter
 from pydantic import BaseModel, ConfigDict
 from sklearn.cluster import kmeans_plusplus
 from sklearn.preprocessing import StandardScaler
@@ -40,13 +50,25 @@ from sklearn.preprocessing import StandardScaler
 from sftcast.comparator import Candidates, ComparatorInputError
 from sftcast.comparator.forms import ChosenComparator, ProxyComparator
 from sftcast.comparator.model import mean_win_probability
+from sftcast.curves import (
+    CurvePoint,
+    ReplayTable,
+    compute_to_within_noise,
+    curve,
+    finetune_path,
+    plain_replay,
+    successive_halving,
+)
 from sftcast.evaluation.report import SFTRecord
 from sftcast.files import replacing
 from sftcast.proxies.registry import lower_is_better
 from sftcast.selection import TARGET, ActiveLabelling, oriented
 from sftcast.selection.report import ProxyRow, selection_table
 
-STRATEGIES = ("random", "proxy_greedy", "active")
+STRATEGIES = ("random", "proxy_order", "proxy_greedy", "successive_halving", "active")
+COUNTED = ("random", "proxy_order", "proxy_greedy", "active")  # choose whole fine-tunes
+# what `select` runs by default (`selection.labelled.strategy`): the report names it
+DEFAULT_STRATEGY = "active"
 # An active round's pool is a few labelled candidates: boosted trees cannot split on so few
 # pairs (the raw XGBoost comparator called nearly every pair a tie and `active` lost to
 # `random`), while one proxy or a linear model learns from three; docs/experiments.md.
@@ -100,11 +122,16 @@ def run_strategy(
     initial: int,
     seed: int = 0,
     bootstraps: int = 5,
+    order: int = 0,
 ) -> list[Choice]:
-    """Fine-tune `budget` candidates by strategy `name`, revealing each one's score in turn."""
+    """Fine-tune `budget` candidates by strategy `name`, revealing each one's score in turn;
+    `proxy_order` follows proxy column `order` (higher first)."""
     if name == "random":
-        order = np.random.default_rng(seed).permutation(len(proxies))[:budget]
-        choices = [Choice(int(i), "random order") for i in order]
+        picked = np.random.default_rng(seed).permutation(len(proxies))[:budget]
+        choices = [Choice(int(i), "random order") for i in picked]
+    elif name == "proxy_order":
+        ranked = np.argsort(-proxies[:, order], kind="stable")[:budget]
+        choices = [Choice(int(i), f"next in proxy {order}'s order") for i in ranked]
     elif name == "proxy_greedy":
         spread = "initial: spread over the proxies (k-means++ seeding)"
         choices = [Choice(i, spread) for i in spread_initial(proxies, min(initial, budget), seed)]
@@ -119,8 +146,8 @@ def run_strategy(
             choice = active_choice(proxies, *oracle.pool(), initial, bootstraps, seed)
             oracle.reveal(choice.candidate)
             choices.append(choice)
-    elif name != "random":
-        raise ComparatorInputError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}")
+    elif name not in ("random", "proxy_order"):
+        raise ComparatorInputError(f"unknown strategy {name!r}; known: {', '.join(COUNTED)}")
     return choices
 
 
@@ -238,7 +265,8 @@ class BudgetCurve(BaseModel):
 class StrategyResult(BaseModel):
     """A strategy's replays: the share of trials whose fine-tuned set holds a true best
     candidate, the regret (true best score minus the best fine-tuned one) at the full budget
-    and at every budget, and the first trial's choices with their reasons."""
+    and at every budget, the first trial's choices with their reasons, and what it spent:
+    regret in noise units and within-noise found rate against compute (`sftcast.curves`)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -247,6 +275,8 @@ class StrategyResult(BaseModel):
     regret_std: float
     by_budget: BudgetCurve
     first_trial_choices: list[FirstChoice]
+    curve: list[CurvePoint]
+    compute_to_within_noise_90: float | None
 
 
 class SimulationReport(BaseModel):
@@ -261,7 +291,12 @@ class SimulationReport(BaseModel):
     trials: int
     seed: int
     source: str
+    seed_noise: float | None  # one seed's std of the target: the unit of regret in curves
+    truth: str  # what regret is measured against
+    order_proxy: str  # proxy_order's proxy
+    default_strategy: str
     strategies: dict[str, StrategyResult]
+    skipped: dict[str, str] = {}  # strategy -> why this table cannot replay it
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()
@@ -274,11 +309,16 @@ def simulate(
     initial: int = 3,
     trials: int = 20,
     seed: int = 0,
-    strategies: Sequence[str] = STRATEGIES,
+    strategies: Sequence[str] | None = None,
     bootstraps: int = 5,
+    table: ReplayTable | None = None,
+    order_proxy: str | None = None,
 ) -> SimulationReport:
-    """Replay each strategy `trials` times (seeds `seed`, `seed + 1`, ...) up to `budget`
-    fine-tunes; per strategy, the outcome at the full budget and at every smaller one."""
+    """Replay each strategy `trials` times (seeds `seed`, `seed + 1`, ...): the counted ones
+    up to `budget` fine-tunes, successive halving over the table's fidelities; per strategy,
+    the outcome at the full budget, at every smaller one, and against compute. `table` holds
+    the truth, noise and costs (`sftcast.curves.replay_table`); without it every fine-tune
+    costs 1 and the score is the truth. By default every strategy the table can replay."""
     n = len(candidates.ids)
     if not 1 <= initial <= budget <= n:
         raise ComparatorInputError(
@@ -287,68 +327,122 @@ def simulate(
         )
     if trials < 1:
         raise ComparatorInputError(f"{candidates.source}: trials is {trials}; it must be >= 1")
+    table = table or plain_replay(candidates)
+    order = _order_proxy(candidates, target_name, order_proxy)
+    skipped = {}
+    if strategies is None:
+        strategies = list(STRATEGIES)
+        if table.fidelity_loss is None:
+            strategies.remove("successive_halving")
+            skipped["successive_halving"] = "the table has no val_loss_<task>_at<fraction> columns"
+    unknown = [s for s in strategies if s not in STRATEGIES]
+    if unknown:
+        raise ComparatorInputError(f"unknown strategy {unknown}; known: {', '.join(STRATEGIES)}")
+    settings = _Settings(budget, initial, trials, seed, bootstraps, order)
     return SimulationReport(
         target=target_name, n_candidates=n, budget=budget, initial=initial, trials=trials,
         seed=seed, source=candidates.source,
-        strategies={
-            name: _replay(name, candidates, budget, initial, trials, seed, bootstraps)
-            for name in strategies
-        },
+        seed_noise=None if math.isnan(table.noise) else table.noise,
+        truth="seed mean" if not np.array_equal(table.truth, table.observed) else "the score",
+        order_proxy=candidates.proxy_names[order], default_strategy=DEFAULT_STRATEGY,
+        strategies={name: _replay(name, candidates, table, settings) for name in strategies},
+        skipped=skipped,
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class _Settings:
+    budget: int
+    initial: int
+    trials: int
+    seed: int
+    bootstraps: int
+    order: int  # proxy_order's column
+
+
+def _order_proxy(candidates: Candidates, target: str, name: str | None) -> int:
+    """proxy_order's proxy column: the one named, else the task's probe loss, else the first."""
+    names = candidates.proxy_names
+    if name is not None:
+        if name not in names:
+            raise ComparatorInputError(
+                f"{candidates.source}: --order-proxy {name!r} is not among the proxies "
+                f"({', '.join(names)})"
+            )
+        return names.index(name)
+    default = f"probe_loss_{target.removeprefix('sft_')}"
+    return names.index(default) if default in names else 0
+
+
 def _replay(
-    name: str,
-    candidates: Candidates,
-    budget: int,
-    initial: int,
-    trials: int,
-    seed: int,
-    bootstraps: int,
+    name: str, candidates: Candidates, table: ReplayTable, settings: _Settings
 ) -> StrategyResult:
-    """One strategy replayed `trials` times."""
-    target = candidates.target
-    found, regret, first = [], [], None
-    for trial in range(trials):
-        oracle = Oracle(target)
+    """One strategy replayed `settings.trials` times."""
+    paths, choices_of_first = [], None
+    names = candidates.proxy_names
+    for trial in range(settings.trials):
+        if name == "successive_halving":
+            paths.append(successive_halving(table))
+            continue
         choices = run_strategy(
-            name, candidates.proxies, oracle, budget, initial, seed + trial, bootstraps
+            name, candidates.proxies, Oracle(table.observed), settings.budget, settings.initial,
+            settings.seed + trial, settings.bootstraps, settings.order,
+        )  # fmt: skip
+        uses = (
+            [] if name == "random" else [names[settings.order]] if name == "proxy_order" else names
         )
-        best_so_far = np.maximum.accumulate(target[[c.candidate for c in choices]])
-        found.append(best_so_far == target.max())
-        regret.append(target.max() - best_so_far)
-        first = first or [
+        paths.append(finetune_path([c.candidate for c in choices], table, table.measuring(uses)))
+        choices_of_first = choices_of_first or [
             FirstChoice(candidate=str(candidates.ids[c.candidate]), reason=c.reason)
             for c in choices
         ]
-    found_at, regret_at = np.array(found, dtype=float), np.array(regret)
+    if choices_of_first is None:  # successive halving: what its first trial finished
+        choices_of_first = [
+            FirstChoice(candidate=str(candidates.ids[c]), reason="finished the last rung")
+            for c in dict.fromkeys(paths[0].chosen)
+        ]
+    truth = table.truth
+    regret = np.array([truth.max() - truth[p.chosen] for p in paths])
+    found = regret == 0
+    points = curve(paths, table)
     return StrategyResult(
-        top1_found_rate=float(found_at[:, -1].mean()),
-        mean_regret=float(regret_at[:, -1].mean()),
-        regret_std=float(regret_at[:, -1].std()),
+        top1_found_rate=float(found[:, -1].mean()),
+        mean_regret=float(regret[:, -1].mean()),
+        regret_std=float(regret[:, -1].std()),
         by_budget=BudgetCurve(
-            budget=list(range(1, budget + 1)),
-            top1_found_rate=found_at.mean(axis=0).round(6).tolist(),
-            mean_regret=regret_at.mean(axis=0).round(6).tolist(),
+            budget=list(range(1, regret.shape[1] + 1)),
+            top1_found_rate=found.mean(axis=0).round(6).tolist(),
+            mean_regret=regret.mean(axis=0).round(6).tolist(),
         ),
-        first_trial_choices=first,
+        first_trial_choices=choices_of_first,
+        curve=points,
+        compute_to_within_noise_90=compute_to_within_noise(points),
     )
 
 
 def simulate_title(report: SimulationReport) -> str:
+    noise = f"{report.seed_noise:.4f}" if report.seed_noise is not None else "unknown"
+    skipped = "".join(f"; {name} skipped: {why}" for name, why in report.skipped.items())
     return (
         f"{report.target}: {report.n_candidates} candidates, budget {report.budget} "
-        f"({report.initial} initial), {report.trials} trials"
+        f"({report.initial} initial), {report.trials} trials; truth: {report.truth}, seed "
+        f"noise {noise}; proxy_order follows {report.order_proxy}{skipped}"
     )
 
 
 def simulate_rows(report: SimulationReport) -> list[list[str]]:
     """The header and one row per strategy, as text."""
-    rows = [["strategy", "top-1 found rate", "mean regret", "regret std"]]
+    rows = [
+        ["strategy", "top-1 found rate", "mean regret", "regret std", "compute spent",
+         "within-noise rate", "compute to within-noise 0.9"]
+    ]  # fmt: skip
     for name, result in report.strategies.items():
+        end = result.curve[-1]
+        reach = result.compute_to_within_noise_90
         rows.append(
             [name, f"{result.top1_found_rate:.2f}", f"{result.mean_regret:.4f}",
-             f"{result.regret_std:.4f}"]
+             f"{result.regret_std:.4f}", f"{end.compute_fraction:.0%}",
+             f"{end.within_noise_found_rate:.2f}", "never" if reach is None else f"{reach:.0%}"]
         )  # fmt: skip
     return rows
 
@@ -376,23 +470,38 @@ def plot_format(path: Path) -> str:
 
 
 def save_found_rate(report: SimulationReport, path: Path, fmt: str) -> None:
-    """`plot_found_rate` written to exactly `path` in `fmt` (matplotlib would append the
+    """`plot_curves` written to exactly `path` in `fmt` (matplotlib would append the
     format's extension to a name without one), whole or not at all."""
     with replacing(path) as tmp:
-        plot_found_rate(report).savefig(tmp, dpi=120, format=fmt)
+        plot_curves(report).savefig(tmp, dpi=120, format=fmt)
 
 
-def plot_found_rate(report: SimulationReport) -> Figure:
-    """Top-1 found rate against the number of fine-tunes, one line per strategy."""
-    figure = Figure(figsize=(6, 4), layout="tight")
-    ax = figure.subplots()
+def plot_curves(report: SimulationReport) -> Figure:
+    """Mean regret (in seed noise, with its spread over trials) and within-noise found rate
+    against compute, one line per strategy."""
+    figure = Figure(figsize=(10, 4), layout="tight")
+    regret_ax, found_ax = figure.subplots(1, 2)
+    unit = "seed noise" if report.seed_noise is not None else "score"
     for name, result in report.strategies.items():
-        curve = result.by_budget
-        ax.plot(curve.budget, curve.top1_found_rate, marker="o", markersize=3, label=name)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # a budget is a count of fine-tunes
-    ax.set_xlabel("candidates fine-tuned (budget)")
-    ax.set_ylabel(f"top-1 found rate over {report.trials} trials")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_title(f"{report.target}: {report.n_candidates} candidates")
-    ax.legend(loc="best")
+        points = [p for p in result.curve if p.mean_regret_noise_units is not None]
+        x = np.array([p.compute_fraction for p in points])
+        mean = np.array([p.mean_regret_noise_units for p in points], dtype=float)
+        std = np.array([p.regret_std for p in points], dtype=float)
+        (line,) = regret_ax.plot(x, mean, label=name)
+        regret_ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+        found_ax.plot(
+            [p.compute_fraction for p in result.curve],
+            [p.within_noise_found_rate for p in result.curve],
+            color=line.get_color(),
+            label=name,
+        )
+    for ax in (regret_ax, found_ax):
+        ax.set_xlabel("compute, a fraction of fine-tuning every candidate")
+        ax.xaxis.set_major_formatter(PercentFormatter(1.0))
+    regret_ax.set_ylabel(f"regret of the chosen model ({unit}), mean ± std")
+    found_ax.set_ylabel(f"within-noise found rate over {report.trials} trials")
+    found_ax.axhline(0.9, color="grey", linewidth=0.8, linestyle=":")
+    found_ax.set_ylim(-0.02, 1.02)
+    found_ax.legend(loc="lower right")
+    figure.suptitle(f"{report.target}: {report.n_candidates} candidates, truth {report.truth}")
     return figure

@@ -8,6 +8,7 @@ a section.
 
 from __future__ import annotations
 
+import fnmatch
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
@@ -70,11 +71,15 @@ class RunParameters(BaseModel):
             except ValueError as err:
                 raise SectionConflict("selection.labelled", str(err)) from err
         if self.sft is not None:
-            unknown = [u for u in self.sft.replicate_candidates if u not in uris]
+            unknown = [
+                u
+                for u in self.sft.replicate_candidates
+                if not any(fnmatch.fnmatchcase(uri, u) for uri in uris)
+            ]
             if unknown:
                 raise SectionConflict(
                     "sft.replicate_candidates",
-                    f"{unknown} are not candidates of this run ({len(uris)} candidates: "
+                    f"{unknown} name or match no candidate of this run ({len(uris)} candidates: "
                     "zoo.variants' checkpoints and zoo.candidates)",
                 )
         return self

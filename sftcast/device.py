@@ -57,3 +57,37 @@ def autocast(device: torch.device) -> AbstractContextManager[object]:
 
     enabled = device.type == "cuda" and torch.cuda.is_bf16_supported()
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+COMPILE_ENV = "SFTCAST_COMPILE"
+COMPILE_CHOICES = ("auto", "on", "off")
+
+
+def compile_enabled(device: torch.device, requested: str | None = None) -> bool:
+    """Whether training loops compile their decoder: `SFTCAST_COMPILE` = auto (default: on a
+    GPU only) | on | off.
+
+    `auto` leaves the CPU eager: inductor's first compile of a decoder costs about twice as
+    long as a study candidate's whole measurement, compiled kernels on two threads were not
+    bit-identical from one process to the next (which the same-answer-every-time promise
+    cannot afford), and in the study's single-thread workers, where they were, they bought
+    nothing measurable (docs/experiments.md). `on` compiles on the CPU too.
+    """
+    requested = (requested or os.environ.get(COMPILE_ENV) or "auto").strip().lower()
+    if requested not in COMPILE_CHOICES:
+        raise ValueError(f"{COMPILE_ENV}={requested!r}; expected one of {COMPILE_CHOICES}")
+    return requested == "on" or (requested == "auto" and device.type == "cuda")
+
+
+def compile_decoder(model: torch.nn.Module, device: torch.device) -> None:
+    """Compile the model's decoder in place (its state dict keeps its keys) when
+    `compile_enabled`; shapes are dynamic, so length-bucketed batches share one graph."""
+    if compile_enabled(device):
+        model.get_decoder().compile(dynamic=True)
+
+
+def compilations() -> int:
+    """Graphs compiled in this process so far (the benchmark reports it)."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["stats"]["unique_graphs"])

@@ -35,11 +35,14 @@ def measure_candidate(
     sft: SFTConfig,
     evaluation: EvaluationConfig,
     proxies: ProxyConfig,
+    workers: int = 1,
 ) -> Annotated[StudyRow, "study_row"]:
     """Every proxy of the candidate, probes included, and its score after SFT on each task."""
     track(uri, sft, evaluation, proxies, params={"candidate": uri})
     rows = task_rows(dict(zip(tasks, datasets, strict=True)))
-    row = study_candidate(candidate, uri, load_corpus(corpus), rows, sft, evaluation, proxies)
+    row = study_candidate(
+        candidate, uri, load_corpus(corpus), rows, sft, evaluation, proxies, workers
+    )
     mlflow.log_metrics({f"proxy.{k}": v for k, v in row.proxies.items() if math.isfinite(v)})
     mlflow.log_metrics({f"score.{t}": v for t, v in row.scores.items()})
     mlflow.log_metrics({f"seconds.{k}": v for k, v in row.seconds.items()})

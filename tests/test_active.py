@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from sftcast.active import (
-    STRATEGIES,
+    COUNTED,
     Oracle,
     SimulationReport,
     active_choice,
-    plot_found_rate,
+    plot_curves,
     run_strategy,
     simulate,
     spread_initial,
@@ -61,7 +61,7 @@ def test_a_round_takes_the_highest_ranked_of_the_many_that_beat_the_labelled_bes
         assert "P(beats the best labelled) = 1.00" in choice.reason
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", COUNTED)
 def test_a_strategy_never_sees_an_unrevealed_score(strategy: str) -> None:
     candidates = synthetic(30, seed=1)
     oracle = Oracle(candidates.target)
@@ -112,14 +112,19 @@ def test_report_shape_and_determinism() -> None:
         assert len(result["first_trial_choices"]) == 6
 
 
-def test_the_plot_draws_one_curve_per_strategy_over_whole_budgets(tmp_path) -> None:
+def test_the_plot_draws_regret_and_found_rate_against_compute_per_strategy(tmp_path) -> None:
     report = simulate(synthetic(20, seed=4), "score", budget=7, initial=3, trials=2, seed=0)
-    figure = plot_found_rate(report)
-    ax = figure.axes[0]
-    assert [line.get_label() for line in ax.get_lines()] == list(STRATEGIES)
-    for line, name in zip(ax.get_lines(), STRATEGIES, strict=True):
-        assert list(line.get_ydata()) == report.strategies[name].by_budget.top1_found_rate
-    figure.canvas.draw()  # the ticks exist once drawn
-    assert all(float(t).is_integer() for t in ax.get_xticks())
-    figure.savefig(tmp_path / "found.png")
-    assert (tmp_path / "found.png").read_bytes()[:4] == b"\x89PNG"
+    # no fidelities in a table of scores: successive halving cannot be replayed, and says so
+    assert list(report.strategies) == list(COUNTED)
+    assert "val_loss_<task>_at<fraction>" in report.skipped["successive_halving"]
+    figure = plot_curves(report)
+    regret_ax, found_ax = figure.axes[:2]
+    assert len(regret_ax.get_lines()) == len(COUNTED)
+    assert [line.get_label() for line in found_ax.get_lines()[: len(COUNTED)]] == list(COUNTED)
+    for line, name in zip(found_ax.get_lines(), COUNTED, strict=False):
+        curve = report.strategies[name].curve
+        assert list(line.get_ydata()) == [p.within_noise_found_rate for p in curve]
+        # every fine-tune costs 1 of 20: 7 fine-tunes end at 35% of fine-tuning them all
+        assert curve[-1].compute_fraction == pytest.approx(0.35)
+    figure.savefig(tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"

@@ -180,3 +180,32 @@ def test_literal_types_reject_what_is_not_a_task_split_or_format() -> None:
         with pytest.raises(ValidationError) as caught:
             RunParameters.model_validate({section: settings})
         assert caught.value.errors()[0]["loc"] == where
+
+
+def test_replicated_candidates_may_be_named_by_pattern() -> None:
+    study = yaml.safe_load((REPO / "configs" / "study.yaml").read_text())["parameters"]
+    every = {**study, "sft": {**study["sft"], "replicate_candidates": ["*"]}}
+    params = RunParameters.model_validate(every)
+    assert params.sft and params.zoo
+    assert all(params.sft.extra_seeds(u) == [1, 2] for u in params.zoo.all_candidates())
+    some = {**study, "sft": {**study["sft"], "replicate_candidates": ["zoo:clm-lr1e-3@*"]}}
+    sft = RunParameters.model_validate(some).sft
+    assert sft is not None
+    assert sft.extra_seeds("zoo:clm-lr1e-3@50") == [1, 2] and not sft.extra_seeds("zoo:x@50")
+    nothing = {**study, "sft": {**study["sft"], "replicate_candidates": ["zoo:nope-*"]}}
+    with pytest.raises(ValidationError, match=r"\['zoo:nope-\*'\] name or match no candidate"):
+        RunParameters.model_validate(nothing)
+
+
+def test_the_held_out_zoo_is_the_study_but_for_its_variants_and_its_table() -> None:
+    def parameters(name: str) -> dict[str, Any]:
+        return yaml.safe_load((REPO / "configs" / name).read_text())["parameters"]
+
+    study, heldout = parameters("study.yaml"), parameters("heldout.yaml")
+    study_variants = {v["name"] for v in study["zoo"].pop("variants")}
+    heldout_variants = {v["name"] for v in heldout["zoo"].pop("variants")}
+    assert not study_variants & heldout_variants  # no candidate of the study is held out
+    assert heldout["study"].pop("results") != study["study"].pop("results")
+    assert heldout == study  # the same data, recipes, evaluation, proxies and judgement
+    zoo = ZooConfig.from_run_config(REPO / "configs" / "heldout.yaml")
+    assert len(zoo.all_candidates()) == 42

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from sftcast.device import DeviceError, resolve_device
+from sftcast.device import DeviceError, compile_enabled, resolve_device
 
 
 def test_auto_picks_what_is_there(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -39,3 +39,18 @@ def test_pretraining_pinned_to_cuda_stops_before_training(monkeypatch, tmp_path)
     with pytest.raises(DeviceError):
         pretrain_variant(variant, corpus, tmp_path / "no-tokenizer-needed", tmp_path / "zoo")
     assert not (tmp_path / "zoo").exists()
+
+
+def test_compilation_is_on_a_gpu_by_default_and_named_when_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("SFTCAST_COMPILE", raising=False)
+    assert not compile_enabled(torch.device("cpu"))
+    assert compile_enabled(torch.device("cuda"))
+    assert compile_enabled(torch.device("cpu"), "on")
+    assert not compile_enabled(torch.device("cuda"), "off")
+    monkeypatch.setenv("SFTCAST_COMPILE", "ON ")
+    assert compile_enabled(torch.device("cpu"))
+    monkeypatch.setenv("SFTCAST_COMPILE", "yes")
+    with pytest.raises(ValueError, match=r"SFTCAST_COMPILE='yes'; expected one of"):
+        compile_enabled(torch.device("cpu"))

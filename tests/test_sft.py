@@ -116,3 +116,53 @@ def test_per_task_overrides_apply_to_their_task_only() -> None:
         SFTConfig(per_task={"qa": {"epochs": 1}})
     with pytest.raises(ValidationError, match="epoch"):
         SFTConfig(per_task={"rag": {"epoch": 3}})  # a typo is named, not ignored
+
+
+def test_a_compiled_fine_tune_follows_the_eager_one(
+    candidate, rows, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sftcast.device import compilations
+    from sftcast.sft.train import fit
+
+    config = _config(tmp_path, epochs=1, batch_size=8)
+    train = rows["cls"]["train"][:32]  # 4 steps of differing lengths
+    monkeypatch.setenv("SFTCAST_COMPILE", "off")
+    eager = fit(candidate, "cls", train, config, seed=0, progress=False)
+    graphs = compilations()
+    monkeypatch.setenv("SFTCAST_COMPILE", "on")
+    compiled = fit(candidate, "cls", train, config, seed=0, progress=False)
+    # dynamic shapes: the batches' lengths share a graph or two, not one each
+    assert 1 <= compilations() - graphs <= 2
+    assert compiled.losses == pytest.approx(eager.losses, rel=1e-4)
+    assert "_orig_mod" not in "".join(compiled.model.state_dict())  # saves as any model
+
+
+def test_fidelities_are_the_validation_loss_part_way_through_the_same_run(
+    candidate, rows, tmp_path
+) -> None:
+    from sftcast.sft.train import answer_loss, sft_key
+
+    config = _config(tmp_path, epochs=2, fidelities=[0.25, 0.5, 1.0], fidelity_rows=8)
+    train, validation = rows["cls"]["train"], rows["cls"]["validation"]
+    result = finetune(candidate, "cls", train, config, progress=False, validation_rows=validation)
+    steps = [f.step for f in result.fidelities]
+    assert steps == [4, 8, 16] and result.steps == 16  # 64 rows, batch 8, 2 epochs
+    seconds = [f.seconds for f in result.fidelities]
+    assert seconds == sorted(seconds) and seconds[-1] <= result.wall_time_s
+    losses = [f.loss for f in result.fidelities]
+    assert losses[0] > losses[-1]  # it learns the answers' format
+    model = AutoModelForCausalLM.from_pretrained(result.model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(result.model_dir)
+    read = validation[:8]  # all 8 validation rows: the sample is every row, in order
+    assert answer_loss(model, tokenizer, "cls", read, config) == pytest.approx(losses[-1])
+    # read from the folder when the fine-tune is reused
+    again = finetune(candidate, "cls", train, config, progress=False, validation_rows=validation)
+    assert again.reused and again.fidelities == result.fidelities
+    # a fine-tune without fidelities keeps the key it had; with them it is another record
+    plain = _config(tmp_path, epochs=2)
+    assert plain.training_hash(0) == _config(tmp_path, epochs=2, fidelity_rows=8).training_hash(0)
+    assert sft_key(candidate, "cls", train, plain, 0) != result.sft_key
+    with pytest.raises(ValueError, match=r"cls: fidelities \[0.25, 0.5, 1.0\] need validation"):
+        finetune(candidate, "cls", train, config.model_copy(update={"seed": 3}), progress=False)
+    with pytest.raises(ValidationError, match="increasing fractions"):
+        _config(tmp_path, fidelities=[0.5, 0.25])

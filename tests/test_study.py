@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 import yaml
 from test_faults import _completed_sft_steps, _start  # the faulted-run helpers
 from typer.testing import CliRunner
@@ -77,7 +78,9 @@ def _study_config(make_select_config, tmp_path: Path) -> Path:
     parameters = config["parameters"]
     del parameters["selection"]
     parameters["zoo"]["variants"][1]["family"] = "other"
-    parameters["sft"].update(replicate_candidates=["zoo:clm-a@6"], replicate_seeds=[1])
+    parameters["sft"].update(
+        replicate_candidates=["zoo:clm-a@6"], replicate_seeds=[1], fidelities=[0.5, 1.0]
+    )
     parameters["evaluation"].update(formats=["train"], forgetting=False, max_examples=8)
     parameters["proxies"]["probes"] = {"cls": {"train_rows": 8, "validation_rows": 8}}
     parameters["study"] = {"results": str(tmp_path / "study" / "results.csv"), "splits": 5}
@@ -119,8 +122,10 @@ def test_the_study_resumes_after_a_kill_and_writes_a_reproducible_table(
     table = pd.read_csv(results)
     assert sorted(table["candidate"]) == [f"zoo:clm-{v}@{s}" for v in "ab" for s in (3, 6)]
     probes = ["answer_loss_cls", "probe_cls", "probe_drop_cls", "probe_loss_cls"]
-    for column in [*VARIANT_COLUMNS, "ppl_clm", "kshot_cls", *probes, "sft_cls"]:
+    fidelities = ["val_loss_cls_at0.5", "val_loss_cls_at1", "seconds_val_loss_cls_at0.5"]
+    for column in [*VARIANT_COLUMNS, "ppl_clm", "kshot_cls", *probes, "sft_cls", *fidelities]:
         assert column in table and table[column].notna().all(), column
+    assert (table["seconds_val_loss_cls_at0.5"] < table["seconds_val_loss_cls_at1"]).all()
     assert table["sft_cls_seed1"].notna().sum() == 1  # the replicated candidate only
     assert (table["seconds_sft_cls"] > 0).all() and (table["seconds_probe_cls"] > 0).all()
 
@@ -234,3 +239,64 @@ def test_select_prints_the_study_evidence_on_every_task_the_table_holds(
     printed = capsys.readouterr().out.splitlines()
     assert printed[0].startswith(f"the study ({results}), judged now")
     assert [line.split(",")[0].strip() for line in printed[1:]] == ["cls", "cls"]
+
+
+def test_two_workers_measure_a_candidate_as_one_single_thread_process_does(
+    tiny_candidate, tiny_task_rows, tmp_path
+) -> None:
+    from sftcast.study import workers
+    from sftcast.study.candidate import study_candidate
+
+    def measure(folder: str, n_workers: int):
+        sft = SFTConfig(
+            output_dir=tmp_path / folder, tasks=["cls", "cbqa"], max_length=128,
+            train_examples=16, epochs=1, batch_size=4, fidelities=[0.5, 1.0], fidelity_rows=8,
+        )  # fmt: skip
+        evaluation = EVALUATION.model_copy(
+            update={"formats": ["train"], "forgetting": False, "max_examples": 8,
+                    "shots": {"cbqa": 1, "rag": 0, "cls": 1}}
+        )  # fmt: skip
+        proxies = ProxyConfig(heldout_docs=4, seq_len=64, probes={"cls": SETTINGS})
+        rows = {t: r for t, r in tiny_task_rows.items() if t != "_corpus"}
+        return study_candidate(
+            tiny_candidate, "zoo:tiny@0", tiny_task_rows["_corpus"], rows, sft, evaluation,
+            proxies, n_workers,
+        )  # fmt: skip
+
+    try:
+        pooled = measure("pooled", 2)
+    finally:
+        workers.shutdown()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # what each worker runs with
+    try:
+        alone = measure("alone", 1)
+    finally:
+        torch.set_num_threads(threads)
+    assert pooled.proxies == alone.proxies and pooled.scores == alone.scores
+    assert pooled.fidelities == alone.fidelities
+    assert {"probe_loss_cls", "kshot_cbqa", "ppl_clm"} <= set(pooled.proxies)
+    assert set(pooled.fidelities) == {
+        f"val_loss_{t}_at{f}" for t in ("cls", "cbqa") for f in (0.5, 1)
+    }
+    parts = {"proxies", "base", "probe_cls", "sft_cls", "eval_cls", "sft_cbqa", "eval_cbqa"}
+    assert set(pooled.seconds) == parts | set(pooled.fidelities)
+    assert all(s > 0 for s in pooled.seconds.values())
+
+
+def test_the_committed_table_keeps_the_settings_hash_of_the_config_that_measured_it() -> None:
+    """Settings that change no number (how answers are decoded, fidelities left unset) stay
+    out of the hash: a new field must not orphan a measured table."""
+    from sftcast.config import RunParameters
+    from sftcast.study import measured_settings, study_settings
+
+    repo = Path(__file__).resolve().parents[1]
+    measured = yaml.safe_load((repo / "benchmarks/study/study.yaml").read_text())["parameters"]
+    params = RunParameters.model_validate(measured)
+    assert params.sft and params.evaluation and params.proxies
+    settings = study_settings(params.sft, params.evaluation, params.proxies)
+    assert measured_settings(repo / "benchmarks/study/results.csv") == [settings]
+    loop = params.evaluation.model_copy(update={"generation": "generate"})
+    assert study_settings(params.sft, loop, params.proxies) == settings
+    with_fidelities = params.sft.model_copy(update={"fidelities": [0.5, 1.0]})
+    assert study_settings(with_fidelities, params.evaluation, params.proxies) != settings

@@ -10,6 +10,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sftcast.data.schema import SplitName, TaskName
+from sftcast.evaluation.scoring import GenerationMethod
 from sftcast.prompts import FORMATS, PromptFormat
 
 
@@ -27,10 +28,18 @@ class EvaluationConfig(BaseModel):
     max_new_tokens: int = Field(12, ge=1)
     max_length: int = Field(256, ge=8)
     batch_size: int = Field(32, ge=1)
+    # how answers are decoded: `loop` (KV cache, stops at the answer's end) or `generate`
+    # (transformers' generate, the path before it; the same answers, kept to benchmark against)
+    generation: GenerationMethod = "loop"
     formats: list[PromptFormat] = Field(default_factory=lambda: list(FORMATS))
     # score a fine-tuned model on the tasks it was not trained on too (few-shot), for MRC
     forgetting: bool = True
     seed: int = 0  # which train rows become demonstrations
+
+    def identity(self) -> dict[str, object]:
+        """The settings the scores depend on, for hashes that name a measurement: how answers
+        are decoded is left out (both ways give the same answers)."""
+        return self.model_dump(mode="json", exclude={"generation"})
 
     @field_validator("formats")
     @classmethod

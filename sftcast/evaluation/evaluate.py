@@ -86,6 +86,7 @@ def evaluate_task(
         prompts,
         max_new_tokens=config.max_new_tokens,
         batch_size=config.batch_size,
+        method=config.generation,
     )
     pairs = list(zip(answers, (r["answers"] for r in rows), strict=True))
     return {

@@ -7,12 +7,16 @@ scores every label at once; the LM head is applied only at the last prompt posit
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
-from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
 from sftcast.prompts import pad_right
+
+GenerationMethod = Literal["loop", "generate"]
 
 
 def label_token_ids(tokenizer: PreTrainedTokenizerBase, labels: Sequence[str]) -> list[list[int]]:
@@ -67,6 +71,27 @@ def tokenprob_scores(
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def stop_token_ids(tokenizer: PreTrainedTokenizerBase, stop: str) -> frozenset[int]:
+    """Every token whose text contains `stop`, and eos: a row that emits one is finished."""
+    texts = tokenizer.batch_decode([[i] for i in range(len(tokenizer))])
+    ids = {i for i, text in enumerate(texts) if stop and stop in text}
+    return frozenset(ids | ({tokenizer.eos_token_id} - {None}))
+
+
+def _left_padded(
+    prompts: Sequence[Sequence[int]], pad: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ids and attention mask, left-padded so every row's continuation starts together."""
+    width = max(map(len, prompts))
+    ids = torch.full((len(prompts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt) :] = torch.tensor(prompt)
+        mask[row, width - len(prompt) :] = 1
+    return ids.to(device), mask.to(device)
+
+
 @torch.inference_mode()
 def greedy_generate(
     model: PreTrainedModel,
@@ -76,32 +101,72 @@ def greedy_generate(
     max_new_tokens: int,
     batch_size: int = 32,
     stop: str = "\n",
+    method: GenerationMethod = "loop",
 ) -> list[str]:
-    """Greedy continuations of token-id prompts, cut at `stop` (and eos)."""
+    """Greedy continuations of token-id prompts, cut at `stop` (and eos).
+
+    `loop` (the default) decodes batches with a KV cache and stops a batch once every row has
+    emitted eos or a token containing `stop`; `generate` is `model.generate` run to eos or
+    `max_new_tokens`, the path before it, kept for the benchmark. Both give the same text.
+    """
     device = next(model.parameters()).device
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     texts: list[str] = [""] * len(prompts)
-    pad = tokenizer.pad_token_id
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        width = max(len(prompts[i]) for i in chunk)
-        # Left padding so every row's continuation starts at the same position.
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, i in enumerate(chunk):
-            n = len(prompts[i])
-            ids[row, width - n :] = torch.tensor(prompts[i])
-            mask[row, width - n :] = 1
-        out = model.generate(
-            input_ids=ids.to(device),
-            attention_mask=mask.to(device),
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            use_cache=True,
-            pad_token_id=pad,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-        decoded = tokenizer.batch_decode(out[:, width:], skip_special_tokens=True)
+        ids, mask = _left_padded([prompts[i] for i in chunk], tokenizer.pad_token_id, device)
+        new = _decode(model, tokenizer, ids, mask, max_new_tokens, stop, method)
+        decoded = tokenizer.batch_decode(new, skip_special_tokens=True)
         for i, text in zip(chunk, decoded, strict=True):
             texts[i] = text.split(stop, 1)[0].strip() if stop else text.strip()
     return texts
+
+
+def _decode(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    ids: torch.Tensor,
+    mask: torch.Tensor,
+    max_new_tokens: int,
+    stop: str,
+    method: GenerationMethod,
+) -> torch.Tensor:
+    """The new tokens of a left-padded batch. The loop is written by hand instead of calling
+    `generate` so that a batch stops once every row has emitted eos or a token containing
+    `stop`, checked on token ids found once per tokenizer (`generate`'s `stop_strings` matches
+    decoded text instead); it runs at `generate`'s speed (benchmarks/results-candidate.md)."""
+    if method == "generate":
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            use_cache=True,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+        return out[:, ids.shape[1] :]
+    stops = torch.tensor(sorted(stop_token_ids(tokenizer, stop)), device=ids.device)
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)  # as `generate` numbers left-padded rows
+    cache = DynamicCache()
+    tokens: list[torch.Tensor] = []
+    done = torch.zeros(len(ids), dtype=torch.bool, device=ids.device)
+    step_ids = ids
+    for _ in range(max_new_tokens):
+        logits = model(
+            input_ids=step_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1]
+        token = logits.argmax(-1).masked_fill(done, tokenizer.pad_token_id)
+        tokens.append(token)
+        done |= torch.isin(token, stops)
+        if bool(done.all()):
+            break
+        step_ids = token[:, None]
+        mask = torch.cat([mask, mask.new_ones((len(ids), 1))], dim=1)
+        positions = positions[:, -1:] + 1
+    return torch.stack(tokens, dim=1)

@@ -24,18 +24,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 from pydantic import BaseModel
 
 from sftcast.evaluation.config import EvaluationConfig
 from sftcast.evaluation.evaluate import evaluate_task, primary
 from sftcast.proxies.config import ProbeSettings
 from sftcast.sft.config import SFTConfig
-from sftcast.sft.data import collate, encode_split, sample_rows
-from sftcast.sft.train import fit
+from sftcast.sft.data import sample_rows
+from sftcast.sft.train import answer_loss, fit
 from sftcast.zoo.model import load_model
-from sftcast.zoo.objectives import IGNORE_INDEX
-from sftcast.zoo.train import lm_loss
 
 
 class ProbeResult(BaseModel):
@@ -61,14 +58,17 @@ def probe(
             "epochs": settings.epochs,
             "batch_size": settings.batch_size,
             "learning_rate": settings.learning_rate,
+            "fidelities": [],  # a probe's read-outs are its own
         }
     )
     train = sample_rows(rows["train"], settings.train_rows, settings.seed)
     validation = sample_rows(rows["validation"], settings.validation_rows, settings.seed)
     base, tokenizer = load_model(candidate_dir)
     before = answer_loss(base, tokenizer, task, validation, recipe)
-    del base
-    fitted = fit(candidate_dir, task, train, recipe, settings.seed, progress=False)
+    fitted = fit(
+        candidate_dir, task, train, recipe, settings.seed, progress=False,
+        loaded=(base, tokenizer),
+    )  # fmt: skip
     after = answer_loss(fitted.model, tokenizer, task, validation, recipe)
     values = {
         f"answer_loss_{task}": before,
@@ -91,25 +91,3 @@ def probe(
     return ProbeResult(
         task=task, values=values, seconds=time.perf_counter() - start, steps=len(fitted.losses)
     )
-
-
-@torch.no_grad()
-def answer_loss(
-    model: Any,
-    tokenizer: Any,
-    task: str,
-    rows: Sequence[Mapping[str, Any]],
-    sft: SFTConfig,
-    batch_size: int = 32,
-) -> float:
-    """Mean loss per answer token of `rows` in the SFT prompt format (the SFT objective)."""
-    model.eval()
-    examples = encode_split(tokenizer, task, rows, sft.prompt_format, sft.max_length)
-    device = next(model.parameters()).device
-    total, count = 0.0, 0
-    for start in range(0, len(examples), batch_size):
-        batch = collate(examples[start : start + batch_size], tokenizer.pad_token_id).to(device)
-        n = int((batch.labels[:, 1:] != IGNORE_INDEX).sum())
-        total += float(lm_loss(model, batch)) * n
-        count += n
-    return total / count

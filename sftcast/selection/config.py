@@ -214,4 +214,4 @@ class SelectionSettings(BaseModel):
 def measurement_key(proxies: ProxyConfig, evaluation: EvaluationConfig) -> str:
     """`proxies` and the evaluation that scored the base models (`finetuned_evaluation`),
     hashed: two runs measure a candidate alike when their keys match."""
-    return config_hash(proxies, evaluation)
+    return config_hash(proxies, evaluation.identity())

@@ -5,8 +5,9 @@ Unknown keys are errors, so a typo in YAML names itself instead of being ignored
 
 from __future__ import annotations
 
+from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -58,13 +59,26 @@ class SFTConfig(BaseModel):
     seed: int = 0
     train_examples: int | None = Field(None, ge=1, description="seeded sample of train rows")
     prompt_format: PromptFormat = "train"
-    # Seed noise: these candidates are also fine-tuned with these extra seeds (not registered).
+    # Seed noise: these candidates (URIs or shell patterns of URIs: "*" is every candidate)
+    # are also fine-tuned with these extra seeds (not registered).
     replicate_candidates: list[str] = Field(default_factory=list)
     replicate_seeds: list[int] = Field(default_factory=list)
     registered_model: str = Field(
         "sftcast-{task}", description="MLflow registered model name; {task} is filled in"
     )
     per_task: dict[TaskName, TaskOverrides] = Field(default_factory=dict)
+    # Partial fine-tunes seen for free: the validation loss at these fractions of the steps
+    # (the same schedule, so a truncated run is what successive halving would have seen), on
+    # `fidelity_rows` seeded validation rows. None by default; the study records them.
+    fidelities: list[Annotated[float, Field(gt=0, le=1)]] = Field(default_factory=list)
+    fidelity_rows: int = Field(64, ge=1, description="validation rows the fidelities read")
+
+    @field_validator("fidelities")
+    @classmethod
+    def _increasing(cls, fidelities: list[float]) -> list[float]:
+        if fidelities != sorted(set(fidelities)):
+            raise ValueError(f"fidelities must be increasing fractions, each once: {fidelities}")
+        return fidelities
 
     @field_validator("tasks")
     @classmethod
@@ -93,6 +107,20 @@ class SFTConfig(BaseModel):
             raise ValueError("registered_model must contain {task}: one registered model per task")
         return name
 
+    def identity(self) -> dict[str, Any]:
+        """These settings for hashes that name a measurement; without fidelities, as they were
+        before fidelities existed (a study's table keeps its settings hash)."""
+        return self.model_dump(mode="json", exclude=self._unused_fidelity_fields())
+
+    def _unused_fidelity_fields(self) -> set[str]:
+        return set() if self.fidelities else {"fidelities", "fidelity_rows"}
+
+    def extra_seeds(self, uri: str) -> list[int]:
+        """The seeds `uri` is fine-tuned with besides `seed`: `replicate_seeds` when one of
+        `replicate_candidates` names or matches it."""
+        named = any(fnmatchcase(uri, pattern) for pattern in self.replicate_candidates)
+        return list(self.replicate_seeds) if named else []
+
     def training_hash(self, seed: int | None = None) -> str:
         """What a fine-tuned model's weights depend on among these settings (call it on
         `for_task(task)`: the overrides are not part of the hash, their effect is)."""
@@ -105,6 +133,7 @@ class SFTConfig(BaseModel):
                 "replicate_seeds",
                 "registered_model",
                 "per_task",
+                *self._unused_fidelity_fields(),  # a plain fine-tune keeps the key it had
             },
         )
         if seed is not None:

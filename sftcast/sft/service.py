@@ -50,7 +50,7 @@ def finetune_and_register(
     """SFT, evaluation and (unless a seed replicate) registration with `lineage`; the record
     names the registered version."""
     sft, seed = task_settings(sft, task, seed)
-    result = _finetune_logged(candidate, uri, task, rows[task]["train"], sft, seed)
+    result = _finetune_logged(candidate, uri, task, rows[task], sft, seed)
     model, tokenizer = load_model(result.model_dir)
     scores = evaluate_finetuned(model, tokenizer, task, rows, base_scores, evaluation)
     metrics = scores.flat_metrics()
@@ -81,18 +81,27 @@ def finetune_and_register(
 
 
 def _finetune_logged(
-    candidate: Path, uri: str, task: str, train: list[dict[str, Any]], sft: SFTConfig, seed: int
+    candidate: Path,
+    uri: str,
+    task: str,
+    splits: Mapping[str, list[dict[str, Any]]],
+    sft: SFTConfig,
+    seed: int,
 ) -> SFTResult:
-    """The fine-tune, its loss curve logged as it trains and its throughput once done."""
+    """The fine-tune, its loss curve logged as it trains, its throughput once done, and its
+    validation loss at each of `sft.fidelities` (`val_loss`, by step)."""
     result = finetune(
         candidate,
         task,
-        train,
+        splits["train"],
         sft,
         candidate_uri=uri,
         seed=seed,
         on_log=lambda s, metrics: mlflow.log_metrics(metrics, step=s),
+        validation_rows=splits.get("validation", []),
     )
+    for fidelity in result.fidelities:
+        mlflow.log_metric("val_loss", fidelity.loss, step=fidelity.step)
     mlflow.log_metrics(
         {
             "tokens_per_s": result.tokens_per_s,

@@ -26,13 +26,14 @@ from peft import LoraConfig, get_peft_model
 from pydantic import BaseModel
 from transformers import AutoModelForCausalLM, AutoTokenizer, get_linear_schedule_with_warmup
 
-from sftcast.device import resolve_device
+from sftcast.device import compile_decoder, resolve_device
 from sftcast.progress import progress_bar
+from sftcast.prompts import Encoded
 from sftcast.sft.config import SFTConfig
-from sftcast.sft.data import bucketed_batches, encode_split, sample_rows
+from sftcast.sft.data import bucketed_batches, collate, encode_split, sample_rows
 from sftcast.tracking import config_hash
 from sftcast.zoo.model import CHECKPOINT_META, WEIGHTS_FILE, file_sha256, save_checkpoint
-from sftcast.zoo.objectives import ObjectiveBatch
+from sftcast.zoo.objectives import IGNORE_INDEX, ObjectiveBatch
 from sftcast.zoo.tokenizer import texts_digest
 from sftcast.zoo.train import lm_loss
 
@@ -42,6 +43,15 @@ BETAS = (0.9, 0.999)
 
 class SFTDivergedError(RuntimeError):
     """The training loss became NaN or infinite: nothing was saved or registered."""
+
+
+class Fidelity(BaseModel):
+    """The validation loss a fine-tune had reached at a fraction of its steps."""
+
+    fraction: float
+    step: int
+    loss: float
+    seconds: float  # training seconds up to that step
 
 
 class SFTResult(BaseModel):
@@ -61,6 +71,7 @@ class SFTResult(BaseModel):
     wall_time_s: float
     device: str
     reused: bool = False
+    fidelities: list[Fidelity] = []  # at `SFTConfig.fidelities`, when asked for
 
     @property
     def final_loss(self) -> float:
@@ -79,12 +90,20 @@ def candidate_digest(candidate_dir: Path) -> str:
 
 
 def sft_key(
-    candidate_dir: Path, task: str, rows: Sequence[Mapping[str, Any]], config: SFTConfig, seed: int
+    candidate_dir: Path,
+    task: str,
+    rows: Sequence[Mapping[str, Any]],
+    config: SFTConfig,
+    seed: int,
+    validation: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    rows_digest = texts_digest(json.dumps(dict(r), sort_keys=True, default=str) for r in rows)
-    return config_hash(
-        candidate_digest(candidate_dir), task, config.training_hash(seed), rows_digest
-    )
+    """The fine-tune's identity; the rows its fidelities read are part of it when it has any."""
+    parts = [candidate_digest(candidate_dir), task, config.training_hash(seed), _digest(rows)]
+    return config_hash(*parts, *([_digest(validation)] if validation else []))
+
+
+def _digest(rows: Sequence[Mapping[str, Any]]) -> str:
+    return texts_digest(json.dumps(dict(r), sort_keys=True, default=str) for r in rows)
 
 
 @dataclass
@@ -100,6 +119,7 @@ class Fitted:
     trainable_params: int
     n_examples: int
     device: str
+    fidelities: list[Fidelity] = field(default_factory=list)
 
 
 def fit(
@@ -114,25 +134,46 @@ def fit(
     on_log: LogFn | None = None,
     progress: bool = True,
     log_every: int = 10,
+    loaded: tuple[Any, Any] | None = None,
+    validation: Sequence[Mapping[str, Any]] = (),
 ) -> Fitted:
     """Train the candidate in `candidate_dir` on exactly `rows` of `task` with `config`'s
-    recipe, in memory."""
+    recipe, in memory; `loaded` is its (model, tokenizer) when the caller has them already
+    (a probe), and that model is trained in place. With `config.fidelities`, the loss on the
+    `validation` rows is read at those fractions of the steps."""
     device = resolve_device()  # first: a GPU step without a GPU fails before any work
-    tokenizer = AutoTokenizer.from_pretrained(candidate_dir, trust_remote_code=trust_remote_code)
+    model, tokenizer = loaded or (
+        None,
+        AutoTokenizer.from_pretrained(candidate_dir, trust_remote_code=trust_remote_code),
+    )
     examples = encode_split(tokenizer, task, rows, config.prompt_format, config.max_length)
     if not examples:
         raise ValueError(f"{task}: no training rows to fine-tune on")
     with torch.random.fork_rng(devices=[]):  # LoRA's init and nothing else sees this seed
         torch.manual_seed(seed)
-        model = _load_model(candidate_dir, config, trust_remote_code)
+        model = _load_model(candidate_dir, config, trust_remote_code, model)
     run = _prepare(model, config, device, len(examples))
     what = f"{task}: SFT of {candidate_uri or candidate_dir}"
+    held_out = encode_split(tokenizer, task, validation, config.prompt_format, config.max_length)
+    if config.fidelities and not held_out:
+        raise ValueError(f"{task}: fidelities {config.fidelities} need validation rows to read")
+    rungs = {max(1, round(f * run.total)): f for f in config.fidelities}
+    fidelities: list[Fidelity] = []
     with progress_bar(run.total, f"sft {task}", "step", enabled=progress) as bar:
         for epoch in range(config.epochs):
             for batch in bucketed_batches(
                 examples, config.batch_size, seed * 1000 + epoch, tokenizer.pad_token_id
             ):
                 _step(run, batch, config.grad_clip, what)
+                if len(run.losses) in rungs:
+                    loss = examples_loss(run.body, held_out, tokenizer.pad_token_id)
+                    run.model.train()
+                    fidelities.append(
+                        Fidelity(
+                            fraction=rungs[len(run.losses)], step=len(run.losses), loss=loss,
+                            seconds=run.train_time,
+                        )
+                    )  # fmt: skip
                 bar.update(1)
                 if len(run.losses) % log_every == 0 or len(run.losses) == run.total:
                     _log(run, epoch, log_every, bar, on_log)
@@ -148,6 +189,7 @@ def fit(
         trainable_params=sum(p.numel() for p in run.trainable),
         n_examples=len(examples),
         device=str(run.accelerator.device),
+        fidelities=fidelities,
     )
 
 
@@ -166,6 +208,35 @@ class _Run:
     losses: list[float] = field(default_factory=list)
     tokens: int = 0  # non-padding input tokens processed
     train_time: float = 0.0
+
+
+def answer_loss(
+    model: Any,
+    tokenizer: Any,
+    task: str,
+    rows: Sequence[Mapping[str, Any]],
+    sft: SFTConfig,
+    batch_size: int = 32,
+) -> float:
+    """Mean loss per answer token of `rows` in the SFT prompt format (the SFT objective)."""
+    examples = encode_split(tokenizer, task, rows, sft.prompt_format, sft.max_length)
+    return examples_loss(model, examples, tokenizer.pad_token_id, batch_size)
+
+
+@torch.no_grad()
+def examples_loss(
+    model: Any, examples: Sequence[Encoded], pad_id: int, batch_size: int = 32
+) -> float:
+    """Mean loss per answer token of encoded examples; leaves the model in eval mode."""
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for start in range(0, len(examples), batch_size):
+        batch = collate(examples[start : start + batch_size], pad_id).to(device)
+        n = int((batch.labels[:, 1:] != IGNORE_INDEX).sum())
+        total += float(lm_loss(model, batch)) * n
+        count += n
+    return total / count
 
 
 def _prepare(model: Any, config: SFTConfig, device: torch.device, n_examples: int) -> _Run:
@@ -188,6 +259,7 @@ def _prepare(model: Any, config: SFTConfig, device: torch.device, n_examples: in
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     model.train()
     body = model.get_base_model() if hasattr(model, "get_base_model") else model
+    compile_decoder(body, device)
     return _Run(model, body, trainable, optimizer, scheduler, accelerator, total)
 
 
@@ -241,14 +313,19 @@ def finetune(
     on_log: LogFn | None = None,
     progress: bool = True,
     log_every: int = 10,
+    validation_rows: Sequence[Mapping[str, Any]] = (),
 ) -> SFTResult:
     """Fine-tune the candidate in `candidate_dir` on a seeded sample of `train_rows` of
-    `task` and save it under its SFT key (reused, not retrained, when already there)."""
+    `task` and save it under its SFT key (reused, not retrained, when already there); with
+    `config.fidelities`, read on a seeded sample of `validation_rows`."""
     resolve_device()  # a GPU step without a GPU fails even when the result is on disk
     start = time.perf_counter()
     seed = config.seed if seed is None else seed
     rows = sample_rows(train_rows, config.train_examples, config.seed)
-    key = sft_key(candidate_dir, task, rows, config, seed)
+    validation = (
+        sample_rows(validation_rows, config.fidelity_rows, config.seed) if config.fidelities else []
+    )
+    key = sft_key(candidate_dir, task, rows, config, seed, validation)
     out_dir = Path(config.output_dir).resolve() / task / key
     done = _completed(out_dir, key)
     if done is not None:
@@ -256,7 +333,7 @@ def finetune(
     fitted = fit(
         candidate_dir, task, rows, config, seed, candidate_uri=candidate_uri,
         trust_remote_code=trust_remote_code, on_log=on_log, progress=progress,
-        log_every=log_every,
+        log_every=log_every, validation=validation,
     )  # fmt: skip
     result = SFTResult(
         task=task,
@@ -274,14 +351,17 @@ def finetune(
         loss_history=fitted.losses,
         wall_time_s=time.perf_counter() - start,
         device=fitted.device,
+        fidelities=fitted.fidelities,
     )
     meta = {"kind": "sft", "sft_result": result.model_dump(mode="json")}
     save_checkpoint(fitted.model.cpu(), fitted.tokenizer, out_dir, _card(result, config), meta)
     return result
 
 
-def _load_model(candidate_dir: Path, config: SFTConfig, trust_remote_code: bool) -> Any:
-    model = AutoModelForCausalLM.from_pretrained(
+def _load_model(
+    candidate_dir: Path, config: SFTConfig, trust_remote_code: bool, model: Any = None
+) -> Any:
+    model = model or AutoModelForCausalLM.from_pretrained(
         candidate_dir,
         use_safetensors=True,
         attn_implementation="sdpa",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -26,13 +27,18 @@ from sftcast.study.summary import (
 from sftcast.study.table import read_results
 from sftcast.tracking import config_hash
 
+if TYPE_CHECKING:
+    from sftcast.evaluation import EvaluationConfig
+    from sftcast.proxies import ProxyConfig
+    from sftcast.sft import SFTConfig
+
 __all__ = ["StudyConfig", "judge", "measured_settings", "merged", "study_settings", "write_table"]
 
 
-def study_settings(sft: object, evaluation: object, proxies: object) -> str:
+def study_settings(sft: SFTConfig, evaluation: EvaluationConfig, proxies: ProxyConfig) -> str:
     """What a table's rows were measured with: a hash of the sft, evaluation and proxies
     sections (the table's `settings` column)."""
-    return config_hash(sft, evaluation, proxies)
+    return config_hash(sft.identity(), evaluation.identity(), proxies)
 
 
 def measured_settings(results: Path) -> list[str]:

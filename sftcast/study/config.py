@@ -29,6 +29,9 @@ class StudyConfig(BaseModel):
     seed: int = DEFAULT_JUDGEMENT.seed
     top_k: TopK = DEFAULT_JUDGEMENT.top_k
     jobs: int = Field(2, ge=1, description="processes judging the splits (compare --jobs)")
+    workers: int = Field(
+        2, ge=1, description="single-thread processes measuring a candidate's parts; 1: in-process"
+    )
     # A chunk: only the variants matching one of these shell patterns (`clm-*`); the table is
     # written by a run of them all, which reuses every chunk's steps from the cache.
     variants: list[str] | None = None

@@ -2,8 +2,10 @@
 
 Columns, in order: `candidate`; the variant's configuration (`variant`, `family`, `objective`,
 `learning_rate`, `mixture`, `length_band`, `domain_tag`, `checkpoint_step`); every proxy by its
-name; the targets `sft_<task>` (post-SFT score, main seed) and `sft_<task>_seed<s>` (extra
-seeds, replicated candidates only, else empty); the costs `seconds_<part>`.
+name; the targets `sft_<task>` (post-SFT score, main seed); the main seed's fine-tune's
+validation loss part way, `val_loss_<task>_at<fraction>` (with `sft.fidelities`); and
+`sft_<task>_seed<s>` (extra seeds, replicated candidates only, else empty); the costs
+`seconds_<part>` (`seconds_val_loss_<task>_at<fraction>`: training seconds to that point).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ def results_table(rows: Sequence[StudyRow], zoo: ZooConfig) -> pd.DataFrame:
         record: dict[str, object] = {"candidate": row.candidate, **_variant(row.candidate, zoo)}
         record |= dict(sorted(row.proxies.items()))
         record |= {target_column(t): s for t, s in row.scores.items()}
+        record |= row.fidelities
         for task, by_seed in row.replicate_scores.items():
             record |= {f"{target_column(task)}_seed{s}": v for s, v in sorted(by_seed.items())}
         record |= {f"seconds_{k}": round(v, 3) for k, v in row.seconds.items()}

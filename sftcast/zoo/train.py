@@ -30,7 +30,7 @@ from transformers import (
     get_cosine_with_min_lr_schedule_with_warmup,
 )
 
-from sftcast.device import autocast, resolve_device
+from sftcast.device import autocast, compile_decoder, resolve_device
 from sftcast.progress import progress_bar
 from sftcast.zoo.config import Variant, ZooConfig
 from sftcast.zoo.data import Blocks, encode_documents, length_filter, pack_blocks, train_texts
@@ -129,6 +129,7 @@ def pretrain_variant(
             checkpoint_dir(zoo_root, variant, state["step"]), attn_implementation="sdpa"
         )
     model.to(device)
+    compile_decoder(model, device)
     optimizer, scheduler = _optimizer(model, variant)
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])

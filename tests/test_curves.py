@@ -1,0 +1,166 @@
+"""Compute-regret curves: what each strategy spends (fine-tunes at their measured cost,
+proxies and probes for every candidate, partial fine-tunes at their fraction), regret against
+the seed-mean truth in noise units, and successive halving over the table's fidelities."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from pipelines.run import app
+from sftcast.active import simulate
+from sftcast.comparator import ComparatorInputError, check_table
+from sftcast.curves import (
+    Path,
+    ReplayTable,
+    compute_to_within_noise,
+    curve,
+    replay_table,
+    successive_halving,
+)
+
+FIDELITIES = (1 / 9, 1 / 3, 1.0)
+
+
+def study_like(n: int = 27, seed: int = 0) -> pd.DataFrame:
+    """A table shaped like the study's for cls: a proxy, a probe loss, the score with two extra
+    seeds on a few candidates, costs, and the fine-tunes' validation loss part way."""
+    rng = np.random.default_rng(seed)
+    quality = rng.normal(size=n)
+    df = pd.DataFrame({
+        "candidate": [f"c{i}" for i in range(n)],
+        "ppl_clm": np.exp(3 - 0.3 * quality + rng.normal(size=n)),
+        "probe_loss_cls": 4 - quality + 0.3 * rng.normal(size=n),
+        "sft_cls": 0.5 + 0.1 * quality + 0.01 * rng.normal(size=n),
+        "seconds_sft_cls": 40.0 + rng.uniform(-5, 5, size=n),
+        "seconds_proxies": 4.0, "seconds_base": 4.0, "seconds_probe_cls": 2.0,
+    })  # fmt: skip
+    for s in (1, 2):
+        df[f"sft_cls_seed{s}"] = (df["sft_cls"] + 0.01 * rng.normal(size=n)).where(df.index < 6)
+    for f in FIDELITIES:  # noisier part way
+        df[f"val_loss_cls_at{f:.3g}"] = 2 - quality * f + (1 - f) * rng.normal(size=n)
+    return df
+
+
+def checked(df: pd.DataFrame):
+    candidates = check_table(df, "candidate", "sft_cls", ["ppl_clm", "probe_loss_cls"],
+                             ["ppl_clm", "probe_loss_cls"])  # fmt: skip
+    return candidates, replay_table(df, candidates, "sft_cls")
+
+
+def test_the_replay_table_reads_costs_seeds_and_fidelities() -> None:
+    df = study_like()
+    _, table = checked(df)
+    seeds = df[["sft_cls", "sft_cls_seed1", "sft_cls_seed2"]].to_numpy()
+    assert np.allclose(table.truth[:6], seeds[:6].mean(axis=1))
+    assert np.array_equal(table.truth[6:], df["sft_cls"].to_numpy()[6:])  # one seed: itself
+    assert table.noise == pytest.approx(np.sqrt(np.var(seeds[:6], axis=1, ddof=1).mean()))
+    assert np.median(table.finetune_cost) == pytest.approx(1.0)
+    unit = df["seconds_sft_cls"].median()
+    assert table.proxy_cost == pytest.approx(8 / unit)
+    assert table.probe_costs["cls"] == pytest.approx(2 / unit)
+    assert table.fidelities == pytest.approx(FIDELITIES, rel=1e-2)  # named to 3 digits
+    # what measuring costs for every candidate: one probe, or every proxy and the probe
+    assert table.measuring(["probe_loss_cls"]) == pytest.approx(27 * 2 / unit)
+    assert table.measuring(["ppl_clm", "probe_loss_cls"]) == pytest.approx(27 * 10 / unit)
+    assert table.measuring([]) == 0
+
+
+def test_a_bad_cost_cell_is_named_by_row_and_column() -> None:
+    df = study_like().astype({"seconds_sft_cls": object})
+    df.loc[4, "seconds_sft_cls"] = "slow"
+    candidates = check_table(df, "candidate", "sft_cls", ["ppl_clm"])
+    with pytest.raises(ComparatorInputError, match=r"row 5, column 'seconds_sft_cls': 'slow'"):
+        replay_table(df, candidates, "sft_cls")
+
+
+def test_successive_halving_keeps_the_best_third_by_validation_loss_at_each_rung() -> None:
+    n = 9
+    loss = np.column_stack([np.arange(n), np.arange(n)[::-1] % 3, np.zeros(n)]).astype(float)
+    observed = np.linspace(0, 1, n)
+    table = ReplayTable(observed, observed, math.nan, np.ones(n), 0.0, {}, FIDELITIES, loss)
+    path = successive_halving(table)
+    # rung 1 keeps 0, 1, 2 (lowest loss); rung 2 keeps the lowest of them at 1/3: candidate 2
+    # (loss 0: its reversed index is 6, 6 % 3 = 0); it finishes alone
+    assert path.chosen == [2]
+    # 9 started to 1/9, 3 went on to 1/3, 1 finished: 1 + 2/3 + 2/3 full fine-tunes
+    assert path.compute == pytest.approx([1 + 2 / 3 + 2 / 3])
+    no_fidelities = ReplayTable(observed, observed, math.nan, np.ones(n), 0.0, {})
+    with pytest.raises(ComparatorInputError, match="successive_halving needs"):
+        successive_halving(no_fidelities)
+
+
+def test_regret_is_counted_in_seed_noise_against_compute() -> None:
+    truth = np.array([0.0, 0.5, 0.9, 1.0])
+    table = ReplayTable(truth, truth, 0.2, np.ones(4), 0.0, {})
+    # one trial finds 2 (within 0.2 of the best) after 2 fine-tunes, the other 3 after 3
+    paths = [Path([1.0, 2.0], [1, 2]), Path([1.0, 2.0, 3.0], [0, 0, 3])]
+    points = curve(paths, table)
+    assert [p.compute_fraction for p in points][-1] == 0.75  # 3 of 4 fine-tunes
+    at = {p.compute_fraction: p for p in points}
+    assert at[0.2].mean_regret_noise_units is None and at[0.2].within_noise_found_rate == 0
+    assert at[0.25].mean_regret_noise_units == pytest.approx((0.5 / 0.2 + 1 / 0.2) / 2)
+    assert at[0.5].within_noise_found_rate == 0.5
+    assert at[0.75].mean_regret_noise_units == pytest.approx((0.1 / 0.2 + 0) / 2)
+    assert at[0.75].within_noise_found_rate == 1.0
+    assert compute_to_within_noise(points) == 0.75
+    assert compute_to_within_noise(points[:60]) is None
+
+
+def test_simulate_charges_each_strategy_what_it_spends() -> None:
+    candidates, table = checked(study_like())
+    report = simulate(candidates, "sft_cls", budget=9, initial=3, trials=3, table=table)
+    assert set(report.strategies) == {
+        "random", "proxy_order", "proxy_greedy", "successive_halving", "active"
+    }  # fmt: skip
+    assert report.order_proxy == "probe_loss_cls" and report.truth == "seed mean"
+    assert report.default_strategy == "active" and report.seed_noise == table.noise
+    costs = table.finetune_cost
+    start = {
+        name: result.curve[0].compute_fraction for name, result in report.strategies.items()
+    }  # fmt: skip
+    # proxy_order pays the probe for every candidate before its first fine-tune
+    first = report.strategies["proxy_order"].first_trial_choices[0].candidate
+    spent = table.measuring(["probe_loss_cls"]) + costs[int(first[1:])]
+    found = next(
+        p for p in report.strategies["proxy_order"].curve if p.mean_regret_noise_units is not None
+    )
+    assert found.compute_fraction == pytest.approx(math.ceil(spent / table.total * 100) / 100)
+    assert start == {name: 0.01 for name in report.strategies}
+    # 27 started at 1/9, 9 went on, 3 finished: a ninth of the compute plus a bit
+    halving = report.strategies["successive_halving"]
+    assert halving.curve[-1].compute_fraction < 0.35
+    assert halving.regret_std == 0  # nothing random in it
+    for result in report.strategies.values():
+        values = [p.within_noise_found_rate for p in result.curve]
+        assert all(0 <= v <= 1 for v in values)
+
+
+def test_the_cli_writes_the_curves_for_scripts(tmp_path) -> None:
+    df = study_like()
+    df.to_csv(tmp_path / "results.csv", index=False)
+    args = [
+        "simulate", "--table", str(tmp_path / "results.csv"), "--id-column", "candidate",
+        "--target", "sft_cls", "--proxies", "ppl_clm,probe_loss_cls",
+        "--lower-is-better", "ppl_clm,probe_loss_cls", "--budget", "6", "--trials", "2",
+        "--output", str(tmp_path / "cls.json"), "--plot", str(tmp_path / "cls.png"),
+    ]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "cls.json").read_text())
+    assert report["default_strategy"] == "active"
+    for result_of in report["strategies"].values():
+        assert {"curve", "compute_to_within_noise_90", "top1_found_rate"} <= set(result_of)
+        assert set(result_of["curve"][0]) == {
+            "compute_fraction", "mean_regret_noise_units", "regret_std", "within_noise_found_rate"
+        }  # fmt: skip
+    assert (tmp_path / "cls.png").read_bytes()[:4] == b"\x89PNG"
+    wrong = CliRunner().invoke(app, [*args, "--order-proxy", "ppl_sc"])
+    assert wrong.exit_code == 2 and "--order-proxy 'ppl_sc' is not among the proxies" in (
+        wrong.output
+    )
