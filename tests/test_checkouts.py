@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from pipelines.run import app
 from sftcast.config import RunParameters
-from sftcast.tracking import config_hash
+from sftcast.study import study_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # What `run.py` needs to start: the copy a user makes holds more, never less.
@@ -105,7 +105,8 @@ def test_judging_refuses_a_study_measured_with_other_settings(
     config = tmp_path / "study.yaml"
     config.write_text(yaml.safe_dump(raw))
     params = RunParameters.model_validate(raw["parameters"])
-    settings = config_hash(params.sft, params.evaluation, params.proxies)
+    assert params.sft and params.evaluation and params.proxies
+    settings = study_settings(params.sft, params.evaluation, params.proxies)
     _synthetic_results(results)
     table = pd.read_csv(results)
     parts = table["candidate"].str.extract(r"zoo:(?P<variant>[^@]+)@(?P<checkpoint_step>\d+)")

@@ -116,5 +116,8 @@ def test_unknown_replicate_candidate_is_a_clear_error(zenml_client, sft_config) 
     sft_config.write_text(yaml.safe_dump(config))
     result = CliRunner().invoke(app, ["--config", str(sft_config), "sft"])
     assert result.exit_code == 2, result.output
-    needle = f"{sft_config}: parameters.sft.replicate_candidates: ['zoo:clm-a@99'] are not"
+    needle = (
+        f"{sft_config}: parameters.sft.replicate_candidates: ['zoo:clm-a@99'] name or match no "
+        "candidate"
+    )
     assert needle in result.output  # the pre-flight's: before ZenML runs any step
