@@ -32,10 +32,9 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import yaml
 
@@ -81,18 +80,9 @@ def _candidate(params: RunParameters, root: Path) -> tuple[Path, Any, Any, float
     return run.checkpoints[max(run.checkpoints)], corpus, rows, run.tokens_per_s
 
 
-@contextmanager
-def _env(**values: str) -> Iterator[None]:
-    old = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+def _env(**values: str) -> Any:
+    """These environment variables set for a block, the old ones back after it."""
+    return mock.patch.dict(os.environ, values)
 
 
 def _measure(

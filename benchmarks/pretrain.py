@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import numpy as np
 import torch
@@ -95,15 +96,8 @@ def compiled_zoo_run(
 ) -> tuple[float, float]:
     """`_zoo_run` with `SFTCAST_COMPILE=on`: compiled tokens/s and the seconds to the first
     step, compilation included (eager's first step comes after the same data preparation)."""
-    previous = os.environ.get("SFTCAST_COMPILE")
-    os.environ["SFTCAST_COMPILE"] = "on"
-    try:
+    with mock.patch.dict(os.environ, {"SFTCAST_COMPILE": "on"}):
         return _zoo_run(variant, corpus, tokenizer_dir)
-    finally:
-        if previous is None:
-            os.environ.pop("SFTCAST_COMPILE")
-        else:
-            os.environ["SFTCAST_COMPILE"] = previous
 
 
 def trainer_datasets(variant: Variant, corpus: dict[str, Any], tokenizer_dir: Path) -> dict:
@@ -225,8 +219,10 @@ def run() -> str:
         loops["zoo_compiled"] = lambda: compiled_zoo_run(variant, corpus, Path(tok_dir))
         rounds, compiled = [], []
         eager_first = _zoo_run(variant, corpus, Path(tok_dir))[1]
-        with tempfile.TemporaryDirectory() as cache:  # the first compilation starts cold
-            os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+        with (
+            tempfile.TemporaryDirectory() as cache,  # the first compilation starts cold
+            mock.patch.dict(os.environ, {"TORCHINDUCTOR_CACHE_DIR": cache}),
+        ):
             cold_first = compiled_zoo_run(variant, corpus, Path(tok_dir))[1]
             for r in range(ROUNDS):
                 peak = matmul_peak()
@@ -235,7 +231,6 @@ def run() -> str:
                 peak = max(peak, matmul_peak())
                 rounds.append((peak, measured["zoo"], measured["hf"], measured["hf_packed"]))
                 compiled.append(measured["zoo_compiled"])
-            del os.environ["TORCHINDUCTOR_CACHE_DIR"]
     demo_s, demo_results, demo_zoo = demo_wall_time(corpus)
     section = report(rounds, n_params, size, variant, corpus_note, demo_s, demo_results, demo_zoo)
     return section + compiled_report(rounds, n_params, eager_first, cold_first, compiled)

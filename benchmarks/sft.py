@@ -20,11 +20,11 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import torch
 
@@ -85,18 +85,9 @@ def candidate() -> Candidate:
     return Candidate(folder, task_data, count_parameters(model), size, vocab)
 
 
-@contextmanager
-def on_cpu() -> Iterator[None]:
+def on_cpu() -> Any:
     """`finetune` picks its device from SFTCAST_DEVICE; the Trainer baseline runs on the CPU."""
-    old = os.environ.get("SFTCAST_DEVICE")
-    os.environ["SFTCAST_DEVICE"] = "cpu"
-    try:
-        yield
-    finally:
-        if old is None:
-            del os.environ["SFTCAST_DEVICE"]
-        else:
-            os.environ["SFTCAST_DEVICE"] = old
+    return mock.patch.dict(os.environ, {"SFTCAST_DEVICE": "cpu"})
 
 
 def sft_config(output_dir: str, method: str) -> SFTConfig:
