@@ -11,11 +11,18 @@ one replay to the largest budget gives every smaller budget's outcome as a prefi
   task's probe loss unless another proxy is named.
 - `proxy_greedy`: fine-tune `initial` candidates spread over the proxies, find the single proxy
   that orders them best, then fine-tune the others in that proxy's order.
-- `active`: the same `initial` candidates, then round after round fit a bagged comparator on
-  the labelled pool and fine-tune the unlabelled candidate it ranks highest: the one with the
-  highest predicted standing, its mean probability of beating the other unlabelled candidates,
-  averaged over comparators fitted on bootstrap resamples of the pool (so that a comparator
-  that learnt from few pairs is not trusted alone). Each comparator picks its form by inner
+- `active`: the top `initial` candidates of `proxy_order`'s order, then round after round fit
+  a bagged comparator on the labelled pool and fine-tune the unlabelled candidate it ranks
+  highest: the one with the highest predicted standing, its mean probability of beating the
+  other unlabelled candidates, averaged over comparators fitted on bootstrap resamples of the
+  pool (so that a comparator that learnt from few pairs is not trusted alone). It reads only
+  the read-outs of the measurement `proxy_order` reads (the task's probe: its loss and its
+  drop), so it is charged what `proxy_order` is: on the study's table the pre-training proxies
+  and few-shot scores cost more per candidate than a cbqa fine-tune, and a strategy that
+  needs them cannot reach a near-best model on less than the compute of fine-tuning them all.
+  Why the top of the order and not a spread over the proxies: spreading spent the first picks
+  on candidates the probe already ranked low, and a static probe order beat `active` at small
+  budgets (issue #32). Each comparator picks its form by inner
   cross-validation on its resample, as `ltc` does, among the forms that learn from a handful of
   pairs (`ACTIVE_FORMS`). Why the standing and not the probability of beating the best
   labelled candidate: once the labelled best is beaten by many, that probability is 1 for all
@@ -57,6 +64,7 @@ from sftcast.curves import (
     curve,
     finetune_path,
     plain_replay,
+    probe_task,
     successive_halving,
 )
 from sftcast.evaluation.report import SFTRecord
@@ -114,6 +122,14 @@ def spread_initial(proxies: np.ndarray, k: int, seed: int) -> list[int]:
     return chosen
 
 
+def same_measurement(names: Sequence[str], order: int) -> list[int]:
+    """The proxy columns measured with column `order`: the read-outs of the same task's probe,
+    or every proxy that is no probe's (the pre-training proxies and few-shot scores are
+    measured together)."""
+    task = probe_task(names[order])
+    return [j for j, name in enumerate(names) if probe_task(name) == task]
+
+
 def run_strategy(
     name: str,
     proxies: np.ndarray,
@@ -125,7 +141,8 @@ def run_strategy(
     order: int = 0,
 ) -> list[Choice]:
     """Fine-tune `budget` candidates by strategy `name`, revealing each one's score in turn;
-    `proxy_order` follows proxy column `order` (higher first)."""
+    `proxy_order` and `active`'s first picks follow proxy column `order` (higher first);
+    `active` reads `proxies` as given (`same_measurement` chooses them in a replay)."""
     if name == "random":
         picked = np.random.default_rng(seed).permutation(len(proxies))[:budget]
         choices = [Choice(int(i), "random order") for i in picked]
@@ -143,7 +160,7 @@ def run_strategy(
         choices += _by_best_proxy(proxies, oracle, budget - len(choices))
     elif name == "active":
         while len(choices) < budget:
-            choice = active_choice(proxies, *oracle.pool(), initial, bootstraps, seed)
+            choice = active_choice(proxies, *oracle.pool(), initial, bootstraps, seed, order)
             oracle.reveal(choice.candidate)
             choices.append(choice)
     elif name not in ("random", "proxy_order"):
@@ -214,15 +231,20 @@ def next_candidate(
     seed: int = 0,
 ) -> Choice:
     """The next candidate to fine-tune on `task` in `select`'s active strategy, given every
-    candidate's proxies and the SFT `records` so far: the `initial` candidates spread over the
-    proxies first, then the one that comparators fitted on the fine-tuned ones rank highest.
-    `Choice.candidate` indexes `proxy_rows`."""
+    candidate's proxies and the SFT `records` so far: the top `initial` candidates by the
+    task's probe loss first, then the one that comparators fitted on the fine-tuned ones rank
+    highest, reading the probe's read-outs as a replay does. `Choice.candidate` indexes
+    `proxy_rows`."""
     table, proxies = selection_table(proxy_rows, records, task)
-    lower = lower_is_better(proxies)
-    x = oriented(table, proxies, lower)
+    order = default_order(proxies, task)
+    columns = same_measurement(proxies, order)
+    read = [proxies[j] for j in columns]
+    x = oriented(table, read, lower_is_better(read))
     labelled = np.flatnonzero(table[TARGET].notna().to_numpy())
     scores = table[TARGET].to_numpy(dtype=float)[labelled]
-    return active_choice(x, labelled, scores, labelling.initial, labelling.bootstraps, seed)
+    return active_choice(
+        x, labelled, scores, labelling.initial, labelling.bootstraps, seed, columns.index(order)
+    )
 
 
 def active_choice(
@@ -232,13 +254,15 @@ def active_choice(
     initial: int,
     bootstraps: int,
     seed: int,
+    order: int = 0,
 ) -> Choice:
     """One round of the `active` strategy: while fewer than `initial` are labelled, the next
-    of the spread over the proxies (the same spread every round: same proxies, same seed);
-    then the one the bagged comparators rank highest."""
+    in proxy column `order`'s order (higher first); then the one the bagged comparators rank
+    highest."""
     if len(labelled) < initial:
-        pick = next(i for i in spread_initial(proxies, initial, seed) if i not in labelled)
-        return Choice(pick, f"initial {len(labelled) + 1} of {initial}: spread over the proxies")
+        ranked = np.argsort(-proxies[:, order], kind="stable")
+        pick = int(next(i for i in ranked if i not in labelled))
+        return Choice(pick, f"initial {len(labelled) + 1} of {initial}: next in the probe's order")
     rng = np.random.default_rng([seed, len(labelled)])  # a round's own draws: resumable
     return highest_predicted_standing(proxies, labelled, scores, rng, bootstraps)
 
@@ -370,8 +394,15 @@ def _order_proxy(candidates: Candidates, target: str, name: str | None) -> int:
                 f"({', '.join(names)})"
             )
         return names.index(name)
-    default = f"probe_loss_{target.removeprefix('sft_')}"
-    return names.index(default) if default in names else 0
+    return default_order(names, target.removeprefix("sft_"))
+
+
+def default_order(names: Sequence[str], task: str) -> int:
+    """The column a task's candidates are first ordered by: its probe loss, else perplexity
+    (the usual indicator), else the first."""
+    names = list(names)
+    found = [n for n in (f"probe_loss_{task}", "ppl_clm") if n in names]
+    return names.index(found[0]) if found else 0
 
 
 def _replay(
@@ -384,13 +415,17 @@ def _replay(
         if name == "successive_halving":
             paths.append(successive_halving(table))
             continue
+        proxies, order, uses = candidates.proxies, settings.order, names
+        if name == "active":
+            columns = same_measurement(names, settings.order)
+            proxies, order = proxies[:, columns], columns.index(settings.order)
+            uses = [names[j] for j in columns]
         choices = run_strategy(
-            name, candidates.proxies, Oracle(table.observed), settings.budget, settings.initial,
-            settings.seed + trial, settings.bootstraps, settings.order,
+            name, proxies, Oracle(table.observed), settings.budget, settings.initial,
+            settings.seed + trial, settings.bootstraps, order,
         )  # fmt: skip
-        uses = (
-            [] if name == "random" else [names[settings.order]] if name == "proxy_order" else names
-        )
+        if name in ("random", "proxy_order"):
+            uses = [names[settings.order]] if name == "proxy_order" else []
         paths.append(finetune_path([c.candidate for c in choices], table, table.measuring(uses)))
         choices_of_first = choices_of_first or [
             FirstChoice(candidate=str(candidates.ids[c.candidate]), reason=c.reason)

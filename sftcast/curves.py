@@ -29,6 +29,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict
 
 from sftcast.comparator import Candidates, ComparatorInputError
+from sftcast.comparator.noise import pooled_seed_std
 from sftcast.evaluation.evaluate import PRIMARY_METRIC
 from sftcast.proxies.registry import PROBE_READOUTS
 
@@ -95,12 +96,7 @@ def replay_table(df: pd.DataFrame, candidates: Candidates, target: str) -> Repla
         [candidates.target, *(_numbers(df, c, candidates, missing=True) for c in seeds)]
     )
     truth = np.nanmean(scores, axis=1)
-    replicated = scores[np.sum(~np.isnan(scores), axis=1) > 1]
-    noise = (
-        float(np.sqrt(np.nanmean(np.nanvar(replicated, axis=1, ddof=1))))
-        if len(replicated)
-        else math.nan
-    )
+    noise = pooled_seed_std(scores)
     sft = f"seconds_sft_{task}"
     if sft in df.columns:
         seconds = _numbers(df, sft, candidates)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from sftcast.comparator import pairwise_accuracy, random_splits
+from sftcast.comparator.baselines import learned_signs
 from sftcast.comparator.forms import AUTO_FORMS, FORMS, ChosenComparator, clear_winner, make_form
 from sftcast.comparator.metrics import preference_from_scores
 
@@ -53,15 +54,19 @@ def test_every_form_is_antisymmetric(form: str) -> None:
     assert np.array_equal(f[off], (1 - f.T)[off])
 
 
-def test_the_monotone_form_prefers_more_of_every_proxy() -> None:
+def test_the_monotone_form_follows_each_proxy_s_direction_on_the_training_side() -> None:
     x, y = table("two proxies", n=24)
     model = make_form("xgboost_monotone").fit(x, y)
+    # the directions learned from the training candidates, not given: the noise columns' too
+    signs = learned_signs(x, y)
+    assert signs[0] == signs[1] == 1 and -1 in signs[2:]
     base = np.zeros((1, x.shape[1]))
     for k in range(x.shape[1]):
         more = base.copy()
         more[0, k] = 2.0
         f = model.preference(np.vstack([more, base]))
-        assert f[0, 1] >= 0.5  # never prefers the candidate with less of a proxy
+        # never prefers the candidate with less of a proxy that helps, or more of one that hurts
+        assert signs[k] * (f[0, 1] - 0.5) >= 0
 
 
 def test_a_pool_too_small_to_fold_still_ranks_its_candidates() -> None:

@@ -141,6 +141,26 @@ def test_simulate_charges_each_strategy_what_it_spends() -> None:
         assert all(0 <= v <= 1 for v in values)
 
 
+def test_active_starts_where_proxy_order_does_and_pays_only_for_the_probe() -> None:
+    df = study_like()
+    candidates = check_table(df, "candidate", "sft_cls", ["ppl_clm", "probe_loss_cls"],
+                             ["ppl_clm", "probe_loss_cls"])  # fmt: skip
+    table = replay_table(df, candidates, "sft_cls")
+    report = simulate(candidates, "sft_cls", budget=8, initial=3, trials=2, table=table,
+                      strategies=["proxy_order", "active"])  # fmt: skip
+    order = [c.candidate for c in report.strategies["proxy_order"].first_trial_choices]
+    active = report.strategies["active"].first_trial_choices
+    assert [c.candidate for c in active[:3]] == order[:3]  # the probe's top three first
+    assert all("probe's order" in c.reason for c in active[:3])
+    assert all("bagged comparators" in c.reason for c in active[3:])
+    # charged the probe alone, as proxy_order is: ppl_clm's cost is never paid
+    curves = {name: report.strategies[name].curve for name in ("proxy_order", "active")}
+    first = {name: next(p for p in c if p.mean_regret_noise_units is not None)
+             for name, c in curves.items()}  # fmt: skip
+    assert first["active"].compute_fraction == first["proxy_order"].compute_fraction
+    assert first["active"].mean_regret_noise_units == first["proxy_order"].mean_regret_noise_units
+
+
 def test_the_cli_writes_the_curves_for_scripts(tmp_path) -> None:
     df = study_like()
     df.to_csv(tmp_path / "results.csv", index=False)

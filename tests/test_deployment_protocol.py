@@ -20,7 +20,7 @@ from sftcast.comparator.config import Columns, JudgementSettings
 from sftcast.comparator.judge import lead
 from sftcast.comparator.metrics import best_in_top_k, topk_recall
 from sftcast.comparator.model import ComparatorSettings
-from sftcast.comparator.report import CLEAR_KEYS, METHOD_KEYS, CompareReport, lead_note
+from sftcast.comparator.report import METHOD_KEYS, NOISE_KEYS, CompareReport, lead_note
 from sftcast.comparator.scoring import predict_split, scored_pairs
 
 LINEAR = ComparatorSettings(form="linear")  # where the form does not matter: fast
@@ -174,7 +174,7 @@ def test_clear_gap_accuracy_counts_only_pairs_beyond_twice_the_seed_noise(protoc
     report = judge(df, columns, seed_noise=0.5, **kwargs)
     near = report.to_dict()["methods"]["near"]
     assert near["pairwise_accuracy_clear_mean"] == 1.0 > near["pairwise_accuracy_mean"]
-    assert set(near) == {*METHOD_KEYS, *CLEAR_KEYS}
+    assert set(near) == {*METHOD_KEYS, *NOISE_KEYS}
     plan = random_splits(30, 3, 0.6, seed=0)
     clear = 0
     for split in plan:
@@ -286,7 +286,7 @@ def test_compare_deployment_command(tmp_path: Path) -> None:
         f"note: {protocol['clear_pairs']} of the {protocol['judged_pairs']} scored" in result.output
     )
     for metrics in report["methods"].values():
-        assert set(metrics) == {*METHOD_KEYS, *CLEAR_KEYS}
+        assert set(metrics) == {*METHOD_KEYS, *NOISE_KEYS}
 
 
 def test_compare_warns_when_no_pair_is_clear(tmp_path: Path) -> None:

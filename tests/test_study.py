@@ -127,12 +127,16 @@ def test_the_study_resumes_after_a_kill_and_writes_a_reproducible_table(
         assert column in table and table[column].notna().all(), column
     assert (table["seconds_val_loss_cls_at0.5"] < table["seconds_val_loss_cls_at1"]).all()
     assert table["sft_cls_seed1"].notna().sum() == 1  # the replicated candidate only
+    # the seed mean, over the two seeds of the replicated candidate and the one of the others
+    seeds = table[["sft_cls", "sft_cls_seed1"]]
+    assert np.allclose(table["sft_cls_mean"], seeds.mean(axis=1))
+    assert table["sft_cls_std"].notna().sum() == 1
     assert (table["seconds_sft_cls"] > 0).all() and (table["seconds_probe_cls"] > 0).all()
 
     # a tiny zoo's targets mostly tie: each protocol is judged or says why not
     summary = json.loads((tmp_path / "study" / "summary.json").read_text())
     cls = summary["tasks"]["cls"]
-    assert summary["n_candidates"] == 4 and cls["target_column"] == "sft_cls"
+    assert summary["n_candidates"] == 4 and cls["target_column"] == "sft_cls_mean"
     assert math.isfinite(cls["seed_noise"]) and cls["probe_cost_fraction"] > 0
     for protocol in ("variant", "paper", "deployment", "group"):
         assert "ltc" in cls[protocol] or "nothing to judge" in cls[protocol]["skipped"]

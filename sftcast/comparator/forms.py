@@ -7,8 +7,9 @@ over the *training* candidates (folds of candidates, pairs inside each held-out 
 outer protocol does). The forms:
 
 - `xgboost`: the paper's comparator (`Comparator`);
-- `xgboost_monotone`: the same, constrained to prefer a candidate more as any of its
-  direction-corrected proxies grows: the known directions, where they help;
+- `xgboost_monotone`: the same, constrained to be monotone in each proxy, in the direction of
+  its rank correlation with the target on the training candidates (a registry direction is a
+  prior, not a fact);
 - `linear`: logistic regression on standardised proxy differences, P(i beats j) =
   sigmoid(w . (z_i - z_j)): few parameters, antisymmetric by construction;
 - `best_proxy`: the single proxy that orders the training candidates best;

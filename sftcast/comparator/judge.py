@@ -15,12 +15,21 @@ whether the best method's lead over the runner-up is beyond one std over splits 
 
 With the seed noise of the target (its std over fine-tuning seeds), pairwise accuracy is also
 reported on the *clear* pairs, whose targets differ by more than twice that noise: on the
-others, the target's own order is close to a coin toss.
+others, the target's own order is close to a coin toss. So are, per method, the regret of its
+predicted best held-out candidate in units of that noise (the held-out best's target minus its
+pick's; mean and std over splits) and its within-noise recall (the share of splits where that
+regret is at most one noise std), both as `sftcast.curves` counts them for a selection.
+
+Under a protocol with groups, each method's pairwise accuracy also gets a 95% interval from a
+bootstrap over the groups (`GROUP_DRAWS` draws, seeded): the scored pairs of every judged split
+pooled, each weighed by how often its two candidates' groups were drawn.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -32,7 +41,10 @@ from sftcast.comparator.forms import ChosenComparator
 from sftcast.comparator.metrics import (
     accuracy_on_pairs,
     best_in_top_k,
+    group_bootstrap_interval,
     kendall_tau,
+    pair_correctness,
+    top1_shortfalls,
     topk_recall,
 )
 from sftcast.comparator.protocols import (
@@ -61,14 +73,33 @@ METRICS = (
     "top1_recall",
     "topk_recall",
     "best_in_topk",
-    "pairwise_accuracy_clear",  # only with a seed noise
+    "pairwise_accuracy_clear",  # this and the next two only with a seed noise
+    "regret_noise_units",
+    "within_noise_recall",
 )
-MEAN_SUFFIXED = ("pairwise_accuracy", "kendall_tau", "pairwise_accuracy_clear")
+MEAN_SUFFIXED = (
+    "pairwise_accuracy",
+    "kendall_tau",
+    "pairwise_accuracy_clear",
+    "regret_noise_units",
+)
+GROUP_DRAWS = 1000  # the bootstrap over groups
+# a regret this close to the noise std is within it (rounding), as in sftcast.curves
+WITHIN = 1e-12
 # Why a split is not judged: its training side teaches nothing, or its held-out side has no
 # pair with unequal targets, on which every metric is undefined or trivially perfect.
 TIED_TRAINING, TIED_HELD_OUT = "training_targets_all_equal", "held_out_targets_all_equal"
 # per split: each method's metrics there
 SplitScores = dict[str, dict[str, float]]
+
+
+class Judged(NamedTuple):
+    """One split judged: each method's metrics, the comparator's form, and (with groups, for
+    the bootstrap) each method's correctness per scored pair (`pair_correctness`)."""
+
+    metrics: SplitScores
+    form: str
+    correct: dict[str, np.ndarray] | None
 
 
 def compare_table(
@@ -105,7 +136,7 @@ def compare_table(
         delayed(_judge)(candidates, split, split_pairs, settings, record.clear_gap)
         for split, split_pairs in zip(judged, pairs, strict=True)
     )
-    return _report(df, columns, settings, candidates, record, judgements)
+    return _report(df, columns, settings, candidates, record, judgements, pairs)
 
 
 def _check(settings: JudgementSettings) -> None:
@@ -183,11 +214,15 @@ def _report(
     settings: JudgementSettings,
     candidates: Candidates,
     record: ProtocolRecord,
-    judgements: list[tuple[SplitScores, str]],
+    judgements: list[Judged],
+    pairs: list[ScoredPairs],
 ) -> CompareReport:
     """The judged splits summed up, with the comparator fitted on every candidate."""
-    scores = [metrics for metrics, _ in judgements]
-    methods = {method: _summary([s[method] for s in scores]) for method in scores[0]}
+    scores = [judged.metrics for judged in judgements]
+    intervals = group_intervals(candidates, pairs, judgements, settings.seed)
+    methods = {
+        method: _summary([s[method] for s in scores], intervals.get(method)) for method in scores[0]
+    }
     ranking = method_ranking(methods)
     comparator = settings.comparator
     fitted = (
@@ -208,7 +243,7 @@ def _report(
         protocol=record,
         comparator=ComparatorRecord(
             **comparator.model_dump(),
-            forms_per_split=dict(Counter(form for _, form in judgements).most_common()),
+            forms_per_split=dict(Counter(judged.form for judged in judgements).most_common()),
             final_form=None if fitted is None else fitted.form_,
             final_inner_accuracy=None if fitted is None else fitted.inner_accuracy_,
         ),
@@ -216,6 +251,7 @@ def _report(
         ranking=ranking,
         lead=lead(scores, ranking),
         paired=paired_against_ltc(scores),
+        split_accuracy={method: split_accuracy(scores, method) for method in scores[0]},
         feature_importance=None
         if fitted is None
         else dict(zip(candidates.proxy_names, map(float, fitted.proxy_importance()), strict=True)),
@@ -263,7 +299,8 @@ def evaluate_split(
     the comparator chose there."""
     pairs = scored_pairs(split, candidates.target, settings.protocol == "deployment")
     gap = None if settings.seed_noise is None else 2 * settings.seed_noise
-    return _judge(candidates, split, pairs, settings, gap)
+    metrics, form, _ = _judge(candidates, split, pairs, settings, gap)
+    return metrics, form
 
 
 def _judge(
@@ -272,7 +309,7 @@ def _judge(
     pairs: ScoredPairs,
     settings: JudgementSettings,
     clear_gap: float | None,
-) -> tuple[SplitScores, str]:
+) -> Judged:
     train_y = candidates.target[split.train]
     if np.all(train_y == train_y[0]):
         raise ComparatorInputError(f"{split.name}: every training candidate has the same target")
@@ -283,8 +320,11 @@ def _judge(
     clear = None if clear_gap is None else pairs.clear(candidates.target, clear_gap)
     k = settings.top_k
     metrics = {}
+    correct = {}
     for name, (preference, ranking) in predictions.items():
         p = preference[pairs.first, pairs.second]
+        if candidates.groups is not None:
+            correct[name] = pair_correctness(p, first_better)
         metrics[name] = {
             "pairwise_accuracy": accuracy_on_pairs(p, first_better),
             "kendall_tau": kendall_tau(ranking, held_out_y),
@@ -296,11 +336,51 @@ def _judge(
             metrics[name]["pairwise_accuracy_clear"] = accuracy_on_pairs(
                 p[clear], first_better[clear]
             )
-    return metrics, ltc.form_
+        if settings.seed_noise is not None:
+            metrics[name] |= regret_in_noise(ranking, held_out_y, settings.seed_noise)
+    return Judged(metrics, ltc.form_, correct if candidates.groups is not None else None)
 
 
-def _summary(per_split: list[dict[str, float]]) -> MethodScores:
-    """Mean and std over the splits where a metric is defined; None where it never is."""
+def regret_in_noise(ranking: np.ndarray, target: np.ndarray, noise: float) -> dict[str, float]:
+    """The held-out best target minus that of the predicted top 1 (ties broken at random), in
+    units of the seed noise (NaN for a noise of 0), and whether it is within one noise std
+    (the chance of it, with ties): `sftcast.curves`' regret and within-noise, for one pick."""
+    shortfalls = top1_shortfalls(ranking, target)
+    return {
+        "regret_noise_units": float(shortfalls.mean() / noise) if noise > 0 else np.nan,
+        "within_noise_recall": float(np.mean(shortfalls <= noise + WITHIN)),
+    }
+
+
+def group_intervals(
+    candidates: Candidates, pairs: list[ScoredPairs], judgements: list[Judged], seed: int
+) -> dict[str, tuple[float, float]]:
+    """Per method, the 95% interval on its pairwise accuracy over every judged split's scored
+    pairs, bootstrapped over the groups (`group_bootstrap_interval`); empty without groups."""
+    if candidates.groups is None:
+        return {}
+    names, codes = np.unique(candidates.groups, return_inverse=True)
+    first = np.concatenate([codes[p.shown[p.first]] for p in pairs])
+    second = np.concatenate([codes[p.shown[p.second]] for p in pairs])
+    methods = list(judgements[0].metrics)
+    correct = np.array(
+        [np.concatenate([judged.correct[m] for judged in judgements]) for m in methods]
+    )
+    low, high = group_bootstrap_interval(correct, (first, second), len(names), GROUP_DRAWS, seed)
+    return {m: (float(lo), float(hi)) for m, lo, hi in zip(methods, low, high, strict=True)}
+
+
+def split_accuracy(per_split: list[SplitScores], method: str) -> list[float | None]:
+    """`method`'s pairwise accuracy on each judged split, None where it is undefined."""
+    values = (s[method]["pairwise_accuracy"] for s in per_split)
+    return [None if np.isnan(v) else float(v) for v in values]
+
+
+def _summary(
+    per_split: list[dict[str, float]], interval: tuple[float, float] | None = None
+) -> MethodScores:
+    """Mean and std over the splits where a metric is defined, None where it never is; with
+    an interval from the bootstrap over groups, its bounds (None where no draw had a pair)."""
     out: dict[str, float | None] = {}
     for metric in (m for m in METRICS if m in per_split[0]):
         values = np.array([s[metric] for s in per_split])
@@ -309,31 +389,41 @@ def _summary(per_split: list[dict[str, float]]) -> MethodScores:
         std = float(values.std()) if len(values) else None
         out[f"{metric}_mean" if metric in MEAN_SUFFIXED else metric] = mean
         out[f"{metric}_std"] = std
+    if interval is not None:
+        low, high = (None if np.isnan(bound) else bound for bound in interval)
+        out |= {"pairwise_accuracy_ci_low": low, "pairwise_accuracy_ci_high": high}
     return MethodScores(**out)
 
 
 def paired_against_ltc(per_split: list[SplitScores]) -> dict[str, PairedRecord]:
     """`ltc` against every other method on the same splits (paired: both judged on the same
     pairs), so that "better" means better split by split, not only on average."""
-    paired = {}
-    for method in per_split[0]:
-        if method == "ltc":
-            continue
-        differences = np.array(
-            [s["ltc"]["pairwise_accuracy"] - s[method]["pairwise_accuracy"] for s in per_split]
-        )
-        differences = differences[~np.isnan(differences)]
-        mean = float(differences.mean()) if len(differences) else None
-        std = float(differences.std()) if len(differences) else None
-        paired[method] = PairedRecord(
-            difference_mean=mean,
-            difference_std=std,
-            ltc_wins=int((differences > 0).sum()),
-            ltc_losses=int((differences < 0).sum()),
-            splits=len(differences),
-            ltc_better=bool(len(differences) > 1 and mean is not None and mean > (std or 0.0)),
-        )
-    return paired
+    ltc = split_accuracy(per_split, "ltc")
+    return {
+        method: paired_record(ltc, split_accuracy(per_split, method))
+        for method in per_split[0]
+        if method != "ltc"
+    }
+
+
+def paired_record(ltc: Sequence[float | None], other: Sequence[float | None]) -> PairedRecord:
+    """`ltc`'s pairwise accuracy against another method's on the same judged splits (each a
+    list in the splits' order, None where undefined): two reports on one table with the same
+    settings judge the same splits on the same pairs, so their methods pair up too."""
+    if len(ltc) != len(other):
+        raise ValueError(f"{len(ltc)} splits against {len(other)}: not the same splits")
+    differences = np.array(ltc, dtype=float) - np.array(other, dtype=float)
+    differences = differences[~np.isnan(differences)]
+    mean = float(differences.mean()) if len(differences) else None
+    std = float(differences.std()) if len(differences) else None
+    return PairedRecord(
+        difference_mean=mean,
+        difference_std=std,
+        ltc_wins=int((differences > 0).sum()),
+        ltc_losses=int((differences < 0).sum()),
+        splits=len(differences),
+        ltc_better=bool(len(differences) > 1 and mean is not None and mean > (std or 0.0)),
+    )
 
 
 def lead(per_split: list[SplitScores], ranking: list[str]) -> Lead:

@@ -35,8 +35,13 @@ def accuracy_on_pairs(preference: np.ndarray, first_better: np.ndarray) -> float
     one; NaN for no pair. Both arrays are per pair, none with equal targets."""
     if not len(first_better):
         return float("nan")
-    correct = np.where(preference == 0.5, 0.5, (preference > 0.5) == first_better)
-    return float(correct.mean())
+    return float(pair_correctness(preference, first_better).mean())
+
+
+def pair_correctness(preference: np.ndarray, first_better: np.ndarray) -> np.ndarray:
+    """Per pair, 1 where the preference names the better one, 0 where the worse, 0.5 for a
+    tie (P = 0.5): what `accuracy_on_pairs` averages."""
+    return np.where(preference == 0.5, 0.5, (preference > 0.5) == first_better)
 
 
 def kendall_tau(scores: np.ndarray, target: np.ndarray) -> float:
@@ -47,6 +52,12 @@ def kendall_tau(scores: np.ndarray, target: np.ndarray) -> float:
     if np.all(scores == scores[0]):
         return 0.0
     return float(kendalltau(scores, target).statistic)
+
+
+def top1_shortfalls(scores: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """The best target minus the target of each candidate tied for the predicted top 1: with
+    ties broken at random, each is the pick with equal chance."""
+    return target.max() - target[scores == scores.max()]
 
 
 def topk_recall(scores: np.ndarray, target: np.ndarray, k: int) -> float:
@@ -78,3 +89,36 @@ def _chance_in_top(scores: np.ndarray, k: int) -> np.ndarray:
     kth = np.sort(scores)[::-1][k - 1]
     above, tied = scores > kth, scores == kth
     return above + tied * (k - above.sum()) / tied.sum()
+
+
+def group_bootstrap_interval(
+    correct: np.ndarray,
+    groups: tuple[np.ndarray, np.ndarray],
+    n_groups: int,
+    draws: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of `correct` (methods x pairs, as `pair_correctness` gives them), a percentile
+    interval on the pooled pairwise accuracy, bootstrapped over groups rather than pairs or
+    splits: the pairs of one group's candidates are not independent. `groups` are the group
+    indices (in range `n_groups`) of each pair's two candidates. A draw counts each group as
+    often as a multinomial draw of `n_groups` picks it, and a pair weighs the product of its
+    two groups' counts; draws that weigh no pair are left out (NaN bounds where all are)."""
+    first, second = groups
+    cells, size = first * n_groups + second, n_groups * n_groups
+    # a pair's weight is its two groups' alone: pairs are summed per (group, group) cell once
+    counts = np.bincount(cells, minlength=size).reshape(n_groups, n_groups)
+    right = np.stack([np.bincount(cells, weights=c, minlength=size) for c in correct])
+    right = right.reshape(len(correct), n_groups, n_groups)
+    rng = np.random.default_rng(seed)
+    w = rng.multinomial(n_groups, np.full(n_groups, 1 / n_groups), size=draws).astype(float)
+    weighed = np.einsum("bi,ij,bj->b", w, counts, w)
+    drawn = weighed > 0
+    if not drawn.any():
+        return np.full(len(correct), np.nan), np.full(len(correct), np.nan)
+    w = w[drawn]
+    accuracy = np.einsum("bi,mij,bj->bm", w, right, w, optimize=True) / weighed[drawn, None]
+    tail = 100 * (1 - level) / 2
+    low, high = np.percentile(accuracy, [tail, 100 - tail], axis=0)
+    return low, high

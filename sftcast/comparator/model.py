@@ -17,6 +17,7 @@ import numpy as np
 from sklearn.preprocessing import StandardScaler
 from xgboost import XGBClassifier
 
+from sftcast.comparator.baselines import learned_signs
 from sftcast.comparator.config import DEFAULT_SETTINGS, ComparatorSettings
 from sftcast.comparator.features import (
     FEATURES_PER_PROXY,
@@ -28,8 +29,8 @@ from sftcast.comparator.features import (
 )
 from sftcast.comparator.table import ComparatorInputError
 
-# [d, product, p_i, p_j] per proxy (direction-corrected): more of p_i (and of p_i - p_j) can
-# only help i, more of p_j only help j
+# [d, product, p_i, p_j] per proxy that helps its candidate: more of p_i (and of p_i - p_j)
+# can only help i, more of p_j only help j; a proxy that hurts gets the opposite signs
 MONOTONE = (1, 0, 1, -1)
 
 
@@ -70,7 +71,9 @@ class Comparator:
         if not len(pairs):
             raise ComparatorInputError("every training candidate has the same target")
         features = pair_features(self._standardised(proxies), pairs)
-        constraints = {"monotone_constraints": MONOTONE * proxies.shape[1]} if self.monotone else {}
+        constraints = (
+            {"monotone_constraints": monotone_constraints(proxies, target)} if self.monotone else {}
+        )
         self.model_ = XGBClassifier(**self.params, **constraints).fit(features, labels)
         self.n_proxies_ = proxies.shape[1]
         return self
@@ -128,6 +131,15 @@ class Comparator:
             comparator.model_ = XGBClassifier()
             comparator.model_.load_model(path)
         return comparator
+
+
+def monotone_constraints(proxies: np.ndarray, target: np.ndarray) -> tuple[int, ...]:
+    """XGBoost's constraint per pair feature: each proxy's `MONOTONE` block signed by its rank
+    correlation with the target on these (training) candidates, unconstrained where it has
+    none. Learned, not taken from the registry's direction: a direction is a prior, and a proxy
+    that orders the training candidates backwards would otherwise be forced the wrong way."""
+    signs = learned_signs(proxies, np.asarray(target, dtype=float))
+    return tuple(int(sign) * m for sign in signs for m in MONOTONE)
 
 
 def scaler_state(scaler: StandardScaler) -> dict[str, list[float]]:

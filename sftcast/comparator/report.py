@@ -2,8 +2,9 @@
 on a terminal, `report_lines` as plain lines elsewhere, `report_notes` under either.
 
 `CompareReport.to_dict()` is the JSON report `compare --output` writes. Keys that belong to one
-protocol (the group column, the random splits' sizes) or to a seed noise (the clear-gap
-accuracy and its pairs) are written only when they apply (when the judgement set them); every
+protocol (the group column, the random splits' sizes, the interval bootstrapped over groups)
+or to a seed noise (the clear-gap accuracy and its pairs, the regret in noise units) are
+written only when they apply (when the judgement set them); every
 other key always, None where a metric is never defined.
 """
 
@@ -84,7 +85,9 @@ class ComparatorRecord(ComparatorSettings):
 
 class MethodScores(Record):
     """One method's metrics: mean and (population) std over the judged splits where each is
-    defined, None where it never is; the clear-gap accuracy with a seed noise only."""
+    defined, None where it never is; the clear-gap accuracy, the regret of the predicted best
+    in seed-noise units and the within-noise recall with a seed noise only; the 95% interval on
+    pairwise accuracy bootstrapped over groups with a group column only."""
 
     pairwise_accuracy_mean: float | None
     pairwise_accuracy_std: float | None
@@ -98,10 +101,23 @@ class MethodScores(Record):
     best_in_topk_std: float | None
     pairwise_accuracy_clear_mean: float | None = None
     pairwise_accuracy_clear_std: float | None = None
+    regret_noise_units_mean: float | None = None
+    regret_noise_units_std: float | None = None
+    within_noise_recall: float | None = None
+    within_noise_recall_std: float | None = None
+    pairwise_accuracy_ci_low: float | None = None  # with groups
+    pairwise_accuracy_ci_high: float | None = None
 
 
 CLEAR_KEYS = ("pairwise_accuracy_clear_mean", "pairwise_accuracy_clear_std")
-METHOD_KEYS = tuple(k for k in MethodScores.model_fields if k not in CLEAR_KEYS)
+# every key a seed noise brings
+NOISE_KEYS = (
+    *CLEAR_KEYS, "regret_noise_units_mean", "regret_noise_units_std", "within_noise_recall",
+    "within_noise_recall_std",
+)  # fmt: skip
+GROUP_KEYS = ("pairwise_accuracy_ci_low", "pairwise_accuracy_ci_high")
+# the keys every judgement writes
+METHOD_KEYS = tuple(k for k in MethodScores.model_fields if k not in (*NOISE_KEYS, *GROUP_KEYS))
 
 
 class Lead(Record):
@@ -147,6 +163,9 @@ class CompareReport(Record):
     lead: Lead
     feature_importance: dict[str, float] | None
     paired: dict[str, PairedRecord] = {}  # per method: `ltc` against it, split by split
+    # per method: its pairwise accuracy on each judged split (None: undefined there), so that
+    # two reports judged on the same splits can be paired (`judge.paired_record`)
+    split_accuracy: dict[str, list[float | None]] = {}
 
 
 REPORT_KEYS = tuple(CompareReport.model_fields)

@@ -31,6 +31,10 @@ class EvaluationConfig(BaseModel):
     # how answers are decoded: `loop` (KV cache, stops at the answer's end) or `generate`
     # (transformers' generate, the path before it; the same answers, kept to benchmark against)
     generation: GenerationMethod = "loop"
+    # QA tasks scored by multiple choice: the gold answer against `n - 1` distractors of its
+    # relation, ranked by the model's probability of each (`sftcast.evaluation.choice`); their
+    # headline score is that accuracy instead of generated-answer F1
+    choices: dict[TaskName, Annotated[int, Field(ge=2)]] = Field(default_factory=dict)
     formats: list[PromptFormat] = Field(default_factory=lambda: list(FORMATS))
     # score a fine-tuned model on the tasks it was not trained on too (few-shot), for MRC
     forgetting: bool = True
@@ -38,8 +42,11 @@ class EvaluationConfig(BaseModel):
 
     def identity(self) -> dict[str, object]:
         """The settings the scores depend on, for hashes that name a measurement: how answers
-        are decoded is left out (both ways give the same answers)."""
-        return self.model_dump(mode="json", exclude={"generation"})
+        are decoded is left out (both ways give the same answers), and so are `choices` when
+        none is set (the hash of a table measured before the setting existed)."""
+        return self.model_dump(
+            mode="json", exclude={"generation"} | (set() if self.choices else {"choices"})
+        )
 
     @field_validator("formats")
     @classmethod

@@ -19,18 +19,30 @@ from pydantic import BaseModel
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from sftcast.data.schema import NEWS_TOPICS
+from sftcast.evaluation.choice import answer_pools, options
 from sftcast.evaluation.config import EvaluationConfig
 from sftcast.evaluation.metrics import exact_match, mean_ratio_of_change, rouge_l, token_f1
-from sftcast.evaluation.scoring import greedy_generate, label_token_ids, tokenprob_scores
+from sftcast.evaluation.scoring import (
+    greedy_generate,
+    label_token_ids,
+    target_logprobs,
+    tokenprob_scores,
+)
 from sftcast.prompts import encode_example
 
 PRIMARY_METRIC = {"cbqa": "f1", "rag": "f1", "cls": "accuracy"}
+CHOICE_METRIC = "choice_accuracy"
 QA_METRICS = {"exact_match": exact_match, "f1": token_f1, "rouge_l": rouge_l}
 Scores = dict[str, float]
 
 
 def primary(task: str, scores: Mapping[str, float]) -> float:
-    return scores[PRIMARY_METRIC[task]]
+    """The task's headline score: its multiple-choice accuracy where it was scored so
+    (`EvaluationConfig.choices`), else its primary metric."""
+    metric = CHOICE_METRIC if CHOICE_METRIC in scores else PRIMARY_METRIC[task]
+    if metric not in scores:
+        raise ValueError(f"the scores of {task!r} lack its primary metric {metric!r}")
+    return float(scores[metric])
 
 
 def _demos(train: Sequence[Mapping[str, Any]], k: int, seed: int) -> list[Mapping[str, Any]]:
@@ -80,6 +92,9 @@ def evaluate_task(
         predicted = [NEWS_TOPICS[j] for j in scores.argmax(dim=1).tolist()]
         gold = [r["label"] for r in rows]
         return {"accuracy": float(np.mean(np.array(predicted) == np.array(gold)))}
+    if task in config.choices:
+        accuracy = _choice_accuracy(model, tokenizer, task, rows, dataset, config, demos, fmt)
+        return {CHOICE_METRIC: accuracy}
     answers = greedy_generate(
         model,
         tokenizer,
@@ -161,3 +176,39 @@ def evaluate_finetuned(
         {t: primary(t, s) for t, s in others.items()}, {t: primary(t, base[t]) for t in others}
     )
     return FinetunedScores(task=task, formats=formats, other_tasks=others, base=dict(base), mrc=mrc)
+
+
+def _choice_accuracy(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    task: str,
+    rows: Sequence[Mapping[str, Any]],
+    dataset: Mapping[str, Sequence[Mapping[str, Any]]],
+    config: EvaluationConfig,
+    demos: Sequence[Mapping[str, Any]],
+    fmt: str,
+) -> float:
+    """The share of rows whose gold answer the model finds likelier than each distractor."""
+    pools = answer_pools(dataset)
+    per_row = [options(row, pools, config.choices[task], config.seed) for row in rows]
+    examples = [
+        encode_example(
+            tokenizer,
+            task,
+            {**row, "answers": [option]},
+            fmt,
+            max_length=config.max_length,
+            demos=demos,
+            demo_context_tokens=config.demo_context_tokens,
+        )
+        for row, opts in zip(rows, per_row, strict=True)
+        for option in opts
+    ]
+    logprobs = target_logprobs(model, examples, tokenizer.pad_token_id, config.batch_size)
+    correct, start = [], 0
+    for opts in per_row:
+        scores = logprobs[start : start + len(opts)]
+        # the gold answer must beat every distractor; a tie is not a win
+        correct.append(bool(len(opts) == 1 or scores[0] > scores[1:].max()))
+        start += len(opts)
+    return float(np.mean(correct))

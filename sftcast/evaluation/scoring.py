@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from transformers import DynamicCache, PreTrainedModel, PreTrainedTokenizerBase
 
-from sftcast.prompts import pad_right
+from sftcast.prompts import Encoded, pad_right
 
 GenerationMethod = Literal["loop", "generate"]
 
@@ -170,3 +170,26 @@ def _decode(
         mask = torch.cat([mask, mask.new_ones((len(ids), 1))], dim=1)
         positions = positions[:, -1:] + 1
     return torch.stack(tokens, dim=1)
+
+
+@torch.inference_mode()
+def target_logprobs(
+    model: PreTrainedModel, examples: Sequence[Encoded], pad_id: int, batch_size: int = 32
+) -> torch.Tensor:
+    """Each example's log-probability of its target ids given its prompt ids (one float per
+    example): the model's probability of producing exactly that answer."""
+    device = next(model.parameters()).device
+    out = torch.empty(len(examples))
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
+    for start in range(0, len(order), batch_size):
+        chunk = [examples[i] for i in order[start : start + batch_size]]
+        ids = pad_right([e.input_ids for e in chunk], pad_id).to(device)
+        lengths = torch.tensor([len(e.input_ids) for e in chunk], device=device)
+        mask = (torch.arange(ids.shape[1], device=device) < lengths[:, None]).long()
+        logits = model(input_ids=ids, attention_mask=mask).logits.float()
+        logprobs = torch.log_softmax(logits[:, :-1], dim=-1)
+        picked = logprobs.gather(-1, ids[:, 1:, None]).squeeze(-1)
+        for row, e in enumerate(chunk):
+            first = len(e.prompt_ids) - 1  # the position that predicts the first target token
+            out[order[start + row]] = picked[row, first : first + len(e.target_ids)].sum().cpu()
+    return out

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from sftcast.evaluation.evaluate import PRIMARY_METRIC
+from sftcast.evaluation.evaluate import PRIMARY_METRIC, primary
 from sftcast.proxies import measures
 from sftcast.proxies.measures import ProxyInputs
 
@@ -119,8 +119,5 @@ def kshot_proxies(base_scores: Mapping[str, Mapping[str, float]]) -> dict[str, f
     for task, scores in base_scores.items():
         if task not in PRIMARY_METRIC:
             raise ValueError(f"unknown task {task!r}; expected one of {list(PRIMARY_METRIC)}")
-        metric = PRIMARY_METRIC[task]
-        if metric not in scores:
-            raise ValueError(f"the scores of {task!r} lack its primary metric {metric!r}")
-        proxies[f"kshot_{task}"] = float(scores[metric])
+        proxies[f"kshot_{task}"] = primary(task, scores)
     return proxies

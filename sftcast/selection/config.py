@@ -42,8 +42,8 @@ TAG_MEASUREMENT_KEY = "sftcast.measurement_key"
 
 
 class ActiveLabelling(BaseModel):
-    """`selection.labelled: {strategy: active, budget: N, initial: K}`: per task, fine-tune K
-    candidates spread over the proxies, then one at a time the candidate that comparators
+    """`selection.labelled: {strategy: active, budget: N, initial: K}`: per task, fine-tune the
+    K candidates with the lowest probe loss, then one at a time the candidate that comparators
     fitted on the fine-tuned ones rank highest, until N are (`sftcast.active`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)

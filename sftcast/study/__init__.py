@@ -24,7 +24,7 @@ from sftcast.study.summary import (
     probe_proxies,
     summarize,
 )
-from sftcast.study.table import read_results
+from sftcast.study.table import read_results, with_seed_statistics
 from sftcast.tracking import config_hash
 
 if TYPE_CHECKING:
@@ -57,6 +57,9 @@ def write_table(table: pd.DataFrame, study: StudyConfig, settings: str, merge: b
     table = table.assign(settings=settings)
     if merge and study.results.is_file():
         table = merged(read_results(study.results), table)
+    # the seed means of the rows as written, whichever chunk measured them (and where the table
+    # was made before it had them: a cached step's)
+    table = with_seed_statistics(table)
     with replacing(study.results) as tmp:  # whole or not at all: the table holds every chunk
         table.to_csv(tmp, index=False)
     return study.results
@@ -76,7 +79,7 @@ def judge(study: StudyConfig, tasks: Sequence[str]) -> list[Path]:
         "accuracy_paper.png": plot_accuracy(summary, "paper"),
         "accuracy_deployment.png": plot_accuracy(summary, "deployment"),
         "predicted_vs_actual.png": plot_predicted_vs_actual(
-            table, {t: pretraining_proxies(table) + probe_proxies(table, t) for t in tasks}
+            table, {t: pretraining_proxies(table) + probe_proxies(table) for t in tasks}
         ),
         **{f"scores_by_step_{t}.png": plot_study_scores_by_step(table, t) for t in tasks},
     }

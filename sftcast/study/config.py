@@ -35,6 +35,9 @@ class StudyConfig(BaseModel):
     # A chunk: only the variants matching one of these shell patterns (`clm-*`); the table is
     # written by a run of them all, which reuses every chunk's steps from the cache.
     variants: list[str] | None = None
+    freeze_commit: str | None = Field(
+        None, description="the commit the judging code was frozen at; recorded in summary.json"
+    )
 
     def includes(self, variant: str) -> bool:
         return self.variants is None or any(fnmatch(variant, p) for p in self.variants)

@@ -1,8 +1,12 @@
 """The study's judgement: `compare` on the results table, per task and protocol, for the
-pre-training proxies alone and with the task's fine-tuning probes, gathered in `summary.json`.
+pre-training proxies alone and with every task's fine-tuning probes, gathered in `summary.json`.
 
 Every number in the summary comes from a `compare` report whose exact argument list the
-summary records under `commands`, so `python pipelines/run.py <args>` reproduces it.
+summary records under `commands`, so `python pipelines/run.py <args>` reproduces it. The target
+judged is a task's seed mean where the table has one (`sft_<task>_mean`), else its main seed's
+score; beside each task's judgement, what the seed noise leaves to be judged: the fewest seeds
+a candidate has, the share of candidates tied at the most common target, and the noise ceiling
+(`sftcast.comparator.noise`).
 """
 
 from __future__ import annotations
@@ -14,24 +18,42 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from sftcast import comparator
 from sftcast.comparator import ComparatorInputError, check_table, compare_table, read_table
 from sftcast.comparator.config import BASELINES, Columns, JudgementSettings, compare_command
-from sftcast.comparator.report import MethodScores, PairedRecord
+from sftcast.comparator.judge import paired_record
+from sftcast.comparator.noise import noise_ceiling
+from sftcast.comparator.report import CompareReport, MethodScores, PairedRecord
 from sftcast.files import write_text_atomic
-from sftcast.proxies.registry import PROBE_READOUTS, PROXIES, lower_is_better
+from sftcast.proxies.registry import PROXIES, lower_is_better
 from sftcast.study.config import StudyConfig
-from sftcast.study.table import seed_noise, spread, target_column
+from sftcast.study.table import (
+    judged_column,
+    mean_column,
+    seed_counts,
+    seed_noise,
+    spread,
+    target_column,
+)
 
 # `variant` first: the headline, no held-out candidate with a sibling checkpoint in training
 PROTOCOLS = ("variant", "paper", "deployment", "group")
 # the column each grouped protocol holds out by: random splits of the variants (a variant's
 # checkpoints are near-duplicates), leave one family out
 GROUP_COLUMNS = {"variant": "variant", "group": "family"}
-# methods that are not a single proxy
-COMBINED = ("ltc", "ltc_pretraining", "proxy_mean", *BASELINES)
+# the baselines under the names issue #31 reads them by, beside their own
+ALIASES = {
+    "best_single_train": "best_proxy_fit",
+    "proxy_mean_signed": "signed_mean",
+    "linear": "linear_tuned",
+}
+# the methods `ltc` is paired with in a protocol's `paired` entry
+HEADLINE = ("ppl_clm", *ALIASES, "ltc_pretraining")
+# entries of a protocol's methods that are not a single proxy
+COMBINED = ("ltc", "ltc_pretraining", "proxy_mean", *BASELINES, *ALIASES, "paired")
 
 
 def pretraining_proxies(df: pd.DataFrame) -> list[str]:
@@ -39,8 +61,10 @@ def pretraining_proxies(df: pd.DataFrame) -> list[str]:
     return [p for p, spec in PROXIES.items() if spec.source != "probe" and _ranks(df, p)]
 
 
-def probe_proxies(df: pd.DataFrame, task: str) -> list[str]:
-    return [t.format(task=task) for t in PROBE_READOUTS if _ranks(df, t.format(task=task))]
+def probe_proxies(df: pd.DataFrame) -> list[str]:
+    """Every task's fine-tuning probe read-outs in the table, whichever task is judged: a
+    probe of one task may tell about another (the cls probe's loss about rag)."""
+    return [p for p, spec in PROXIES.items() if spec.source == "probe" and _ranks(df, p)]
 
 
 def _ranks(df: pd.DataFrame, column: str) -> bool:
@@ -49,11 +73,12 @@ def _ranks(df: pd.DataFrame, column: str) -> bool:
     return column in df.columns and df[column].notna().all() and df[column].nunique() > 1
 
 
-def study_columns(task: str, proxies: Sequence[str]) -> Columns:
-    """The study table's columns that a judgement of `task` on `proxies` reads."""
+def study_columns(df: pd.DataFrame, task: str, proxies: Sequence[str]) -> Columns:
+    """The study table's columns that a judgement of `task` on `proxies` reads: its seed mean
+    as the target where the table has one."""
     return Columns(
         id_column="candidate",
-        target=target_column(task),
+        target=judged_column(df, task),
         proxies=list(proxies),
         lower_is_better=lower_is_better(proxies),
     )
@@ -63,11 +88,16 @@ def _method(found: MethodScores) -> dict[str, Any]:
     keys = {
         "pairwise_accuracy_mean": "pairwise_accuracy_mean",
         "pairwise_accuracy_std": "pairwise_accuracy_std",
+        "pairwise_accuracy_ci_low": "pairwise_accuracy_ci_low",  # grouped protocols only
+        "pairwise_accuracy_ci_high": "pairwise_accuracy_ci_high",
         "pairwise_accuracy_clear_mean": "pairwise_accuracy_clear_mean",
         "kendall_tau_mean": "kendall_tau_mean",
         "top1_recall": "top1_recall",
         "top3_recall": "best_in_topk",  # the true best among the predicted top 3 (k = 3)
         "topk_share": "topk_recall",  # the share of the predicted top k truly in the top k
+        "regret_noise_units": "regret_noise_units_mean",  # with a known seed noise
+        "regret_noise_units_std": "regret_noise_units_std",
+        "within_noise_recall": "within_noise_recall",
     }
     return {ours: getattr(found, theirs) for ours, theirs in keys.items()}
 
@@ -85,52 +115,127 @@ def _paired(found: PairedRecord) -> dict[str, Any]:
 def summarize(results: Path, study: StudyConfig, tasks: Sequence[str], reports: Path) -> dict:
     """Judge every task under every protocol; write each report under `reports`."""
     df = read_table(results)
-    pretraining = pretraining_proxies(df)
-    summary: dict[str, Any] = {"n_candidates": len(df), "tasks": {}}
+    summary: dict[str, Any] = {
+        "n_candidates": len(df),
+        "freeze_commit": study.freeze_commit,
+        "tasks": {},
+    }
     numeric = df.apply(pd.to_numeric, errors="coerce")  # the CSV is read as text
     for task in tasks:
         noise = seed_noise(numeric, task)
-        known_noise = noise if math.isfinite(noise) else None
-        probes = probe_proxies(df, task)
+        ceiling = task_noise_ceiling(numeric, task, noise)
         entry: dict[str, Any] = {
-            "target_column": target_column(task),
+            "target_column": judged_column(df, task),
             "seed_noise": noise,
+            "seeds_min": int(seed_counts(numeric, task).min()),
+            "modal_share": modal_share(numeric[judged_column(df, task)]),
+            "noise_ceiling": ceiling,
             "spread": spread(numeric, task),
             "probe_cost_fraction": probe_cost_fraction(numeric, task),
             "commands": [],
         }
         for protocol in PROTOCOLS:
-            methods: dict[str, Any] = {}
-            for label, proxies in (("pretraining", pretraining), ("all", pretraining + probes)):
-                if label == "all" and not probes:
-                    continue
-                out = reports / f"{task}_{protocol}_{label}.json"
-                columns = study_columns(task, proxies)
-                settings = study.judgement(protocol, GROUP_COLUMNS.get(protocol), known_noise)
-                try:
-                    report = compare_table(df, columns, settings)
-                except ComparatorInputError as err:  # e.g. one family only: no group to hold out
-                    methods = {"skipped": str(err)}
-                    break
-                out.parent.mkdir(parents=True, exist_ok=True)
-                write_text_atomic(out, json.dumps(report.to_dict(), indent=1, default=str) + "\n")
-                entry["commands"].append(compare_command(results, columns, settings, out))
-                found = report.methods
-                if label == "pretraining":
-                    methods["ltc_pretraining"] = _method(found["ltc"])
-                    methods["proxy_mean"] = _method(found["proxy_mean"])
-                else:
-                    methods["ltc"] = _method(found["ltc"])
-                methods |= {p: _method(found[p]) for p in proxies}
-                # chosen on the training side from the same proxies as `ltc` (the last label)
-                methods |= {b: _method(found[b]) for b in BASELINES}
-                for name in (*BASELINES, *proxies):  # `ltc` against each, split by split
-                    methods[name] |= _paired(report.paired[name])
-            if "ltc" not in methods and "skipped" not in methods:  # no probes
-                methods["ltc"] = methods["ltc_pretraining"]
-            entry[protocol] = methods
+            settings = study.judgement(
+                protocol, GROUP_COLUMNS.get(protocol), noise if math.isfinite(noise) else None
+            )
+            judged = _judge_protocol(df, results, task, settings, reports, entry["commands"])
+            entry[protocol] = (
+                _headline(*judged, ceiling) if isinstance(judged, tuple) else {"skipped": judged}
+            )
         summary["tasks"][task] = entry
     return summary
+
+
+def _judge_protocol(
+    df: pd.DataFrame,
+    results: Path,
+    task: str,
+    settings: JudgementSettings,
+    reports: Path,
+    commands: list[list[str]],
+) -> tuple[dict[str, Any], dict[str, CompareReport]] | str:
+    """The protocol's methods and its reports per label (`pretraining`: the pre-training
+    proxies; `all`: with every probe, where the table has one), each report written under
+    `reports` and its `compare` command added to `commands`; why not where it cannot be
+    judged."""
+    pretraining, probes = pretraining_proxies(df), probe_proxies(df)
+    methods: dict[str, Any] = {}
+    judged: dict[str, CompareReport] = {}
+    for label, proxies in (("pretraining", pretraining), ("all", pretraining + probes)):
+        if label == "all" and not probes:
+            continue
+        out = reports / f"{task}_{settings.protocol}_{label}.json"
+        columns = study_columns(df, task, proxies)
+        try:
+            report = compare_table(df, columns, settings)
+        except ComparatorInputError as err:  # e.g. one family only: no group to hold out
+            return str(err)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(out, json.dumps(report.to_dict(), indent=1, default=str) + "\n")
+        commands.append(compare_command(results, columns, settings, out))
+        judged[label] = report
+        found = report.methods
+        if label == "pretraining":
+            methods["ltc_pretraining"] = _method(found["ltc"])
+            methods["proxy_mean"] = _method(found["proxy_mean"])
+        else:
+            methods["ltc"] = _method(found["ltc"])
+        methods |= {p: _method(found[p]) for p in proxies}
+        # chosen on the training side from the same proxies as `ltc` (the last label)
+        methods |= {b: _method(found[b]) for b in BASELINES}
+        for name in (*BASELINES, *proxies):  # `ltc` against each, split by split
+            methods[name] |= _paired(report.paired[name])
+    if "ltc" not in methods:  # no probes
+        methods["ltc"] = dict(methods["ltc_pretraining"])
+    return methods, judged
+
+
+def _headline(
+    methods: dict[str, Any], judged: dict[str, CompareReport], ceiling: float | None
+) -> dict[str, Any]:
+    """The protocol's methods with the baselines also under their `ALIASES`, `ltc`'s share of
+    the noise ceiling, and `paired`: `ltc` (with the probes where there are any) minus each of
+    the `HEADLINE` methods in pairwise accuracy, split by split (every report of a protocol
+    judges the same splits on the same pairs)."""
+    methods |= {alias: dict(methods[name]) for alias, name in ALIASES.items()}
+    ltc = methods["ltc"]
+    accuracy = ltc["pairwise_accuracy_mean"]
+    ltc["of_noise_ceiling"] = accuracy / ceiling if accuracy is not None and ceiling else None
+    last, first = judged.get("all", judged["pretraining"]), judged["pretraining"]
+    others = {
+        "ppl_clm": last.split_accuracy.get("ppl_clm"),  # absent: constant over the table
+        **{alias: last.split_accuracy[name] for alias, name in ALIASES.items()},
+        "ltc_pretraining": first.split_accuracy["ltc"],
+    }
+    paired = {}
+    for name, splits in others.items():
+        if splits is not None:
+            found = paired_record(last.split_accuracy["ltc"], splits)
+            paired[name] = {
+                "mean_difference": found.difference_mean,  # ltc minus the method
+                "std": found.difference_std,
+                "ltc_wins": found.ltc_wins,
+                "splits": found.splits,
+            }
+    return methods | {"paired": paired}
+
+
+def task_noise_ceiling(numeric: pd.DataFrame, task: str, noise: float) -> float | None:
+    """The task's noise ceiling on the target the study judges: a seed mean over each
+    candidate's seeds, or the main seed's score alone (one seed each)."""
+    target = judged_column(numeric, task)
+    seeds = seed_counts(numeric, task) if target == mean_column(task) else np.ones(len(numeric))
+    means = numeric[target].to_numpy(dtype=float)
+    known = ~np.isnan(means)
+    return noise_ceiling(means[known], seeds[known], noise)
+
+
+def modal_share(target: pd.Series) -> float:
+    """The share of candidates whose target is the most common value: about 1/n for a fine
+    score, large where a coarse one (few evaluation examples) ties many candidates, whose
+    pairs no method is judged on."""
+    known = target.dropna()
+    return float(known.value_counts().iloc[0] / len(known))
 
 
 def probe_cost_fraction(df: pd.DataFrame, task: str) -> float | None:
@@ -148,12 +253,12 @@ def evidence_lines(
     jobs: int = 2,
     cache: Path | None = None,
 ) -> list[str]:
-    """Per task of the study table, pairwise accuracy (mean ± std over `splits` random 60/40
-    splits, pairs inside the held-out side) of ppl_clm, the best single proxy and the comparator
-    on every proxy, probes included: one line with whole variants held out (where the table
-    has a `variant` column), one with candidates split at random (the literature's protocol,
-    where a held-out checkpoint may have a sibling in training). Tasks the table lacks are
-    left out.
+    """Per task of the study table, pairwise accuracy on its judged target (the seed mean where
+    the table has one; mean ± std over `splits` random 60/40 splits, pairs inside the held-out
+    side) of ppl_clm, the best single proxy and the comparator on every proxy, every task's
+    probes included: one line with whole variants held out (where the table has a `variant`
+    column), one with candidates split at random (the literature's protocol, where a held-out
+    checkpoint may have a sibling in training). Tasks the table lacks are left out.
 
     With `cache` (a folder), the lines are kept under a key of the table's bytes, the tasks,
     the splits and the judging code, and read back for the same key: the judgement is a pure
@@ -171,9 +276,9 @@ def evidence_lines(
     for task in tasks:
         if target_column(task) not in df.columns:
             continue
-        proxies = pretraining_proxies(df) + probe_proxies(df, task)
+        proxies = pretraining_proxies(df) + probe_proxies(df)
         for label, settings in protocols.items():
-            report = compare_table(df, study_columns(task, proxies), settings)
+            report = compare_table(df, study_columns(df, task, proxies), settings)
             methods = {m: _method(found) for m, found in report.methods.items()}
             best = best_single_proxy(methods)
             lines.append(
@@ -193,7 +298,7 @@ def check_evidence(results: Path, tasks: Sequence[str]) -> None:
     df = read_table(results)
     for task in tasks:
         if target_column(task) in df.columns:
-            columns = study_columns(task, pretraining_proxies(df) + probe_proxies(df, task))
+            columns = study_columns(df, task, pretraining_proxies(df) + probe_proxies(df))
             check_table(
                 df, columns.id_column, columns.target, columns.proxies, columns.lower_is_better
             )

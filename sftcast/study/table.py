@@ -4,19 +4,22 @@ Columns, in order: `candidate`; the variant's configuration (`variant`, `family`
 `learning_rate`, `mixture`, `length_band`, `domain_tag`, `checkpoint_step`); every proxy by its
 name; the targets `sft_<task>` (post-SFT score, main seed); the main seed's fine-tune's
 validation loss part way, `val_loss_<task>_at<fraction>` (with `sft.fidelities`); and
-`sft_<task>_seed<s>` (extra seeds, replicated candidates only, else empty); the costs
-`seconds_<part>` (`seconds_val_loss_<task>_at<fraction>`: training seconds to that point).
+`sft_<task>_seed<s>` (extra seeds, replicated candidates only, else empty); for a task with
+extra seeds, `sft_<task>_mean` (the mean over the seeds a candidate has, the main one among
+them: what the study judges) and `sft_<task>_std` (their std, ddof=1; empty with one seed);
+the costs `seconds_<part>` (`seconds_val_loss_<task>_at<fraction>`: training seconds to that
+point).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from sftcast.comparator.noise import pooled_seed_std, seed_columns
 from sftcast.comparator.table import check_header
 from sftcast.study.candidate import StudyRow
 from sftcast.zoo import ZooConfig
@@ -30,6 +33,21 @@ VARIANT_COLUMNS = (
 
 def target_column(task: str) -> str:
     return f"sft_{task}"
+
+
+def mean_column(task: str) -> str:
+    """The seed mean of the task's score, where the table has extra seeds."""
+    return f"{target_column(task)}_mean"
+
+
+def std_column(task: str) -> str:
+    return f"{target_column(task)}_std"
+
+
+def judged_column(df: pd.DataFrame, task: str) -> str:
+    """The target the study judges: the seed mean where the table has it, else the main seed's
+    score."""
+    return mean_column(task) if mean_column(task) in df.columns else target_column(task)
 
 
 def read_results(path: Path) -> pd.DataFrame:
@@ -56,7 +74,29 @@ def results_table(rows: Sequence[StudyRow], zoo: ZooConfig) -> pd.DataFrame:
     replicated = sorted(c for c in df.columns if "_seed" in c and c.startswith("sft_"))
     costs = sorted(c for c in df.columns if c.startswith("seconds_"))
     first = [c for c in df.columns if c not in replicated and c not in costs]
-    return df[first + replicated + costs]
+    return with_seed_statistics(df[first + replicated + costs])
+
+
+def with_seed_statistics(df: pd.DataFrame) -> pd.DataFrame:
+    """The table with the seed mean and std of every task that has extra seed columns,
+    (re)computed from them: in place where the table has the columns, else right after the
+    task's last seed column."""
+    df = df.copy()
+    for target in [c for c in df.columns if c.startswith("sft_") and seed_columns(df.columns, c)]:
+        task, extra = target.removeprefix("sft_"), seed_columns(df.columns, target)
+        scores = df[[target, *extra]].astype(float)
+        at = max(df.columns.get_loc(c) for c in extra) + 1
+        # over the seeds each candidate has; a std needs two of them (NaN with one)
+        for column, values in (
+            (mean_column(task), scores.mean(axis=1)),
+            (std_column(task), scores.std(axis=1, ddof=1)),
+        ):
+            if column in df.columns:
+                df[column] = values
+            else:
+                df.insert(at, column, values)
+                at += 1
+    return df
 
 
 def _variant(uri: str, zoo: ZooConfig) -> dict[str, object]:
@@ -77,17 +117,22 @@ def _variant(uri: str, zoo: ZooConfig) -> dict[str, object]:
     }
 
 
-def seed_noise(df: pd.DataFrame, task: str) -> float:
-    """Pooled seed std of the task's score over the replicated candidates: the root of their
-    mean within-candidate variance (main seed and extra seeds); NaN without replicates."""
+def seed_scores(df: pd.DataFrame, task: str) -> np.ndarray:
+    """The task's score per candidate (rows) and seed (the main one first; NaN where a seed
+    was not run)."""
     target = target_column(task)
-    extra = [c for c in df.columns if c.startswith(f"{target}_seed")]
-    if not extra:
-        return math.nan
-    scores = df[[target, *extra]].astype(float).dropna()
-    if scores.empty:
-        return math.nan
-    return float(np.sqrt(scores.var(axis=1, ddof=1).mean()))
+    return df[[target, *seed_columns(df.columns, target)]].astype(float).to_numpy()
+
+
+def seed_counts(df: pd.DataFrame, task: str) -> np.ndarray:
+    """How many seeds of the task's score each candidate has."""
+    return np.sum(~np.isnan(seed_scores(df, task)), axis=1)
+
+
+def seed_noise(df: pd.DataFrame, task: str) -> float:
+    """One seed's std of the task's score, pooled over the replicated candidates (main seed
+    and extra seeds, `pooled_seed_std`); NaN without replicates."""
+    return pooled_seed_std(seed_scores(df, task))
 
 
 def spread(df: pd.DataFrame, task: str) -> float:
