@@ -139,6 +139,7 @@ def run_strategy(
     seed: int = 0,
     bootstraps: int = 5,
     order: int = 0,
+    order_name: str | None = None,
 ) -> list[Choice]:
     """Fine-tune `budget` candidates by strategy `name`, revealing each one's score in turn;
     `proxy_order` and `active`'s first picks follow proxy column `order` (higher first);
@@ -160,7 +161,15 @@ def run_strategy(
         choices += _by_best_proxy(proxies, oracle, budget - len(choices))
     elif name == "active":
         while len(choices) < budget:
-            choice = active_choice(proxies, *oracle.pool(), initial, bootstraps, seed, order)
+            choice = active_choice(
+                proxies,
+                *oracle.pool(),
+                initial,
+                bootstraps,
+                seed,
+                order,
+                order_name or f"proxy {order}",
+            )
             oracle.reveal(choice.candidate)
             choices.append(choice)
     elif name not in ("random", "proxy_order"):
@@ -243,8 +252,9 @@ def next_candidate(
     labelled = np.flatnonzero(table[TARGET].notna().to_numpy())
     scores = table[TARGET].to_numpy(dtype=float)[labelled]
     return active_choice(
-        x, labelled, scores, labelling.initial, labelling.bootstraps, seed, columns.index(order)
-    )
+        x, labelled, scores, labelling.initial, labelling.bootstraps, seed,
+        columns.index(order), proxies[order],
+    )  # fmt: skip
 
 
 def active_choice(
@@ -255,14 +265,15 @@ def active_choice(
     bootstraps: int,
     seed: int,
     order: int = 0,
+    order_name: str = "proxy 0",
 ) -> Choice:
     """One round of the `active` strategy: while fewer than `initial` are labelled, the next
-    in proxy column `order`'s order (higher first); then the one the bagged comparators rank
-    highest."""
+    in proxy column `order`'s order (higher first; `order_name` names it in the reason); then
+    the one the bagged comparators rank highest."""
     if len(labelled) < initial:
         ranked = np.argsort(-proxies[:, order], kind="stable")
         pick = int(next(i for i in ranked if i not in labelled))
-        return Choice(pick, f"initial {len(labelled) + 1} of {initial}: next in the probe's order")
+        return Choice(pick, f"initial {len(labelled) + 1} of {initial}: next by {order_name}")
     rng = np.random.default_rng([seed, len(labelled)])  # a round's own draws: resumable
     return highest_predicted_standing(proxies, labelled, scores, rng, bootstraps)
 
@@ -422,7 +433,7 @@ def _replay(
             uses = [names[j] for j in columns]
         choices = run_strategy(
             name, proxies, Oracle(table.observed), settings.budget, settings.initial,
-            settings.seed + trial, settings.bootstraps, order,
+            settings.seed + trial, settings.bootstraps, order, names[settings.order],
         )  # fmt: skip
         if name in ("random", "proxy_order"):
             uses = [names[settings.order]] if name == "proxy_order" else []

@@ -151,7 +151,7 @@ def test_active_starts_where_proxy_order_does_and_pays_only_for_the_probe() -> N
     order = [c.candidate for c in report.strategies["proxy_order"].first_trial_choices]
     active = report.strategies["active"].first_trial_choices
     assert [c.candidate for c in active[:3]] == order[:3]  # the probe's top three first
-    assert all("probe's order" in c.reason for c in active[:3])
+    assert all("next by probe_loss_cls" in c.reason for c in active[:3])
     assert all("bagged comparators" in c.reason for c in active[3:])
     # charged the probe alone, as proxy_order is: ppl_clm's cost is never paid
     curves = {name: report.strategies[name].curve for name in ("proxy_order", "active")}
