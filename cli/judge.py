@@ -137,11 +137,11 @@ def simulate(
     ),
 ) -> None:
     """Replay selection strategies (random, proxy_order, proxy_greedy, successive_halving,
-    active) on a table whose every post-SFT score is known, revealing a score only when a
-    strategy fine-tunes that candidate, and charging each what it spends: `seconds_*` columns
-    give the costs, `<target>_seed<s>` columns the seed-mean truth and the noise,
-    `val_loss_<task>_at<fraction>` columns the partial fine-tunes successive halving needs; no
-    ZenML, no MLflow.
+    active, active_anytime) on a table whose every post-SFT score is known, revealing a score
+    only when a strategy fine-tunes that candidate, and charging each what it spends:
+    `seconds_*` columns give the costs, `<target>_seed<s>` columns the seed-mean truth and the
+    noise, `val_loss_<task>_at<fraction>` columns the partial fine-tunes successive halving
+    needs; no ZenML, no MLflow.
 
     Exit codes: 0 replayed; 2 bad input (named by file, row and column, as compare names
     it), an impossible budget, or an --output or --plot that cannot be written (checked first).

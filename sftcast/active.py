@@ -29,6 +29,10 @@ one replay to the largest budget gives every smaller budget's outcome as a prefi
   of them (a single proxy's preferences are 0 or 1) and says nothing about which of them is the
   best; on the study's 108 candidates it found the true best in 0.20 to 0.60 of trials, the
   standing in 0.90 to 1.00 (docs/experiments.md).
+- `active_anytime`: `active` measuring as it goes, for tables where measuring every candidate
+  costs as much as several fine-tunes: `FIRST_MEASURED` candidates' proxies (a random order)
+  before its first fine-tune, twice as many before each next one, each round's pick the best
+  of the measured ones by `active`'s rule; charged for what it has measured so far.
 - `successive_halving` (`sftcast.curves`): every fine-tune starts, the best third by validation
   loss continue at each fidelity of the table, the last ones finish; a table without the
   fine-tunes' fidelities cannot replay it.
@@ -73,8 +77,14 @@ from sftcast.proxies.registry import lower_is_better
 from sftcast.selection import TARGET, ActiveLabelling, oriented
 from sftcast.selection.report import ProxyRow, selection_table
 
-STRATEGIES = ("random", "proxy_order", "proxy_greedy", "successive_halving", "active")
-COUNTED = ("random", "proxy_order", "proxy_greedy", "active")  # choose whole fine-tunes
+STRATEGIES = (
+    "random", "proxy_order", "proxy_greedy", "successive_halving", "active", "active_anytime"
+)  # fmt: skip
+# choose whole fine-tunes
+COUNTED = ("random", "proxy_order", "proxy_greedy", "active", "active_anytime")
+# active_anytime measures this many candidates before its first fine-tune, twice as many before
+# each next one, so that a model is in hand before the probes of every candidate are paid for
+FIRST_MEASURED = 4
 # what `select` runs by default (`selection.labelled.strategy`): the report names it
 DEFAULT_STRATEGY = "active"
 # An active round's pool is a few labelled candidates: boosted trees cannot split on so few
@@ -91,6 +101,7 @@ class Choice:
 
     candidate: int
     reason: str
+    measured: int | None = None  # candidates whose proxies were known (None: every one)
 
 
 class Oracle:
@@ -159,6 +170,16 @@ def run_strategy(
         oracle.reveal(choice.candidate)
     if name == "proxy_greedy":
         choices += _by_best_proxy(proxies, oracle, budget - len(choices))
+    elif name == "active_anytime":
+        arrival = np.random.default_rng(seed).permutation(len(proxies))  # which is measured when
+        while len(choices) < budget:
+            known = arrival[: min(len(proxies), FIRST_MEASURED * 2 ** len(choices))]
+            choice = active_choice(
+                proxies, *oracle.pool(), initial, bootstraps, seed, order,
+                order_name or f"proxy {order}", measured=known,
+            )  # fmt: skip
+            oracle.reveal(choice.candidate)
+            choices.append(Choice(choice.candidate, choice.reason, len(known)))
     elif name == "active":
         while len(choices) < budget:
             choice = active_choice(
@@ -172,7 +193,7 @@ def run_strategy(
             )
             oracle.reveal(choice.candidate)
             choices.append(choice)
-    elif name not in ("random", "proxy_order"):
+    elif name not in ("random", "proxy_order", "active_anytime"):
         raise ComparatorInputError(f"unknown strategy {name!r}; known: {', '.join(COUNTED)}")
     return choices
 
@@ -197,12 +218,15 @@ def highest_predicted_standing(
     scores: np.ndarray,
     rng: np.random.Generator,
     bootstraps: int = 5,
+    measured: np.ndarray | None = None,
 ) -> Choice:
     """The unlabelled candidate that comparators fitted on bootstrap resamples of the labelled
     pool (the whole pool when no resample has two distinct scores) rank highest: the highest
     mean probability of beating the other unlabelled candidates. Its probability of beating
-    the best labelled one goes into the reason."""
-    unlabelled = np.setdiff1d(np.arange(len(proxies)), labelled)
+    the best labelled one goes into the reason. Only the `measured` candidates (default:
+    every one) are ranked."""
+    among = np.arange(len(proxies)) if measured is None else np.asarray(measured)
+    unlabelled = np.setdiff1d(among, labelled)
     best = labelled[np.argmax(scores)]
     rows = np.concatenate([[best], unlabelled])
     resamples = [rng.integers(0, len(labelled), len(labelled)) for _ in range(bootstraps)]
@@ -210,7 +234,7 @@ def highest_predicted_standing(
     if not usable and np.unique(scores).size > 1:
         usable = [np.arange(len(labelled))]
     if not usable:  # every labelled score is equal: nothing to learn from yet
-        z = StandardScaler().fit(proxies).transform(proxies[unlabelled]).mean(axis=1)
+        z = StandardScaler().fit(proxies[among]).transform(proxies[unlabelled]).mean(axis=1)
         pick = int(np.argmax(z))
         return Choice(int(unlabelled[pick]), "labelled scores all tie: highest proxy mean")
     preference = np.mean(
@@ -266,16 +290,20 @@ def active_choice(
     seed: int,
     order: int = 0,
     order_name: str = "proxy 0",
+    measured: np.ndarray | None = None,
 ) -> Choice:
     """One round of the `active` strategy: while fewer than `initial` are labelled, the next
     in proxy column `order`'s order (higher first; `order_name` names it in the reason); then
     the one the bagged comparators rank highest."""
+    known = np.arange(len(proxies)) if measured is None else np.asarray(measured)
+    if not len(np.setdiff1d(known, labelled)):  # every measured one is fine-tuned
+        known = np.arange(len(proxies))
     if len(labelled) < initial:
-        ranked = np.argsort(-proxies[:, order], kind="stable")
+        ranked = known[np.argsort(-proxies[known, order], kind="stable")]
         pick = int(next(i for i in ranked if i not in labelled))
         return Choice(pick, f"initial {len(labelled) + 1} of {initial}: next by {order_name}")
     rng = np.random.default_rng([seed, len(labelled)])  # a round's own draws: resumable
-    return highest_predicted_standing(proxies, labelled, scores, rng, bootstraps)
+    return highest_predicted_standing(proxies, labelled, scores, rng, bootstraps, known)
 
 
 class FirstChoice(BaseModel):
@@ -427,7 +455,7 @@ def _replay(
             paths.append(successive_halving(table))
             continue
         proxies, order, uses = candidates.proxies, settings.order, names
-        if name == "active":
+        if name.startswith("active"):
             columns = same_measurement(names, settings.order)
             proxies, order = proxies[:, columns], columns.index(settings.order)
             uses = [names[j] for j in columns]
@@ -437,7 +465,10 @@ def _replay(
         )  # fmt: skip
         if name in ("random", "proxy_order"):
             uses = [names[settings.order]] if name == "proxy_order" else []
-        paths.append(finetune_path([c.candidate for c in choices], table, table.measuring(uses)))
+        measuring = table.measuring(uses)
+        if name == "active_anytime":  # paid as the candidates are measured
+            measuring = [measuring * c.measured / len(table.truth) for c in choices]
+        paths.append(finetune_path([c.candidate for c in choices], table, measuring))
         choices_of_first = choices_of_first or [
             FirstChoice(candidate=str(candidates.ids[c.candidate]), reason=c.reason)
             for c in choices

@@ -156,9 +156,12 @@ class Path:
     chosen: list[int]
 
 
-def finetune_path(order: Sequence[int], table: ReplayTable, upfront: float) -> Path:
-    """Fine-tuning `order` one after the other, after `upfront` compute (proxies, probes)."""
-    spent = upfront + np.cumsum(table.finetune_cost[list(order)])
+def finetune_path(
+    order: Sequence[int], table: ReplayTable, upfront: float | Sequence[float]
+) -> Path:
+    """Fine-tuning `order` one after the other, after `upfront` compute (proxies, probes): once,
+    or, per fine-tune, what was spent measuring before it."""
+    spent = np.asarray(upfront, dtype=float) + np.cumsum(table.finetune_cost[list(order)])
     observed = table.observed[list(order)]
     best = [order[int(np.argmax(observed[: i + 1]))] for i in range(len(order))]
     return Path(spent.tolist(), best)

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.run import app
-from sftcast.active import simulate
+from sftcast.active import Oracle, run_strategy, simulate
 from sftcast.comparator import ComparatorInputError, check_table
 from sftcast.curves import (
     Path,
@@ -116,7 +116,7 @@ def test_simulate_charges_each_strategy_what_it_spends() -> None:
     candidates, table = checked(study_like())
     report = simulate(candidates, "sft_cls", budget=9, initial=3, trials=3, table=table)
     assert set(report.strategies) == {
-        "random", "proxy_order", "proxy_greedy", "successive_halving", "active"
+        "random", "proxy_order", "proxy_greedy", "successive_halving", "active", "active_anytime"
     }  # fmt: skip
     assert report.order_proxy == "probe_loss_cls" and report.truth == "seed mean"
     assert report.default_strategy == "active" and report.seed_noise == table.noise
@@ -159,6 +159,27 @@ def test_active_starts_where_proxy_order_does_and_pays_only_for_the_probe() -> N
              for name, c in curves.items()}  # fmt: skip
     assert first["active"].compute_fraction == first["proxy_order"].compute_fraction
     assert first["active"].mean_regret_noise_units == first["proxy_order"].mean_regret_noise_units
+
+
+def test_active_anytime_fine_tunes_before_every_probe_is_paid_for() -> None:
+    df = study_like()
+    candidates, table = checked(df)
+    oracle = Oracle(table.observed)
+    names = candidates.proxy_names
+    choices = run_strategy("active_anytime", candidates.proxies[:, [1]], oracle, budget=6,
+                           initial=3, seed=4, order=0, order_name=names[1])  # fmt: skip
+    assert [c.measured for c in choices] == [4, 8, 16, 27, 27, 27]  # doubling, then all
+    arrival = np.random.default_rng(4).permutation(len(df))
+    for i, choice in enumerate(choices[:3]):  # the best measured by the probe, each time
+        known = [k for k in arrival[: choice.measured] if k not in oracle.pool()[0][:i]]
+        assert choice.candidate == min(known, key=lambda k: df["probe_loss_cls"][k])
+    report = simulate(candidates, "sft_cls", budget=6, initial=3, trials=1, table=table,
+                      strategies=["active_anytime", "proxy_order"])  # fmt: skip
+    first = {
+        name: next(p.compute_fraction for p in r.curve if p.mean_regret_noise_units is not None)
+        for name, r in report.strategies.items()
+    }
+    assert first["active_anytime"] < first["proxy_order"]  # a model before every probe is paid
 
 
 def test_the_cli_writes_the_curves_for_scripts(tmp_path) -> None:
