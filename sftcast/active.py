@@ -64,11 +64,13 @@ from sftcast.comparator.model import mean_win_probability
 from sftcast.curves import (
     CurvePoint,
     ReplayTable,
+    Shortfall,
     compute_to_within_noise,
     curve,
     finetune_path,
     plain_replay,
     probe_task,
+    shortfalls,
     successive_halving,
 )
 from sftcast.evaluation.report import SFTRecord
@@ -360,6 +362,9 @@ class SimulationReport(BaseModel):
     default_strategy: str
     strategies: dict[str, StrategyResult]
     skipped: dict[str, str] = {}  # strategy -> why this table cannot replay it
+    # budgets where the default did worse than the best of random, proxy_order and successive
+    # halving by more than one standard error (`sftcast.curves.shortfalls`)
+    default_shortfalls: list[Shortfall] = []
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()
@@ -402,14 +407,17 @@ def simulate(
     if unknown:
         raise ComparatorInputError(f"unknown strategy {unknown}; known: {', '.join(STRATEGIES)}")
     settings = _Settings(budget, initial, trials, seed, bootstraps, order)
+    replayed = {name: _replay(name, candidates, table, settings) for name in strategies}
+    curves = {name: result.curve for name, result in replayed.items()}
     return SimulationReport(
         target=target_name, n_candidates=n, budget=budget, initial=initial, trials=trials,
         seed=seed, source=candidates.source,
         seed_noise=None if math.isnan(table.noise) else table.noise,
         truth="seed mean" if not np.array_equal(table.truth, table.observed) else "the score",
         order_proxy=candidates.proxy_names[order], default_strategy=DEFAULT_STRATEGY,
-        strategies={name: _replay(name, candidates, table, settings) for name in strategies},
-        skipped=skipped,
+        strategies=replayed, skipped=skipped,
+        default_shortfalls=shortfalls(curves, DEFAULT_STRATEGY, trials)
+        if DEFAULT_STRATEGY in curves else [],
     )  # fmt: skip
 
 
@@ -500,10 +508,18 @@ def _replay(
 def simulate_title(report: SimulationReport) -> str:
     noise = f"{report.seed_noise:.4f}" if report.seed_noise is not None else "unknown"
     skipped = "".join(f"; {name} skipped: {why}" for name, why in report.skipped.items())
+    lost = report.default_shortfalls
+    verdict = (
+        f"; the default ({report.default_strategy}) does worse than the best rival at "
+        f"{len(lost)} budget(s), first at {lost[0].compute_fraction:.0%} "
+        f"({lost[0].rival})"
+        if lost
+        else ""
+    )
     return (
         f"{report.target}: {report.n_candidates} candidates, budget {report.budget} "
         f"({report.initial} initial), {report.trials} trials; truth: {report.truth}, seed "
-        f"noise {noise}; proxy_order follows {report.order_proxy}{skipped}"
+        f"noise {noise}; proxy_order follows {report.order_proxy}{skipped}{verdict}"
     )
 
 

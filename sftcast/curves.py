@@ -235,3 +235,52 @@ def curve(paths: Sequence[Path], table: ReplayTable) -> list[CurvePoint]:
 def compute_to_within_noise(points: Sequence[CurvePoint], rate: float = FOUND) -> float | None:
     """The least compute fraction whose within-noise found rate reaches `rate` (None: never)."""
     return next((p.compute_fraction for p in points if p.within_noise_found_rate >= rate), None)
+
+
+# the obvious rivals a default strategy must not lose to (issue #32)
+RIVALS = ("random", "proxy_order", "successive_halving")
+
+
+class Shortfall(BaseModel):
+    """A budget where the default strategy does worse than the best rival there."""
+
+    model_config = ConfigDict(frozen=True)
+
+    compute_fraction: float
+    default_regret: float | None  # mean regret in noise units; None: no model yet
+    rival: str
+    rival_regret: float
+
+
+def shortfalls(
+    curves: dict[str, Sequence[CurvePoint]], default: str, trials: int
+) -> list[Shortfall]:
+    """The budgets, every GRID_STEP up to the longest curve, where the default's mean regret
+    exceeds the best of the `RIVALS`' by more than one standard error of the default's (its
+    std over trials / sqrt(trials)). A curve past its end keeps its last point; a default with
+    no model yet loses to a rival with one."""
+    rivals = [r for r in RIVALS if r in curves and r != default]
+    end = max(c[-1].compute_fraction for c in curves.values())
+    found = []
+    for step in range(1, math.ceil(round(end / GRID_STEP, 9)) + 1):
+        fraction = round(step * GRID_STEP, 6)
+        best = min(
+            ((r, p.mean_regret_noise_units) for r in rivals
+             if (p := _at(curves[r], fraction)) and p.mean_regret_noise_units is not None),
+            key=lambda pair: pair[1], default=None,
+        )  # fmt: skip
+        if best is None:
+            continue
+        mine = _at(curves[default], fraction)
+        regret = None if mine is None else mine.mean_regret_noise_units
+        se = 0.0 if regret is None else (mine.regret_std or 0.0) / math.sqrt(trials)
+        if regret is None or regret > best[1] + se + 1e-12:
+            found.append(Shortfall(compute_fraction=fraction, default_regret=regret,
+                                   rival=best[0], rival_regret=best[1]))  # fmt: skip
+    return found
+
+
+def _at(points: Sequence[CurvePoint], fraction: float) -> CurvePoint | None:
+    """The curve's point at `fraction`: the last one at or before it."""
+    before = [p for p in points if p.compute_fraction <= fraction + 1e-9]
+    return before[-1] if before else None

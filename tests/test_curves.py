@@ -16,11 +16,13 @@ from pipelines.run import app
 from sftcast.active import Oracle, run_strategy, simulate
 from sftcast.comparator import ComparatorInputError, check_table
 from sftcast.curves import (
+    CurvePoint,
     Path,
     ReplayTable,
     compute_to_within_noise,
     curve,
     replay_table,
+    shortfalls,
     successive_halving,
 )
 
@@ -205,3 +207,26 @@ def test_the_cli_writes_the_curves_for_scripts(tmp_path) -> None:
     assert wrong.exit_code == 2 and "--order-proxy 'ppl_sc' is not among the proxies" in (
         wrong.output
     )
+
+
+def _points(*regrets: float | None, std: float = 0.0) -> list[CurvePoint]:
+    return [
+        CurvePoint(compute_fraction=round(0.01 * (i + 1), 6), mean_regret_noise_units=r,
+                   regret_std=None if r is None else std, within_noise_found_rate=0.0)
+        for i, r in enumerate(regrets)
+    ]  # fmt: skip
+
+
+def test_a_default_falls_short_where_a_rival_beats_it_by_more_than_a_standard_error() -> None:
+    curves = {
+        "active": _points(None, 2.2, 1.0, 0.5, std=1.0),  # SE over 4 trials: 0.5
+        "random": _points(1.5, 1.5, 1.2),  # ends at 3%: its last point holds after
+        "proxy_order": _points(None, None, 0.9, 0.9),
+        "proxy_greedy": _points(0.0, 0.0, 0.0, 0.0),  # not a rival
+    }
+    found = shortfalls(curves, "active", trials=4)
+    assert [(s.compute_fraction, s.default_regret, s.rival) for s in found] == [
+        (0.01, None, "random"),  # no model yet against one
+        (0.02, 2.2, "random"),  # 2.2 > 1.5 + 0.5
+    ]  # 1.0 at 3% is within 0.9 + 0.5; 0.5 at 4% beats both
+    assert shortfalls({"active": _points(0.1)}, "active", trials=4) == []  # no rival replayed
