@@ -172,30 +172,22 @@ def run_strategy(
         oracle.reveal(choice.candidate)
     if name == "proxy_greedy":
         choices += _by_best_proxy(proxies, oracle, budget - len(choices))
-    elif name == "active_anytime":
+    elif name in ("active", "active_anytime"):
         arrival = np.random.default_rng(seed).permutation(len(proxies))  # which is measured when
         while len(choices) < budget:
-            known = arrival[: min(len(proxies), FIRST_MEASURED * 2 ** len(choices))]
+            # active knows every candidate's proxies; active_anytime, twice as many each round
+            known = (
+                arrival[: FIRST_MEASURED * 2 ** len(choices)] if name == "active_anytime" else None
+            )
             choice = active_choice(
                 proxies, *oracle.pool(), initial, bootstraps, seed, order,
                 order_name or f"proxy {order}", measured=known,
             )  # fmt: skip
             oracle.reveal(choice.candidate)
-            choices.append(Choice(choice.candidate, choice.reason, len(known)))
-    elif name == "active":
-        while len(choices) < budget:
-            choice = active_choice(
-                proxies,
-                *oracle.pool(),
-                initial,
-                bootstraps,
-                seed,
-                order,
-                order_name or f"proxy {order}",
+            choices.append(
+                choice if known is None else Choice(choice.candidate, choice.reason, len(known))
             )
-            oracle.reveal(choice.candidate)
-            choices.append(choice)
-    elif name not in ("random", "proxy_order", "active_anytime"):
+    elif name not in ("random", "proxy_order"):
         raise ComparatorInputError(f"unknown strategy {name!r}; known: {', '.join(COUNTED)}")
     return choices
 
