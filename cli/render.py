@@ -82,7 +82,7 @@ def print_selection(run_id: object, evidence: str | None = None) -> None:
     for line in notes:
         console.print(f"note: {line}", markup=False, highlight=False, soft_wrap=True)
     if choices:
-        console.print("fine-tuned by active selection, in order:", markup=False)
+        console.print("fine-tuned one at a time, in order:", markup=False)
     for line in choices:
         console.print(f"  {line}", markup=False, highlight=False, soft_wrap=True)
     for line in refusals:

@@ -36,6 +36,13 @@ one replay to the largest budget gives every smaller budget's outcome as a prefi
 - `successive_halving` (`sftcast.curves`): every fine-tune starts, the best third by validation
   loss continue at each fidelity of the table, the last ones finish; a table without the
   fine-tunes' fidelities cannot replay it.
+- `probe_order`, the default: `proxy_order`'s order under a compute budget. A budget too small
+  to measure every candidate's probe and fine-tune one is spent as `random` spends it (measuring
+  would leave no model); a larger one measures the probes and fine-tunes in their order. Why
+  no learning: on the seeded study's first 45 candidates, re-ranking by comparators fitted on
+  the fine-tuned ones (`active`) did no better than the probe's own order on any task and
+  worse on rag and cls at 20 to 30% of the compute (docs/experiments.md). `active` is run
+  under a budget the same way.
 
 Each replay is also charged what it spends (`sftcast.curves`): its curves give regret in units
 of seed noise and the within-noise found rate against compute, a fraction of fine-tuning every
@@ -63,8 +70,10 @@ from sftcast.comparator.forms import ChosenComparator, ProxyComparator
 from sftcast.comparator.model import mean_win_probability
 from sftcast.curves import (
     CurvePoint,
+    ReplayPath,
     ReplayTable,
     Shortfall,
+    budgeted,
     compute_to_within_noise,
     curve,
     finetune_path,
@@ -80,15 +89,21 @@ from sftcast.selection import TARGET, ActiveLabelling, oriented
 from sftcast.selection.report import ProxyRow, selection_table
 
 STRATEGIES = (
-    "random", "proxy_order", "proxy_greedy", "successive_halving", "active", "active_anytime"
+    "random", "proxy_order", "proxy_greedy", "successive_halving", "active", "active_anytime",
+    "probe_order",
 )  # fmt: skip
 # choose whole fine-tunes
-COUNTED = ("random", "proxy_order", "proxy_greedy", "active", "active_anytime")
+COUNTED = ("random", "proxy_order", "proxy_greedy", "active", "active_anytime", "probe_order")
+# measure every candidate's probe before their first fine-tune; under a compute budget too
+# small for that and one fine-tune they spend it as `random` does (`sftcast.curves.budgeted`)
+BUDGETED = ("active", "probe_order")
 # active_anytime measures this many candidates before its first fine-tune, twice as many before
 # each next one, so that a model is in hand before the probes of every candidate are paid for
 FIRST_MEASURED = 4
+# a trial's seed draw is keyed by (trial seed, SEED_DRAW), apart from every strategy's own draws
+SEED_DRAW = 1
 # what `select` runs by default (`selection.labelled.strategy`): the report names it
-DEFAULT_STRATEGY = "active"
+DEFAULT_STRATEGY = "probe_order"
 # An active round's pool is a few labelled candidates: boosted trees cannot split on so few
 # pairs (the raw XGBoost comparator called nearly every pair a tie and `active` lost to
 # `random`), while one proxy or a linear model learns from three; docs/experiments.md.
@@ -160,9 +175,9 @@ def run_strategy(
     if name == "random":
         picked = np.random.default_rng(seed).permutation(len(proxies))[:budget]
         choices = [Choice(int(i), "random order") for i in picked]
-    elif name == "proxy_order":
+    elif name in ("proxy_order", "probe_order"):
         ranked = np.argsort(-proxies[:, order], kind="stable")[:budget]
-        choices = [Choice(int(i), f"next in proxy {order}'s order") for i in ranked]
+        choices = [Choice(int(i), f"next by {order_name or f'proxy {order}'}") for i in ranked]
     elif name == "proxy_greedy":
         spread = "initial: spread over the proxies (k-means++ seeding)"
         choices = [Choice(i, spread) for i in spread_initial(proxies, min(initial, budget), seed)]
@@ -187,7 +202,7 @@ def run_strategy(
             choices.append(
                 choice if known is None else Choice(choice.candidate, choice.reason, len(known))
             )
-    elif name not in ("random", "proxy_order"):
+    elif name not in ("random", "proxy_order", "probe_order"):
         raise ComparatorInputError(f"unknown strategy {name!r}; known: {', '.join(COUNTED)}")
     return choices
 
@@ -260,8 +275,8 @@ def next_candidate(
     """The next candidate to fine-tune on `task` in `select`'s active strategy, given every
     candidate's proxies and the SFT `records` so far: the top `initial` candidates by the
     task's probe loss first, then the one that comparators fitted on the fine-tuned ones rank
-    highest, reading the probe's read-outs as a replay does. `Choice.candidate` indexes
-    `proxy_rows`."""
+    highest, reading the probe's read-outs as a replay does; with `probe_order`, the next in
+    the probe loss's order throughout. `Choice.candidate` indexes `proxy_rows`."""
     table, proxies = selection_table(proxy_rows, records, task)
     order = default_order(proxies, task)
     columns = same_measurement(proxies, order)
@@ -269,6 +284,10 @@ def next_candidate(
     x = oriented(table, read, lower_is_better(read))
     labelled = np.flatnonzero(table[TARGET].notna().to_numpy())
     scores = table[TARGET].to_numpy(dtype=float)[labelled]
+    if labelling.strategy == "probe_order":  # active's first picks, all the way
+        ranked = np.argsort(-x[:, columns.index(order)], kind="stable")
+        pick = int(next(i for i in ranked if i not in labelled))
+        return Choice(pick, f"{len(labelled) + 1} of {labelling.budget}: next by {proxies[order]}")
     return active_choice(
         x, labelled, scores, labelling.initial, labelling.bootstraps, seed,
         columns.index(order), proxies[order],
@@ -336,6 +355,15 @@ class StrategyResult(BaseModel):
     compute_to_within_noise_90: float | None
 
 
+class CeilingPoint(BaseModel):
+    """Every candidate fine-tuned, over the trials' seed draws."""
+
+    model_config = ConfigDict(frozen=True)
+
+    mean_regret_noise_units: float | None  # None: the table has no seed noise
+    within_noise_found_rate: float
+
+
 class SimulationReport(BaseModel):
     """`simulate`'s report; `to_dict()` is the JSON `simulate --output` writes."""
 
@@ -357,6 +385,9 @@ class SimulationReport(BaseModel):
     # budgets where the default did worse than the best of random, proxy_order and successive
     # halving by more than one standard error (`sftcast.curves.shortfalls`)
     default_shortfalls: list[Shortfall] = []
+    # fine-tuning every candidate and keeping the best one seen, over the same seed draws: no
+    # strategy that keeps the best one seen does better, whatever it spends
+    fine_tune_all: CeilingPoint | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump()
@@ -410,6 +441,7 @@ def simulate(
         strategies=replayed, skipped=skipped,
         default_shortfalls=shortfalls(curves, DEFAULT_STRATEGY, trials)
         if DEFAULT_STRATEGY in curves else [],
+        fine_tune_all=_fine_tune_all(table, settings),
     )  # fmt: skip
 
 
@@ -421,6 +453,19 @@ class _Settings:
     seed: int
     bootstraps: int
     order: int  # proxy_order's column
+
+
+def _fine_tune_all(table: ReplayTable, settings: _Settings) -> CeilingPoint:
+    """What fine-tuning every candidate holds in each trial: the best one its seeds show."""
+    paths = []
+    for trial in range(settings.trials):
+        seen = table.seed_draw(np.random.default_rng([settings.seed + trial, SEED_DRAW]))
+        paths.append(finetune_path(range(len(seen.truth)), seen, 0.0))
+    end = curve(paths, table)[-1]
+    return CeilingPoint(
+        mean_regret_noise_units=end.mean_regret_noise_units if table.noise > 0 else None,
+        within_noise_found_rate=end.within_noise_found_rate,
+    )
 
 
 def _order_proxy(candidates: Candidates, target: str, name: str | None) -> int:
@@ -448,27 +493,34 @@ def _replay(
     name: str, candidates: Candidates, table: ReplayTable, settings: _Settings
 ) -> StrategyResult:
     """One strategy replayed `settings.trials` times."""
-    paths, choices_of_first = [], None
+    paths, kept, choices_of_first = [], [], None  # kept: the model held after each fine-tune
     names = candidates.proxy_names
     for trial in range(settings.trials):
         if name == "successive_halving":
             paths.append(successive_halving(table))
+            kept.append(paths[-1].chosen)
             continue
+        # the seeds the fine-tunes show: drawn per trial, the same draw for every strategy
+        seen = table.seed_draw(np.random.default_rng([settings.seed + trial, SEED_DRAW]))
         proxies, order, uses = candidates.proxies, settings.order, names
         if name.startswith("active"):
             columns = same_measurement(names, settings.order)
             proxies, order = proxies[:, columns], columns.index(settings.order)
             uses = [names[j] for j in columns]
         choices = run_strategy(
-            name, proxies, Oracle(table.observed), settings.budget, settings.initial,
+            name, proxies, Oracle(seen.observed), settings.budget, settings.initial,
             settings.seed + trial, settings.bootstraps, order, names[settings.order],
         )  # fmt: skip
-        if name in ("random", "proxy_order"):
-            uses = [names[settings.order]] if name == "proxy_order" else []
+        if name in ("random", "proxy_order", "probe_order"):
+            uses = [] if name == "random" else [names[settings.order]]
         measuring = table.measuring(uses)
         if name == "active_anytime":  # paid as the candidates are measured
             measuring = [measuring * c.measured / len(table.truth) for c in choices]
-        paths.append(finetune_path([c.candidate for c in choices], table, measuring))
+        path = finetune_path([c.candidate for c in choices], seen, measuring)
+        kept.append(path.chosen)
+        if name in BUDGETED:  # a budget that cannot pay for the probes is spent as random's
+            path = budgeted(_random_path(candidates, seen, settings, trial), path)
+        paths.append(path)
         choices_of_first = choices_of_first or [
             FirstChoice(candidate=str(candidates.ids[c.candidate]), reason=c.reason)
             for c in choices
@@ -479,7 +531,7 @@ def _replay(
             for c in dict.fromkeys(paths[0].chosen)
         ]
     truth = table.truth
-    regret = np.array([truth.max() - truth[p.chosen] for p in paths])
+    regret = np.array([truth.max() - truth[chosen] for chosen in kept])
     found = regret == 0
     points = curve(paths, table)
     return StrategyResult(
@@ -497,6 +549,17 @@ def _replay(
     )
 
 
+def _random_path(
+    candidates: Candidates, seen: ReplayTable, settings: _Settings, trial: int
+) -> ReplayPath:
+    """`random`'s replay in this trial: the same draws as the `random` strategy's."""
+    choices = run_strategy(
+        "random", candidates.proxies, Oracle(seen.observed), settings.budget, settings.initial,
+        settings.seed + trial,
+    )  # fmt: skip
+    return finetune_path([c.candidate for c in choices], seen, 0.0)
+
+
 def simulate_title(report: SimulationReport) -> str:
     noise = f"{report.seed_noise:.4f}" if report.seed_noise is not None else "unknown"
     skipped = "".join(f"; {name} skipped: {why}" for name, why in report.skipped.items())
@@ -508,10 +571,16 @@ def simulate_title(report: SimulationReport) -> str:
         if lost
         else ""
     )
+    ceiling = (
+        f"; fine-tuning every candidate finds one within noise in "
+        f"{report.fine_tune_all.within_noise_found_rate:.0%} of trials"
+        if report.fine_tune_all and report.seed_noise is not None
+        else ""
+    )
     return (
         f"{report.target}: {report.n_candidates} candidates, budget {report.budget} "
         f"({report.initial} initial), {report.trials} trials; truth: {report.truth}, seed "
-        f"noise {noise}; proxy_order follows {report.order_proxy}{skipped}{verdict}"
+        f"noise {noise}; proxy_order follows {report.order_proxy}{skipped}{ceiling}{verdict}"
     )
 
 

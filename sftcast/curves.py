@@ -8,11 +8,14 @@ spent, model chosen) and the paths become curves:
   measuring every proxy of a candidate, or the task's probe, costs its median seconds in the
   same unit; a fine-tune stopped at a fraction of its steps costs that fraction. Budgets are
   fractions of "fine-tune every candidate".
-- **The chosen model** after each fine-tune is the best *observed* one (the table's score, one
-  seed: what the user would see); it is judged by the **truth**, the seed mean where the table
-  has extra seeds (`<target>_seed<s>` columns). Regret is the best truth minus the chosen one's,
-  in units of **seed noise** (one seed's std, pooled over the replicated candidates); "within
-  noise" means a regret of at most one noise std.
+- **The chosen model** after each fine-tune is the best *observed* one (one seed's score: what
+  the user would see); it is judged by the **truth**, the seed mean where the table has extra
+  seeds (`<target>_seed<s>` columns). Which seed a fine-tune shows is a random part of a trial
+  and is redrawn in every trial (`ReplayTable.seed_draw`), the same draw for every strategy;
+  successive halving is the exception: its rungs read the validation losses of the table's
+  first seed, so its finished fine-tunes show that seed's score. Regret is the best truth
+  minus the chosen one's, in units of **seed noise** (one seed's std, pooled over the
+  replicated candidates); "within noise" means a regret of at most one noise std.
 - **Successive halving** (Optuna's and Ray Tune's pruners; Hyperband's inner loop) needs the
   table's fidelities, `val_loss_<task>_at<fraction>`: every candidate's fine-tune starts, the
   best `1/eta` by validation loss continue at each rung, the last rung finishes.
@@ -22,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -49,6 +52,7 @@ class ReplayTable:
     probe_costs: dict[str, float]  # task -> its probe of one candidate, in full fine-tunes
     fidelities: tuple[float, ...] = ()  # fractions of the steps with a validation loss
     fidelity_loss: np.ndarray | None = None  # [candidates, fidelities], lower is better
+    seeds: np.ndarray | None = None  # [candidates, seeds]: every seed's score, NaN if not run
 
     @property
     def total(self) -> float:
@@ -64,6 +68,17 @@ class ReplayTable:
             self.probe_costs.get(t, 0.0) for t in tasks if t is not None
         )
         return per_candidate * len(self.truth)
+
+    def seed_draw(self, rng: np.random.Generator) -> ReplayTable:
+        """The table as one trial sees it: each candidate's fine-tune shows one of its seeds'
+        scores, drawn uniformly (the first seed's where the table has no others)."""
+        if self.seeds is None:
+            return self
+        have = ~np.isnan(self.seeds)
+        # the k-th run seed of a candidate with n of them, k uniform in [0, n)
+        k = np.floor(rng.random(len(have)) * have.sum(axis=1)).astype(int)
+        column = np.argmax(np.cumsum(have, axis=1) > k[:, None], axis=1)
+        return replace(self, observed=self.seeds[np.arange(len(have)), column])
 
 
 def probe_task(proxy: str) -> str | None:
@@ -122,6 +137,7 @@ def replay_table(df: pd.DataFrame, candidates: Candidates, target: str) -> Repla
         observed=candidates.target, truth=truth, noise=noise, finetune_cost=cost,
         proxy_cost=proxy_cost, probe_costs=probe_costs,
         fidelities=tuple(f for f, _ in fidelity_columns), fidelity_loss=losses,
+        seeds=scores if seeds else None,
     )  # fmt: skip
 
 
@@ -148,7 +164,7 @@ def _median_cost(df: pd.DataFrame, columns: Sequence[str], candidates: Candidate
 
 
 @dataclass(frozen=True)
-class Path:
+class ReplayPath:
     """One replay: after spending `compute[i]` (in full fine-tunes) the chosen candidate is
     `chosen[i]`, the best observed among those fine-tuned to the end so far."""
 
@@ -158,16 +174,29 @@ class Path:
 
 def finetune_path(
     order: Sequence[int], table: ReplayTable, upfront: float | Sequence[float]
-) -> Path:
+) -> ReplayPath:
     """Fine-tuning `order` one after the other, after `upfront` compute (proxies, probes): once,
     or, per fine-tune, what was spent measuring before it."""
     spent = np.asarray(upfront, dtype=float) + np.cumsum(table.finetune_cost[list(order)])
     observed = table.observed[list(order)]
     best = [order[int(np.argmax(observed[: i + 1]))] for i in range(len(order))]
-    return Path(spent.tolist(), best)
+    return ReplayPath(spent.tolist(), best)
 
 
-def successive_halving(table: ReplayTable, eta: float = 3.0) -> Path:
+def budgeted(fallback: ReplayPath, path: ReplayPath) -> ReplayPath:
+    """A strategy that measures before its first fine-tune, run under a compute budget: a
+    budget too small for that measuring and one fine-tune is spent as `fallback` spends it
+    (nothing is measured), a larger one as `path` does. A curve read off the result gives, at
+    each budget, what a run given that budget would hold."""
+    first = path.compute[0]
+    early = [i for i, spent in enumerate(fallback.compute) if spent < first]
+    return ReplayPath(
+        [fallback.compute[i] for i in early] + path.compute,
+        [fallback.chosen[i] for i in early] + path.chosen,
+    )
+
+
+def successive_halving(table: ReplayTable, eta: float = 3.0) -> ReplayPath:
     """Every candidate starts; at each fidelity but the last the best `1/eta` by validation
     loss go on; the last rung's fine-tunes finish one after another, best-looking first."""
     if table.fidelity_loss is None or not table.fidelities or table.fidelities[-1] != 1.0:
@@ -188,7 +217,7 @@ def successive_halving(table: ReplayTable, eta: float = 3.0) -> Path:
     compute = (spent + np.cumsum(remaining)).tolist()
     observed = table.observed[alive]
     chosen = [int(alive[np.argmax(observed[: i + 1])]) for i in range(len(alive))]
-    return Path(compute, chosen)
+    return ReplayPath(compute, chosen)
 
 
 class CurvePoint(BaseModel):
@@ -202,7 +231,7 @@ class CurvePoint(BaseModel):
     within_noise_found_rate: float
 
 
-def curve(paths: Sequence[Path], table: ReplayTable) -> list[CurvePoint]:
+def curve(paths: Sequence[ReplayPath], table: ReplayTable) -> list[CurvePoint]:
     """Regret (in noise units) and within-noise found rate every GRID_STEP of compute, up to
     the last compute any trial spent."""
     total = table.total

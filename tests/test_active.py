@@ -11,12 +11,16 @@ from sftcast.active import (
     Oracle,
     SimulationReport,
     active_choice,
+    next_candidate,
     plot_curves,
     run_strategy,
     simulate,
     spread_initial,
 )
 from sftcast.comparator import Candidates, ComparatorInputError
+from sftcast.evaluation.report import SFTRecord
+from sftcast.selection import ActiveLabelling
+from sftcast.selection.report import ProxyRow
 
 
 def synthetic(n: int = 40, seed: int = 0) -> Candidates:
@@ -128,3 +132,22 @@ def test_the_plot_draws_regret_and_found_rate_against_compute_per_strategy(tmp_p
         assert curve[-1].compute_fraction == pytest.approx(0.35)
     figure.savefig(tmp_path / "curves.png")
     assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_select_fine_tunes_in_the_probe_loss_order_by_default() -> None:
+    loss = [3.0, 1.0, 2.0, 0.5, 4.0]
+    rows = [
+        ProxyRow(candidate=f"c{i}", values={"probe_loss_cls": v, "ppl_clm": 10 - v},
+                 seconds={}, base_scores={})
+        for i, v in enumerate(loss)
+    ]  # fmt: skip
+    labelling = ActiveLabelling(strategy="probe_order", budget=4)
+    records: list[SFTRecord] = []
+    for round_ in range(4):
+        choice = next_candidate("cls", rows, records, labelling)
+        assert choice.reason == f"{round_ + 1} of 4: next by probe_loss_cls"
+        # the scores say nothing here: the order is the probe's whatever they are
+        records.append(SFTRecord(task="cls", candidate=f"c{choice.candidate}", seed=0,
+                                 score=float(choice.candidate), base_score=0.0, mrc=0.0,
+                                 metrics={}, sft_key=str(round_)))  # fmt: skip
+    assert [r.candidate for r in records] == ["c3", "c1", "c2", "c0"]

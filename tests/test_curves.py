@@ -13,12 +13,13 @@ import pytest
 from typer.testing import CliRunner
 
 from pipelines.run import app
-from sftcast.active import Oracle, run_strategy, simulate
+from sftcast.active import SEED_DRAW, Oracle, run_strategy, simulate
 from sftcast.comparator import ComparatorInputError, check_table
 from sftcast.curves import (
     CurvePoint,
-    Path,
+    ReplayPath,
     ReplayTable,
+    budgeted,
     compute_to_within_noise,
     curve,
     replay_table,
@@ -97,11 +98,32 @@ def test_successive_halving_keeps_the_best_third_by_validation_loss_at_each_rung
         successive_halving(no_fidelities)
 
 
+def test_each_trial_draws_which_seed_a_fine_tune_shows() -> None:
+    df = study_like()
+    _, table = checked(df)
+    seeds = df[["sft_cls", "sft_cls_seed1", "sft_cls_seed2"]].to_numpy()
+    draws = np.array([table.seed_draw(np.random.default_rng(t)).observed for t in range(60)])
+    for i in range(len(df)):
+        shown = set(draws[:, i])
+        ran = set(seeds[i][~np.isnan(seeds[i])])
+        assert shown == ran  # every run seed is drawn, and only those (one seed: itself)
+    assert not np.array_equal(draws[0], draws[1])  # redrawn per trial
+    unseeded = ReplayTable(table.observed, table.truth, 0.1, np.ones(len(df)), 0.0, {})
+    assert unseeded.seed_draw(np.random.default_rng(0)) is unseeded
+
+
+def test_a_budget_that_cannot_pay_for_the_measuring_falls_back() -> None:
+    fallback = ReplayPath([1.0, 2.0, 3.0, 4.0], [5, 5, 7, 7])
+    measured = ReplayPath([2.5, 3.5], [1, 2])  # measuring for 1.5, then two fine-tunes
+    spliced = budgeted(fallback, measured)
+    assert spliced.compute == [1.0, 2.0, 2.5, 3.5] and spliced.chosen == [5, 5, 1, 2]
+
+
 def test_regret_is_counted_in_seed_noise_against_compute() -> None:
     truth = np.array([0.0, 0.5, 0.9, 1.0])
     table = ReplayTable(truth, truth, 0.2, np.ones(4), 0.0, {})
     # one trial finds 2 (within 0.2 of the best) after 2 fine-tunes, the other 3 after 3
-    paths = [Path([1.0, 2.0], [1, 2]), Path([1.0, 2.0, 3.0], [0, 0, 3])]
+    paths = [ReplayPath([1.0, 2.0], [1, 2]), ReplayPath([1.0, 2.0, 3.0], [0, 0, 3])]
     points = curve(paths, table)
     assert [p.compute_fraction for p in points][-1] == 0.75  # 3 of 4 fine-tunes
     at = {p.compute_fraction: p for p in points}
@@ -118,10 +140,11 @@ def test_simulate_charges_each_strategy_what_it_spends() -> None:
     candidates, table = checked(study_like())
     report = simulate(candidates, "sft_cls", budget=9, initial=3, trials=3, table=table)
     assert set(report.strategies) == {
-        "random", "proxy_order", "proxy_greedy", "successive_halving", "active", "active_anytime"
+        "random", "proxy_order", "proxy_greedy", "successive_halving", "active", "active_anytime",
+        "probe_order",
     }  # fmt: skip
     assert report.order_proxy == "probe_loss_cls" and report.truth == "seed mean"
-    assert report.default_strategy == "active" and report.seed_noise == table.noise
+    assert report.default_strategy == "probe_order" and report.seed_noise == table.noise
     costs = table.finetune_cost
     start = {
         name: result.curve[0].compute_fraction for name, result in report.strategies.items()
@@ -141,6 +164,12 @@ def test_simulate_charges_each_strategy_what_it_spends() -> None:
     for result in report.strategies.values():
         values = [p.within_noise_found_rate for p in result.curve]
         assert all(0 <= v <= 1 for v in values)
+    # the ceiling: every candidate fine-tuned, the best one seen kept, over the same seed draws
+    found = []
+    for trial in range(3):
+        seen = table.seed_draw(np.random.default_rng([trial, SEED_DRAW])).observed
+        found.append(table.truth.max() - table.truth[np.argmax(seen)] <= table.noise)
+    assert report.fine_tune_all.within_noise_found_rate == pytest.approx(np.mean(found))
 
 
 def test_active_starts_where_proxy_order_does_and_pays_only_for_the_probe() -> None:
@@ -155,12 +184,20 @@ def test_active_starts_where_proxy_order_does_and_pays_only_for_the_probe() -> N
     assert [c.candidate for c in active[:3]] == order[:3]  # the probe's top three first
     assert all("next by probe_loss_cls" in c.reason for c in active[:3])
     assert all("bagged comparators" in c.reason for c in active[3:])
-    # charged the probe alone, as proxy_order is: ppl_clm's cost is never paid
-    curves = {name: report.strategies[name].curve for name in ("proxy_order", "active")}
-    first = {name: next(p for p in c if p.mean_regret_noise_units is not None)
-             for name, c in curves.items()}  # fmt: skip
-    assert first["active"].compute_fraction == first["proxy_order"].compute_fraction
-    assert first["active"].mean_regret_noise_units == first["proxy_order"].mean_regret_noise_units
+    # charged the probe alone, as proxy_order is: ppl_clm's cost is never paid; a budget too
+    # small for the probes and a fine-tune is spent as random spends it
+    both = simulate(candidates, "sft_cls", budget=8, initial=3, trials=2, table=table,
+                    strategies=["proxy_order", "active", "random", "probe_order"])  # fmt: skip
+    curves = {name: {p.compute_fraction: p for p in r.curve} for name, r in both.strategies.items()}
+    order = curves["proxy_order"]
+    start = min(f for f, p in order.items() if p.mean_regret_noise_units is not None)
+    for name in ("active", "probe_order"):
+        for fraction, point in curves[name].items():
+            if fraction < start:
+                assert point == curves["random"][fraction]
+        assert curves[name][start] == order[start]  # the probe's top one
+    # probe_order is proxy_order under a budget: the same picks once the probes are paid for
+    assert all(curves["probe_order"][f] == p for f, p in order.items() if f >= start)
 
 
 def test_active_anytime_fine_tunes_before_every_probe_is_paid_for() -> None:
@@ -196,7 +233,7 @@ def test_the_cli_writes_the_curves_for_scripts(tmp_path) -> None:
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "cls.json").read_text())
-    assert report["default_strategy"] == "active"
+    assert report["default_strategy"] == "probe_order"
     for result_of in report["strategies"].values():
         assert {"curve", "compute_to_within_noise_90", "top1_found_rate"} <= set(result_of)
         assert set(result_of["curve"][0]) == {

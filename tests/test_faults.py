@@ -157,7 +157,7 @@ def test_active_select_records_its_choices_and_resumes_after_a_kill(
     resumed = _start(config, "select", "--force")
     output, _ = resumed.communicate()
     assert resumed.returncode == 0, output
-    assert "fine-tuned by active selection, in order:" in output
+    assert "fine-tuned one at a time, in order:" in output
     run = zenml_client.get_pipeline("sftcast_select").last_run
     assert all(run.steps[step].status.value == "cached" for step in done)
     assert not any(n.startswith("sft_cls_") for n in run.steps)  # nothing fine-tuned up front

@@ -22,8 +22,7 @@ from sftcast.comparator.metrics import group_bootstrap_interval
 from sftcast.comparator.model import Comparator, monotone_constraints
 from sftcast.comparator.noise import noise_ceiling, pooled_seed_std, seed_columns
 from sftcast.comparator.report import GROUP_KEYS, METHOD_KEYS, NOISE_KEYS
-from sftcast.curves import Path as ReplayPath
-from sftcast.curves import ReplayTable, curve
+from sftcast.curves import ReplayPath, ReplayTable, curve
 from sftcast.study import StudyConfig, write_table
 from sftcast.study.summary import modal_share, pretraining_proxies, probe_proxies, summarize
 from sftcast.study.table import judged_column, seed_counts, seed_noise, with_seed_statistics

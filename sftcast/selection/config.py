@@ -42,13 +42,14 @@ TAG_MEASUREMENT_KEY = "sftcast.measurement_key"
 
 
 class ActiveLabelling(BaseModel):
-    """`selection.labelled: {strategy: active, budget: N, initial: K}`: per task, fine-tune the
-    K candidates with the lowest probe loss, then one at a time the candidate that comparators
-    fitted on the fine-tuned ones rank highest, until N are (`sftcast.active`)."""
+    """`selection.labelled: {strategy: probe_order, budget: N}`: per task, fine-tune the N
+    candidates with the lowest probe loss, one at a time; `{strategy: active, budget: N,
+    initial: K}`: the first K so, then one at a time the candidate that comparators fitted on
+    the fine-tuned ones rank highest, until N are (`sftcast.active`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    strategy: Literal["active"]
+    strategy: Literal["probe_order", "active"]
     budget: int = Field(ge=4)  # the comparator's floor: it is judged on the labelled pool
     initial: int = Field(3, ge=2)
     bootstraps: int = Field(5, ge=1)  # comparators averaged for the probability to beat the best
@@ -66,7 +67,7 @@ class SelectionConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # "all", a fraction of the candidates (seeded sample), a list of candidate URIs, or
-    # {strategy: active, budget: N, initial: K}: chosen round by round as scores come in
+    # {strategy: probe_order | active, budget: N, ...}: chosen round by round
     labelled: Literal["all"] | float | list[str] | ActiveLabelling = 0.5
     seed: int = DEFAULT_JUDGEMENT.seed
     # deployment: each held-out labelled candidate against the ones the comparator was trained
@@ -121,7 +122,7 @@ class SelectionConfig(BaseModel):
         ):
             raise ValueError(
                 "expected 'all', a fraction in (0, 1], a list of candidate URIs or "
-                "{strategy: active, budget: N, initial: K}"
+                "{strategy: probe_order, budget: N}"
             )
         return value
 
