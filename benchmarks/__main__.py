@@ -23,10 +23,12 @@ BENCHMARKS: dict[str, str] = {
     "make_run": "benchmarks.make_run",
     "study_run": "benchmarks.study_run",
     "candidate": "benchmarks.candidate",
+    "replay": "benchmarks.replay",
 }
-# Long (candidate and make_run: about ten minutes each; study_run: hours): only when named,
-# never in the default set; each writes its own results file.
-NAMED_ONLY = {"study_run", "make_run", "candidate"}
+# Long (candidate and make_run: about ten minutes each; study_run: hours) or no timing at all
+# (replay: the study's compute-regret curves): only when named, never in the default set; each
+# writes its own results file.
+NAMED_ONLY = {"study_run", "make_run", "candidate", "replay"}
 RESULTS = Path(__file__).with_name("results.md")
 
 

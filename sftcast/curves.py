@@ -295,12 +295,12 @@ def shortfalls(
         fraction = round(step * GRID_STEP, 6)
         best = min(
             ((r, p.mean_regret_noise_units) for r in rivals
-             if (p := _at(curves[r], fraction)) and p.mean_regret_noise_units is not None),
+             if (p := point_at(curves[r], fraction)) and p.mean_regret_noise_units is not None),
             key=lambda pair: pair[1], default=None,
         )  # fmt: skip
         if best is None:
             continue
-        mine = _at(curves[default], fraction)
+        mine = point_at(curves[default], fraction)
         regret = None if mine is None else mine.mean_regret_noise_units
         se = 0.0 if regret is None else (mine.regret_std or 0.0) / math.sqrt(trials)
         if regret is None or regret > best[1] + se + 1e-12:
@@ -309,7 +309,7 @@ def shortfalls(
     return found
 
 
-def _at(points: Sequence[CurvePoint], fraction: float) -> CurvePoint | None:
+def point_at(points: Sequence[CurvePoint], fraction: float) -> CurvePoint | None:
     """The curve's point at `fraction`: the last one at or before it."""
     before = [p for p in points if p.compute_fraction <= fraction + 1e-9]
     return before[-1] if before else None

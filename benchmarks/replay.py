@@ -1,0 +1,136 @@
+"""`simulate` on the study's tables: compute-regret curves for every strategy (issue #32).
+
+For each table that exists (the seeded study's and the held-out zoo's), each task: every
+strategy replayed 20 times with a budget of 30% of the candidates, regret against the seed
+mean. Writes `<table folder>/simulate/<task>.json` and `.png`, and a README there with the
+table below, and returns it as a section. Not a timing: the figures are what each strategy
+holds at each compute, and the issue's targets for the default, checked here.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+from pathlib import Path
+
+from sftcast.active import SimulationReport, save_found_rate, simulate
+from sftcast.comparator import check_table, read_table
+from sftcast.curves import RIVALS, point_at, replay_table
+from sftcast.proxies.registry import lower_is_better
+
+REPO = Path(__file__).resolve().parents[1]
+TABLES = {
+    "the seeded study": REPO / "benchmarks" / "study" / "seeded" / "results.csv",
+    "the held-out zoo": REPO / "benchmarks" / "study" / "heldout" / "results.csv",
+}
+TASKS = ("cbqa", "rag", "cls")
+PROXIES = (
+    "ppl_clm", "ppl_sc", "tokens_seen", "weight_norm", "kshot_cbqa", "kshot_cls", "kshot_rag",
+    *(f"{kind}_{task}" for kind in ("answer_loss", "probe_loss", "probe_drop") for task in TASKS),
+)  # fmt: skip
+BUDGET_SHARE, TRIALS, INITIAL = 0.3, 20, 3
+READ_AT = (0.05, 0.1, 0.2)  # compute fractions the table reads the curves at
+TARGET_C90 = 0.2  # the default within noise in 90% of trials by 20% of the compute
+
+
+def run() -> str:
+    sections = []
+    for name, path in TABLES.items():
+        if path.exists():
+            sections.append(replay(name, path))
+    return "\n".join(sections)
+
+
+def replay(name: str, path: Path) -> str:
+    df = read_table(path)
+    out = path.parent / "simulate"
+    out.mkdir(exist_ok=True)
+    proxies = [p for p in PROXIES if p in df.columns]
+    budget = math.ceil(BUDGET_SHARE * len(df))
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+    ).stdout.strip()
+    lines = [
+        f"## `simulate` on {name}",
+        "",
+        f"`{path.relative_to(REPO)}`: {len(df)} candidates; budget {budget} fine-tunes (30%), "
+        f"{TRIALS} trials, seeds 0 to {TRIALS - 1}; code at `{commit}`. Written by "
+        "`python -m benchmarks replay` (the JSON and plots beside this file). Regret is in "
+        "units of one seed's std, against the seed mean; each cell is mean regret / "
+        "within-noise found rate at that share of the compute of fine-tuning every candidate "
+        "('-': no model yet); c90 is the least compute with a within-noise rate of 0.9.",
+        "",
+    ]
+    checks = []
+    for task in TASKS:
+        target = f"sft_{task}"
+        candidates = check_table(df, "candidate", target, proxies, lower_is_better(proxies))
+        report = simulate(
+            candidates, target, budget, INITIAL, TRIALS, 0,
+            table=replay_table(df, candidates, target),
+        )  # fmt: skip
+        (out / f"{task}.json").write_text(report.model_dump_json(indent=1), encoding="utf-8")
+        save_found_rate(report, out / f"{task}.png", "png")
+        lines += _task_table(task, report)
+        checks.append(_targets(task, report))
+    lines += ["### The default against the issue's targets", "", *checks, ""]
+    text = "\n".join(lines)
+    (out / "README.md").write_text(f"# {text.removeprefix('## ')}", encoding="utf-8")
+    return text
+
+
+def _task_table(task: str, report: SimulationReport) -> list[str]:
+    ceiling = report.fine_tune_all
+    lines = [
+        f"### {task}: seed noise {report.seed_noise:.4f}; fine-tuning every candidate finds "
+        f"one within noise in {ceiling.within_noise_found_rate:.2f} of trials",
+        "",
+        "| strategy | " + " | ".join(f"{f:.0%}" for f in READ_AT) + " | c90 |",
+        "|---|" + "---|" * (len(READ_AT) + 1),
+    ]
+    for name, result in report.strategies.items():
+        cells = []
+        for fraction in READ_AT:
+            point = point_at(result.curve, fraction)
+            regret = None if point is None else point.mean_regret_noise_units
+            cells.append(
+                "-" if regret is None else f"{regret:.2f} / {point.within_noise_found_rate:.2f}"
+            )
+        reach = result.compute_to_within_noise_90
+        label = f"**{name}** (default)" if name == report.default_strategy else name
+        lines.append(
+            f"| {label} | " + " | ".join(cells) + f" | {'never' if reach is None else reach} |"
+        )
+    return [*lines, ""]
+
+
+def _targets(task: str, report: SimulationReport) -> str:
+    default = report.strategies[report.default_strategy]
+    reach = default.compute_to_within_noise_90
+    lost = report.default_shortfalls
+    at = {r: _regret_at(report, r, 0.1) for r in (report.default_strategy, "successive_halving")}
+    mine, halving = at[report.default_strategy], at["successive_halving"]
+    beats = mine is not None and (halving is None or mine < halving)
+    return (
+        f"- {task}: within noise in 90% of trials at "
+        f"{'never' if reach is None else f'{reach:.0%}'} of the compute "
+        f"({'meets' if reach is not None and reach <= TARGET_C90 else 'misses'} the 20% "
+        f"target); worse than the best of {', '.join(RIVALS)} by more than a standard error "
+        f"at {len(lost)} budget(s)"
+        + (f" ({', '.join(f'{s.compute_fraction:.0%}' for s in lost[:8])}"
+           f"{', ...' if len(lost) > 8 else ''})" if lost else "")
+        + f"; at 10%, {'strictly better than' if beats else 'not better than'} successive "
+        f"halving ({_show(mine)} against {_show(halving)})"
+    )  # fmt: skip
+
+
+def _regret_at(report: SimulationReport, name: str, fraction: float) -> float | None:
+    result = report.strategies.get(name)
+    if result is None:
+        return None
+    point = point_at(result.curve, fraction)
+    return None if point is None else point.mean_regret_noise_units
+
+
+def _show(regret: float | None) -> str:
+    return "no model yet" if regret is None else f"{regret:.2f}"
