@@ -98,9 +98,8 @@ def _task_table(task: str, report: SimulationReport) -> list[str]:
             )
         reach = result.compute_to_within_noise_90
         label = f"**{name}** (default)" if name == report.default_strategy else name
-        lines.append(
-            f"| {label} | " + " | ".join(cells) + f" | {'never' if reach is None else reach} |"
-        )
+        c90 = "never" if reach is None else f"{reach:.0%}"
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {c90} |")
     return [*lines, ""]
 
 
@@ -116,7 +115,7 @@ def _targets(task: str, report: SimulationReport) -> str:
         f"{'never' if reach is None else f'{reach:.0%}'} of the compute "
         f"({'meets' if reach is not None and reach <= TARGET_C90 else 'misses'} the 20% "
         f"target); worse than the best of {', '.join(RIVALS)} by more than a standard error "
-        f"at {len(lost)} budget(s)"
+        f"at {len(lost) or 'no'} budget(s)"
         + (f" ({', '.join(f'{s.compute_fraction:.0%}' for s in lost[:8])}"
            f"{', ...' if len(lost) > 8 else ''})" if lost else "")
         + f"; at 10%, {'strictly better than' if beats else 'not better than'} successive "
