@@ -8,6 +8,7 @@ import pytest
 
 from sftcast.active import (
     COUNTED,
+    DEFAULT_STRATEGY,
     Oracle,
     SimulationReport,
     active_choice,
@@ -49,6 +50,14 @@ def test_active_finds_the_best_with_fewer_fine_tunes_than_random() -> None:
     assert active < random, (active, random)
     assert report.strategies["active"].top1_found_rate == 1.0
     assert report.strategies["active"].mean_regret <= report.strategies["random"].mean_regret
+
+
+def test_the_default_finds_the_best_of_50_within_15_fine_tunes_where_random_mostly_fails() -> None:
+    candidates = synthetic(n=50, seed=1)
+    report = simulate(candidates, "score", budget=15, initial=3, trials=10, seed=0,
+                      strategies=[DEFAULT_STRATEGY, "random"])  # fmt: skip
+    assert report.strategies[DEFAULT_STRATEGY].top1_found_rate >= 0.9
+    assert report.strategies["random"].top1_found_rate <= 0.5
 
 
 def test_a_round_takes_the_highest_ranked_of_the_many_that_beat_the_labelled_best() -> None:
