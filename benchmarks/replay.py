@@ -65,13 +65,11 @@ def replay(name: str, path: Path) -> str:
     for task in TASKS:
         target = f"sft_{task}"
         candidates = check_table(df, "candidate", target, proxies, lower_is_better(proxies))
-        report = simulate(
-            candidates, target, budget, INITIAL, TRIALS, 0,
-            table=replay_table(df, candidates, target),
-        )  # fmt: skip
+        costs = replay_table(df, candidates, target)
+        report = simulate(candidates, target, budget, INITIAL, TRIALS, 0, table=costs)
         (out / f"{task}.json").write_text(report.model_dump_json(indent=1), encoding="utf-8")
         save_found_rate(report, out / f"{task}.png", "png")
-        lines += _task_table(task, report)
+        lines += _task_table(task, report, costs.probe_costs.get(task))
         checks.append(_targets(task, report))
     lines += ["### The default against the issue's targets", "", *checks, ""]
     text = "\n".join(lines)
@@ -79,11 +77,12 @@ def replay(name: str, path: Path) -> str:
     return text
 
 
-def _task_table(task: str, report: SimulationReport) -> list[str]:
+def _task_table(task: str, report: SimulationReport, probe: float | None) -> list[str]:
     ceiling = report.fine_tune_all
+    cost = "" if probe is None else f"; its probe costs {probe:.1%} of a fine-tune (median)"
     lines = [
         f"### {task}: seed noise {report.seed_noise:.4f}; fine-tuning every candidate finds "
-        f"one within noise in {ceiling.within_noise_found_rate:.2f} of trials",
+        f"one within noise in {ceiling.within_noise_found_rate:.2f} of trials{cost}",
         "",
         "| strategy | " + " | ".join(f"{f:.0%}" for f in READ_AT) + " | c90 |",
         "|---|" + "---|" * (len(READ_AT) + 1),
