@@ -137,8 +137,9 @@ def simulate(
     ),
 ) -> None:
     """Replay selection strategies (random, proxy_order, proxy_greedy, successive_halving,
-    active, active_anytime) on a table whose every post-SFT score is known, revealing a score
-    only when a strategy fine-tunes that candidate, and charging each what it spends:
+    active, active_anytime, and probe_order, the default) on a table whose every post-SFT score
+    is known, revealing a score only when a strategy fine-tunes that candidate, drawing which
+    seed each fine-tune shows per trial, and charging each what it spends:
     `seconds_*` columns give the costs, `<target>_seed<s>` columns the seed-mean truth and the
     noise, `val_loss_<task>_at<fraction>` columns the partial fine-tunes successive halving
     needs; no ZenML, no MLflow.
