@@ -284,12 +284,13 @@ class Shortfall(BaseModel):
 def shortfalls(
     curves: dict[str, Sequence[CurvePoint]], default: str, trials: int
 ) -> list[Shortfall]:
-    """The budgets, every GRID_STEP up to the longest curve, where the default's mean regret
-    exceeds the best of the `RIVALS`' by more than one standard error of the default's (its
-    std over trials / sqrt(trials)). A curve past its end keeps its last point; a default with
-    no model yet loses to a rival with one."""
+    """The budgets, every GRID_STEP up to the default's last (what it was replayed to; past
+    it, the default would have gone on fine-tuning), where the default's mean regret exceeds
+    the best of the `RIVALS`' by more than one standard error of the default's (its std over
+    trials / sqrt(trials)). A rival's curve past its end keeps its last point (the rival has
+    finished); a default with no model yet loses to a rival with one."""
     rivals = [r for r in RIVALS if r in curves and r != default]
-    end = max(c[-1].compute_fraction for c in curves.values())
+    end = curves[default][-1].compute_fraction
     found = []
     for step in range(1, math.ceil(round(end / GRID_STEP, 9)) + 1):
         fraction = round(step * GRID_STEP, 6)

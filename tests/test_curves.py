@@ -267,3 +267,6 @@ def test_a_default_falls_short_where_a_rival_beats_it_by_more_than_a_standard_er
         (0.02, 2.2, "random"),  # 2.2 > 1.5 + 0.5
     ]  # 1.0 at 3% is within 0.9 + 0.5; 0.5 at 4% beats both
     assert shortfalls({"active": _points(0.1)}, "active", trials=4) == []  # no rival replayed
+    # past the default's own end nothing is judged: it was replayed no further
+    longer = {"active": _points(1.0), "random": _points(1.0, 0.0, 0.0)}
+    assert shortfalls(longer, "active", trials=4) == []
