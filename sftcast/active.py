@@ -459,7 +459,7 @@ def _fine_tune_all(table: ReplayTable, settings: _Settings) -> CeilingPoint:
     """What fine-tuning every candidate holds in each trial: the best one its seeds show."""
     paths = []
     for trial in range(settings.trials):
-        seen = table.seed_draw(np.random.default_rng([settings.seed + trial, SEED_DRAW]))
+        seen = _seen(table, settings, trial)
         paths.append(finetune_path(range(len(seen.truth)), seen, 0.0))
     end = curve(paths, table)[-1]
     return CeilingPoint(
@@ -500,8 +500,7 @@ def _replay(
             paths.append(successive_halving(table))
             kept.append(paths[-1].chosen)
             continue
-        # the seeds the fine-tunes show: drawn per trial, the same draw for every strategy
-        seen = table.seed_draw(np.random.default_rng([settings.seed + trial, SEED_DRAW]))
+        seen = _seen(table, settings, trial)
         proxies, order, uses = candidates.proxies, settings.order, names
         if name.startswith("active"):
             columns = same_measurement(names, settings.order)
@@ -547,6 +546,11 @@ def _replay(
         curve=points,
         compute_to_within_noise_90=compute_to_within_noise(points),
     )
+
+
+def _seen(table: ReplayTable, settings: _Settings, trial: int) -> ReplayTable:
+    """The seeds the fine-tunes show in `trial`: the same draw for every strategy."""
+    return table.seed_draw(np.random.default_rng([settings.seed + trial, SEED_DRAW]))
 
 
 def _random_path(
