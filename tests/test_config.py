@@ -206,6 +206,8 @@ def test_the_held_out_zoo_is_the_study_but_for_its_variants_and_its_table() -> N
     heldout_variants = {v["name"] for v in heldout["zoo"].pop("variants")}
     assert not study_variants & heldout_variants  # no candidate of the study is held out
     assert heldout["study"].pop("results") != study["study"].pop("results")
+    # measured with the code frozen before it: a commit on main's history, recorded
+    assert len(heldout["study"].pop("freeze_commit")) == 40
     assert heldout == study  # the same data, recipes, evaluation, proxies and judgement
     zoo = ZooConfig.from_run_config(REPO / "configs" / "heldout.yaml")
     assert len(zoo.all_candidates()) == 42
