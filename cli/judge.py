@@ -14,6 +14,7 @@ from sftcast.comparator.config import (
     Columns,
     JudgementSettings,
     flag,
+    judges_one_split,
 )
 
 # compare and simulate read the same results table, with the same options
@@ -28,12 +29,13 @@ ReportPath = Annotated[
 ]
 # sftcast.comparator.protocols.PROTOCOLS, spelt out: the library loads scikit-learn
 ProtocolName = Annotated[
-    Literal["paper", "group", "deployment", "variant"] | None,
+    Literal["paper", "group", "deployment", "variant", "transfer"] | None,
     typer.Option(
         help="paper: random splits, held-out pairs (siblings may be split); group: leave one "
         "--group-column group out; deployment: the random splits, held-out x training pairs; "
-        "variant: random splits of the --group-column groups, held-out pairs. [default: paper, "
-        "or group with --group-column]",
+        "variant: random splits of the --group-column groups, held-out pairs; transfer: fitted "
+        "on --train-table, every candidate of --table held out. [default: paper, or group with "
+        "--group-column]",
         show_default=False,
     ),
 ]
@@ -60,7 +62,13 @@ def compare(
         "--group-column",
         "--groups",
         help="The column grouping near-duplicate candidates (a variant's checkpoints): "
-        "protocol group leaves one group out at a time, variant splits the groups at random.",
+        "protocol group leaves one group out at a time, variant splits the groups at random, "
+        "transfer bootstraps its interval over them.",
+    ),
+    train_table: Path | None = typer.Option(
+        None,
+        help="Protocol transfer: the table (CSV or Parquet, the same columns) every method is "
+        "fitted on, past candidates with known scores; --table's are all held out.",
     ),
     splits: int = typer.Option(DEFAULT_JUDGEMENT.splits, help="Random splits of the candidates."),
     train_fraction: float = typer.Option(
@@ -91,20 +99,21 @@ def compare(
     from sftcast.comparator.report import report_notes, report_rows, report_title
 
     check_output(output, table)
-    one_group_out = groups is not None and protocol in (None, "group")
-    if one_group_out and (ignored := given(ctx, *RANDOM_SPLIT_OPTIONS)):
-        fail(
-            f"--group-column without --protocol variant holds out one group at a time: "
-            f"{' and '.join(ignored)} would be ignored"
-        )
     judged = Columns(
         id_column=id_column, target=target, proxies=columns(proxies),
         lower_is_better=columns(lower_is_better),
     )  # fmt: skip
     settings = JudgementSettings(
         protocol=protocol, seed=seed, top_k=top_k, jobs=jobs, groups=groups, splits=splits,
-        train_fraction=train_fraction, seed_noise=seed_noise,
+        train_fraction=train_fraction, seed_noise=seed_noise, train_table=train_table,
     )  # fmt: skip
+    if judges_one_split(settings) and (ignored := given(ctx, *RANDOM_SPLIT_OPTIONS)):
+        how = (
+            "--protocol transfer judges one split"
+            if protocol == "transfer"
+            else "--group-column without --protocol variant holds out one group at a time"
+        )
+        fail(f"{how}: {' and '.join(ignored)} would be ignored")
     try:
         report = compare_table(read_table(table), judged, settings)
     except ComparatorInputError as err:

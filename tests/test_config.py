@@ -205,6 +205,8 @@ def test_the_held_out_zoo_is_the_study_but_for_its_variants_and_its_table() -> N
     study_variants = {v["name"] for v in study["zoo"].pop("variants")}
     heldout_variants = {v["name"] for v in heldout["zoo"].pop("variants")}
     assert not study_variants & heldout_variants  # no candidate of the study is held out
+    # judged by methods fitted on the study's table too
+    assert heldout["study"].pop("transfer_from") == study["study"]["results"]
     assert heldout["study"].pop("results") != study["study"].pop("results")
     # measured with the code frozen before it: a commit on main's history, recorded
     assert len(heldout["study"].pop("freeze_commit")) == 40

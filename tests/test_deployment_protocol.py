@@ -144,7 +144,8 @@ def test_protocol_options_that_do_not_go_together() -> None:
         judge(df, protocol="group")
     for protocol in ("paper", "deployment"):
         with pytest.raises(
-            ComparatorInputError, match=f"goes with protocol 'group' or 'variant', not '{protocol}'"
+            ComparatorInputError,
+            match=f"goes with protocol 'group', 'variant' or 'transfer', not '{protocol}'",
         ):
             judge(df, groups="family", protocol=protocol)
     with pytest.raises(ComparatorInputError, match="protocol 'pairs' is not one of"):

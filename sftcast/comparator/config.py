@@ -54,10 +54,12 @@ class JudgementSettings(BaseModel):
     `train_fraction` of the candidates to train; `group`: leave one `groups` group out, the
     default when `groups` is given; `deployment`: the random splits, scored on held-out x
     training pairs; `variant`: `splits` random splits of the `groups` groups, `train_fraction`
-    of them to train), the seed of splits and models, k of the top-k metrics, the target's seed
-    noise (for the clear-gap accuracy), the processes judging the splits, the comparator, and
-    whether to fit it on every candidate as well (`final_fit`: the report's final form and
-    feature importance; a third of the cost at a hundred candidates).
+    of them to train; `transfer`: one split, every method fitted on `train_table` and judged on
+    the whole table, whose `groups`, if named, give the interval's bootstrap), the seed of
+    splits and models, k of the top-k metrics, the target's seed noise (for the clear-gap
+    accuracy), the processes judging the splits, the comparator, and whether to fit it on
+    every labelled candidate as well (`final_fit`: the report's final form and feature
+    importance; a third of the cost at a hundred candidates).
 
     Unvalidated here: the judgement checks its settings and names a bad one in its own words
     (`ComparatorInputError`), as `compare` reports it."""
@@ -72,6 +74,7 @@ class JudgementSettings(BaseModel):
     splits: int = 20
     train_fraction: float = 0.6
     seed_noise: float | None = None
+    train_table: Path | None = None  # `transfer`: the table every method is fitted on
     comparator: ComparatorSettings = DEFAULT_SETTINGS
     final_fit: bool = True
 
@@ -88,14 +91,17 @@ TopK = Annotated[int, Field(ge=1)]
 # names a parameter's option), but for `groups` (`--group-column`): `flag` is the one mapping.
 COMPARE_OPTIONS = (
     "protocol", "seed", "top_k", "jobs", "groups", "splits", "train_fraction", "seed_noise",
+    "train_table",
 )  # fmt: skip
 # what `compare` refuses beside leave-one-group-out: it holds out groups, not random splits
 RANDOM_SPLIT_OPTIONS = ("splits", "train_fraction")
 
 
-def holds_out_one_group(settings: JudgementSettings) -> bool:
-    """Leave-one-group-out: the protocol a group column alone implies, or `group` by name."""
-    return settings.groups is not None and settings.protocol in (None, "group")
+def judges_one_split(settings: JudgementSettings) -> bool:
+    """Leave-one-group-out (the protocol a group column alone implies, or `group` by name) or
+    `transfer`: no random splits, whose options would be ignored."""
+    one_group_out = settings.groups is not None and settings.protocol in (None, "group")
+    return one_group_out or settings.protocol == "transfer"
 
 
 def flag(setting: str) -> str:
@@ -116,8 +122,6 @@ def compare_command(
         args += [flag(name), value if isinstance(value, str) else ",".join(value)]
     for name in COMPARE_OPTIONS:
         value = getattr(settings, name)
-        if value is not None and not (
-            holds_out_one_group(settings) and name in RANDOM_SPLIT_OPTIONS
-        ):
+        if value is not None and not (judges_one_split(settings) and name in RANDOM_SPLIT_OPTIONS):
             args += [flag(name), str(value)]
     return [*args, "--output", str(output)]

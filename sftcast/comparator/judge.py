@@ -53,6 +53,7 @@ from sftcast.comparator.protocols import (
     leave_one_group_out,
     random_splits,
     resolve_protocol,
+    transfer_split,
 )
 from sftcast.comparator.report import (
     ComparatorRecord,
@@ -65,7 +66,13 @@ from sftcast.comparator.report import (
     ProxyRecord,
 )
 from sftcast.comparator.scoring import ScoredPairs, predict_split, scored_pairs
-from sftcast.comparator.table import Candidates, ComparatorInputError, check_table
+from sftcast.comparator.table import (
+    Candidates,
+    ComparatorInputError,
+    check_table,
+    joined,
+    read_table,
+)
 
 METRICS = (
     "pairwise_accuracy",
@@ -113,14 +120,16 @@ def compare_table(
     judged."""
     _check(settings)
     protocol = resolve_protocol(settings.protocol, settings.groups)
-    candidates = check_table(
-        df, columns.id_column, columns.target, columns.proxies, columns.lower_is_better,
-        settings.groups,
-    )  # fmt: skip
-    plan = _plan(protocol, candidates, settings)
+    candidates = _checked(df, columns, settings)
+    n_held_out, train_sha256 = len(candidates.ids), None
+    if protocol == "transfer":
+        trained_on = read_table(settings.train_table)
+        candidates = joined(candidates, _checked(trained_on, columns, settings))
+        train_sha256 = trained_on.attrs["sha256"]
+    plan = _plan(protocol, candidates, settings, n_held_out)
     judged, skipped = _judged_splits(candidates, plan)
     pairs = [scored_pairs(split, candidates.target, protocol == "deployment") for split in judged]
-    record = _record(protocol, candidates, plan, settings, pairs, skipped)
+    record = _record(protocol, candidates, plan, settings, pairs, skipped, train_sha256)
     if not judged:
         raise ComparatorInputError(
             f"{candidates.source}: nothing to judge: of {len(plan)} split(s), "
@@ -129,14 +138,22 @@ def compare_table(
             "candidates with distinct targets"
         )
     everyone = np.arange(len(candidates.ids))
-    final = Split("the final fit on every candidate", everyone, everyone)
+    # the comparator `select` would rank with: fitted on every labelled candidate
+    final = plan[0] if protocol == "transfer" else Split("the final fit", everyone, everyone)
     check_standardising(candidates, [*judged, final])
     # splits are independent and seeded: the same judgement on any number of processes
     judgements = Parallel(n_jobs=settings.jobs)(
         delayed(_judge)(candidates, split, split_pairs, settings, record.clear_gap)
         for split, split_pairs in zip(judged, pairs, strict=True)
     )
-    return _report(df, columns, settings, candidates, record, judgements, pairs)
+    return _report(df, columns, settings, candidates, record, judgements, pairs, final.train)
+
+
+def _checked(df: pd.DataFrame, columns: Columns, settings: JudgementSettings) -> Candidates:
+    return check_table(
+        df, columns.id_column, columns.target, columns.proxies, columns.lower_is_better,
+        settings.groups,
+    )  # fmt: skip
 
 
 def _check(settings: JudgementSettings) -> None:
@@ -146,10 +163,19 @@ def _check(settings: JudgementSettings) -> None:
     noise = settings.seed_noise
     if noise is not None and not (np.isfinite(noise) and noise >= 0):
         raise ComparatorInputError(f"seed noise is {noise}; it must be a finite number >= 0")
+    if (settings.protocol == "transfer") != (settings.train_table is not None):
+        raise ComparatorInputError(
+            "protocol 'transfer' fits every method on another table: it needs a training "
+            "table (--train-table), and a training table needs that protocol"
+        )
 
 
-def _plan(protocol: str, candidates: Candidates, settings: JudgementSettings) -> list[Split]:
-    """The protocol's splits."""
+def _plan(
+    protocol: str, candidates: Candidates, settings: JudgementSettings, n_held_out: int
+) -> list[Split]:
+    """The protocol's splits (`transfer`: the first `n_held_out` candidates held out)."""
+    if protocol == "transfer":
+        return [transfer_split(n_held_out, len(candidates.ids) - n_held_out)]
     if protocol == "group":
         return leave_one_group_out(candidates.groups)
     if protocol == "variant":
@@ -167,6 +193,7 @@ def _record(
     settings: JudgementSettings,
     pairs: list[ScoredPairs],
     skipped: dict[str, int],
+    train_sha256: str | None = None,
 ) -> ProtocolRecord:
     """The protocol's record in the report: how the candidates were split and what was
     judged; with a seed noise, how many scored pairs are clear."""
@@ -176,6 +203,16 @@ def _record(
             "group_column": settings.groups,
             "groups": sorted(set(candidates.groups.tolist())),
             "splits": len(plan),
+        }
+    elif protocol == "transfer":
+        how = {
+            "name": "transfer",
+            "group_column": settings.groups,
+            "splits": 1,
+            "n_train": len(plan[0].train),
+            "n_test": len(plan[0].test),
+            "train_table": str(settings.train_table),
+            "train_sha256": train_sha256,
         }
     elif protocol == "variant":
         how = {
@@ -216,8 +253,10 @@ def _report(
     record: ProtocolRecord,
     judgements: list[Judged],
     pairs: list[ScoredPairs],
+    labelled: np.ndarray,
 ) -> CompareReport:
-    """The judged splits summed up, with the comparator fitted on every candidate."""
+    """The judged splits summed up, with the comparator fitted on the `labelled` candidates
+    (every one, or under `transfer` the training table's)."""
     scores = [judged.metrics for judged in judgements]
     intervals = group_intervals(candidates, pairs, judgements, settings.seed)
     methods = {
@@ -226,7 +265,9 @@ def _report(
     ranking = method_ranking(methods)
     comparator = settings.comparator
     fitted = (
-        ChosenComparator(comparator, settings.seed).fit(candidates.proxies, candidates.target)
+        ChosenComparator(comparator, settings.seed).fit(
+            candidates.proxies[labelled], candidates.target[labelled]
+        )
         if settings.final_fit
         else None
     )

@@ -8,6 +8,9 @@ is seen in fitting.
 - `variant`: seeded random splits of the *groups* (a variant's checkpoints, near-duplicates of
   one another, are one group): a held-out candidate never has a sibling in training. Pairs
   as in `paper`.
+- `transfer`: one split, fixed: every candidate of another table (`train_table`: past variants,
+  labelled) to fit on, every candidate of the judged one (new variants) held out. Pairs as in
+  `paper`; a group column, if given, only groups the held-out pairs for the interval.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from sftcast.comparator.config import DEFAULT_JUDGEMENT
 from sftcast.comparator.table import ComparatorInputError
 
 MIN_SIDE = 2  # a side with fewer candidates has no pair to learn from or to score
-PROTOCOLS = ("paper", "group", "deployment", "variant")
+PROTOCOLS = ("paper", "group", "deployment", "variant", "transfer")
 GROUPED = ("group", "variant")  # the protocols that need a group column
 
 
@@ -45,10 +48,10 @@ def resolve_protocol(protocol: str | None, groups: str | None) -> str:
         raise ComparatorInputError(
             f"protocol {protocol!r} holds out whole groups: name the group column (--group-column)"
         )
-    if protocol not in GROUPED and groups is not None:
+    if protocol not in (*GROUPED, "transfer") and groups is not None:
         raise ComparatorInputError(
-            f"a group column ({groups!r}) goes with protocol 'group' or 'variant', not "
-            f"{protocol!r}, whose splits ignore groups"
+            f"a group column ({groups!r}) goes with protocol 'group', 'variant' or 'transfer', "
+            f"not {protocol!r}, whose splits ignore groups"
         )
     return protocol
 
@@ -135,3 +138,13 @@ def leave_one_group_out(groups: np.ndarray) -> list[Split]:
         Split(f"group {str(groups[test[0]])!r}", train, test)
         for train, test in LeaveOneGroupOut().split(np.zeros(len(groups)), groups=groups)
     ]
+
+
+def transfer_split(n_held_out: int, n_train: int) -> Split:
+    """The held-out table's candidates first (so that a row named in an error is that table's
+    row), then the training table's."""
+    return Split(
+        "the training table to the judged one",
+        np.arange(n_held_out, n_held_out + n_train),
+        np.arange(n_held_out),
+    )

@@ -59,6 +59,8 @@ class ProtocolRecord(Record):
     train_fraction: float | None = None  # random splits
     n_train: int | None = None
     n_test: int | None = None
+    train_table: str | None = None  # transfer: the table every method was fitted on
+    train_sha256: str | None = None
     seed: int
     top_k: int
     judged_splits: int

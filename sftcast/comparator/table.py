@@ -24,7 +24,7 @@ import csv
 import hashlib
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -295,3 +295,24 @@ def _check_unique(ids: np.ndarray, column: str, source: str, csv: bool) -> None:
                 f"(first at row {seen[candidate] + 1})"
             )
         seen[candidate] = row
+
+
+def joined(held_out: Candidates, train: Candidates) -> Candidates:
+    """The held-out table's candidates, then the training table's, as one pool named as the
+    held-out table (`transfer`): its rows keep their numbers in errors."""
+    repeated = sorted(set(held_out.ids.tolist()) & set(train.ids.tolist()))
+    if repeated:
+        raise ComparatorInputError(
+            f"{held_out.source} and {train.source} both hold candidate(s) "
+            f"{', '.join(map(repr, repeated[:5]))}: a held-out candidate cannot be trained on"
+        )
+    groups = None
+    if held_out.groups is not None and train.groups is not None:
+        groups = np.concatenate([held_out.groups, train.groups])
+    return replace(
+        held_out,
+        ids=np.concatenate([held_out.ids, train.ids]),
+        target=np.concatenate([held_out.target, train.target]),
+        proxies=np.vstack([held_out.proxies, train.proxies]),
+        groups=groups,
+    )

@@ -19,6 +19,7 @@ from sftcast.files import replacing, write_text_atomic
 from sftcast.study.config import StudyConfig
 from sftcast.study.figures import plot_accuracy, plot_predicted_vs_actual, plot_study_scores_by_step
 from sftcast.study.summary import (
+    JUDGED,
     judgement_markdown,
     pretraining_proxies,
     probe_proxies,
@@ -74,10 +75,9 @@ def judge(study: StudyConfig, tasks: Sequence[str]) -> list[Path]:
     write_text_atomic(root / "summary.json", json.dumps(summary, indent=1, default=str) + "\n")
     write_text_atomic(root / "judgement.md", judgement_markdown(summary))
     table = read_results(study.results)
+    judged = [p for p in JUDGED if p != "group" and any(p in e for e in summary["tasks"].values())]
     figures = {
-        "accuracy_variant.png": plot_accuracy(summary, "variant"),
-        "accuracy_paper.png": plot_accuracy(summary, "paper"),
-        "accuracy_deployment.png": plot_accuracy(summary, "deployment"),
+        **{f"accuracy_{p}.png": plot_accuracy(summary, p) for p in judged},
         "predicted_vs_actual.png": plot_predicted_vs_actual(
             table, {t: pretraining_proxies(table) + probe_proxies(table) for t in tasks}
         ),

@@ -38,6 +38,9 @@ class StudyConfig(BaseModel):
     freeze_commit: str | None = Field(
         None, description="the commit the judging code was frozen at; recorded in summary.json"
     )
+    # a held-out zoo's judgement adds `transfer`: every method fitted on this table's candidates
+    # (past variants, labelled), judged on all of this study's (new variants)
+    transfer_from: Path | None = None
 
     def includes(self, variant: str) -> bool:
         return self.variants is None or any(fnmatch(variant, p) for p in self.variants)
@@ -46,9 +49,10 @@ class StudyConfig(BaseModel):
         self, protocol: str, groups: str | None = None, seed_noise: float | None = None
     ) -> JudgementSettings:
         """How `compare` judges the study's table under `protocol` (with its group column),
-        knowing the target's seed noise."""
+        knowing the target's seed noise; `transfer` fitted on `transfer_from`."""
         return JudgementSettings(
             protocol=protocol,
+            train_table=self.transfer_from if protocol == "transfer" else None,
             seed=self.seed,
             top_k=self.top_k,
             jobs=self.jobs,

@@ -42,8 +42,8 @@ from sftcast.study.table import (
 # `variant` first: the headline, no held-out candidate with a sibling checkpoint in training
 PROTOCOLS = ("variant", "paper", "deployment", "group")
 # the column each grouped protocol holds out by: random splits of the variants (a variant's
-# checkpoints are near-duplicates), leave one family out
-GROUP_COLUMNS = {"variant": "variant", "group": "family"}
+# checkpoints are near-duplicates), leave one family out; transfer's interval over variants
+GROUP_COLUMNS = {"variant": "variant", "group": "family", "transfer": "variant"}
 # the baselines under the names issue #31 reads them by, beside their own
 ALIASES = {
     "best_single_train": "best_proxy_fit",
@@ -115,11 +115,13 @@ def _paired(found: PairedRecord) -> dict[str, Any]:
 def summarize(results: Path, study: StudyConfig, tasks: Sequence[str], reports: Path) -> dict:
     """Judge every task under every protocol; write each report under `reports`."""
     df = read_table(results)
+    trained_on = None if study.transfer_from is None else read_table(study.transfer_from)
     summary: dict[str, Any] = {
         "n_candidates": len(df),
         "freeze_commit": study.freeze_commit,
         "tasks": {},
     }
+    protocols = PROTOCOLS if trained_on is None else (*PROTOCOLS, "transfer")
     numeric = df.apply(pd.to_numeric, errors="coerce")  # the CSV is read as text
     for task in tasks:
         noise = seed_noise(numeric, task)
@@ -134,11 +136,12 @@ def summarize(results: Path, study: StudyConfig, tasks: Sequence[str], reports: 
             "probe_cost_fraction": probe_cost_fraction(numeric, task),
             "commands": [],
         }
-        for protocol in PROTOCOLS:
+        for protocol in protocols:
             settings = study.judgement(
                 protocol, GROUP_COLUMNS.get(protocol), noise if math.isfinite(noise) else None
             )
-            judged = _judge_protocol(df, results, task, settings, reports, entry["commands"])
+            also = trained_on if protocol == "transfer" else None
+            judged = _judge_protocol(df, results, task, settings, reports, entry["commands"], also)
             entry[protocol] = (
                 _headline(*judged, ceiling) if isinstance(judged, tuple) else {"skipped": judged}
             )
@@ -153,12 +156,16 @@ def _judge_protocol(
     settings: JudgementSettings,
     reports: Path,
     commands: list[list[str]],
+    trained_on: pd.DataFrame | None = None,
 ) -> tuple[dict[str, Any], dict[str, CompareReport]] | str:
     """The protocol's methods and its reports per label (`pretraining`: the pre-training
     proxies; `all`: with every probe, where the table has one), each report written under
     `reports` and its `compare` command added to `commands`; why not where it cannot be
-    judged."""
+    judged. With `trained_on` (transfer's training table), the proxies that rank both."""
     pretraining, probes = pretraining_proxies(df), probe_proxies(df)
+    if trained_on is not None:
+        pretraining = [p for p in pretraining if _ranks(trained_on, p)]
+        probes = [p for p in probes if _ranks(trained_on, p)]
     methods: dict[str, Any] = {}
     judged: dict[str, CompareReport] = {}
     for label, proxies in (("pretraining", pretraining), ("all", pretraining + probes)):
@@ -318,7 +325,9 @@ PROTOCOL_LABELS = {
     "paper": "paper (siblings may be split)",
     "deployment": "deployment (held-out x training pairs)",
     "group": "group (leave one family out)",
+    "transfer": "transfer (fitted on the study, judged here)",
 }
+JUDGED = (*PROTOCOLS, "transfer")  # every protocol a summary may hold
 
 
 def judgement_markdown(summary: dict[str, Any]) -> str:
@@ -357,7 +366,7 @@ def _methods_rows(summary: dict[str, Any]) -> list[str]:
         + "|---" * (8 + len(BASELINES))
         + "|"
     ]
-    for task, protocol, methods in _judged(summary, PROTOCOLS):
+    for task, protocol, methods in _judged(summary, JUDGED):
         best = best_single_proxy(methods)
         recall = methods["ltc"]["top3_recall"]
         cells = [
@@ -376,7 +385,7 @@ def _paired_rows(summary: dict[str, Any]) -> list[str]:
         "| task | protocol | method | ltc minus it (mean ± std over splits) | ltc wins | "
         "ltc better beyond the spread |\n|---|---|---|---|---|---|"
     ]
-    for task, protocol, methods in _judged(summary, ("variant", "paper")):
+    for task, protocol, methods in _judged(summary, ("variant", "transfer", "paper")):
         for name in BASELINES:
             found = methods.get(name, {})
             if found.get("ltc_minus_mean") is not None:
