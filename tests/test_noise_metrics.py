@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +26,15 @@ from sftcast.comparator.noise import noise_ceiling, pooled_seed_std, seed_column
 from sftcast.comparator.report import GROUP_KEYS, METHOD_KEYS, NOISE_KEYS
 from sftcast.curves import ReplayPath, ReplayTable, curve
 from sftcast.study import StudyConfig, write_table
-from sftcast.study.summary import modal_share, pretraining_proxies, probe_proxies, summarize
+from sftcast.study.summary import (
+    DESIGN,
+    REPO,
+    changed_since,
+    modal_share,
+    pretraining_proxies,
+    probe_proxies,
+    summarize,
+)
 from sftcast.study.table import judged_column, seed_counts, seed_noise, with_seed_statistics
 
 LINEAR = ComparatorSettings(form="linear")  # where the form does not matter: fast
@@ -284,6 +294,7 @@ def test_the_summary_judges_the_seed_mean_against_its_noise_ceiling(tmp_path: Pa
     study = StudyConfig(results=results, splits=2, jobs=1, freeze_commit="abc123")
     summary = summarize(results, study, ["cls"], tmp_path / "reports")
     assert summary["freeze_commit"] == "abc123"
+    assert summary["design_changed_since_freeze"] is None  # no such commit: git cannot tell
     cls = summary["tasks"]["cls"]
     table = pd.read_csv(results)
     assert cls["target_column"] == "sft_cls_mean"
@@ -319,3 +330,22 @@ def test_the_summary_judges_the_seed_mean_against_its_noise_ceiling(tmp_path: Pa
     json.dumps(summary)  # written as JSON
     # no interval where the protocol has no groups
     assert cls["paper"]["ltc"]["pairwise_accuracy_ci_low"] is None
+
+
+def test_a_freeze_names_the_design_files_changed_since(tmp_path: Path) -> None:
+    git = shutil.which("git")
+    if git is None or not (REPO / ".git").exists():
+        pytest.skip("not a git checkout")
+    head = subprocess.run([git, "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+    found = changed_since(head.stdout.strip())
+    assert found is not None and all(f.startswith(DESIGN) for f in found)
+    # a design file changed in a copy of the checkout is named; a judging file is not
+    copy = tmp_path / "copy"
+    subprocess.run([git, "worktree", "add", "--detach", str(copy), "HEAD"], cwd=REPO, check=True)
+    try:
+        for name in ("sftcast/comparator/forms.py", "sftcast/comparator/judge.py"):
+            with (copy / name).open("a") as f:
+                f.write("# changed\n")
+        assert changed_since(head.stdout.strip(), copy) == ["sftcast/comparator/forms.py"]
+    finally:
+        subprocess.run([git, "worktree", "remove", "--force", str(copy)], cwd=REPO, check=True)

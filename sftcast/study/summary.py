@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,16 @@ ALIASES = {
 }
 # the methods `ltc` is paired with in a protocol's `paired` entry
 HEADLINE = ("ppl_clm", *ALIASES, "ltc_pretraining")
+# the design a freeze holds still: the predictors, the probes and proxies, the recipes and the
+# study's settings, the strategies; the judging code (compare's protocols, these summaries) is
+# not in it, as it chooses nothing
+DESIGN = (
+    "sftcast/comparator/forms.py", "sftcast/comparator/model.py",
+    "sftcast/comparator/features.py", "sftcast/comparator/baselines.py",
+    "sftcast/comparator/scoring.py", "sftcast/proxies", "sftcast/sft", "sftcast/evaluation",
+    "sftcast/active.py", "sftcast/curves.py", "sftcast/selection", "configs/study.yaml",
+)  # fmt: skip
+REPO = Path(__file__).resolve().parents[2]
 # entries of a protocol's methods that are not a single proxy
 COMBINED = ("ltc", "ltc_pretraining", "proxy_mean", *BASELINES, *ALIASES, "paired")
 
@@ -119,6 +130,8 @@ def summarize(results: Path, study: StudyConfig, tasks: Sequence[str], reports: 
     summary: dict[str, Any] = {
         "n_candidates": len(df),
         "freeze_commit": study.freeze_commit,
+        # a file named here makes the figures "tuned"
+        "design_changed_since_freeze": study.freeze_commit and changed_since(study.freeze_commit),
         "tasks": {},
     }
     protocols = PROTOCOLS if trained_on is None else (*PROTOCOLS, "transfer")
@@ -225,6 +238,19 @@ def _headline(
                 "splits": found.splits,
             }
     return methods | {"paired": paired}
+
+
+def changed_since(commit: str, root: Path = REPO) -> list[str] | None:
+    """The design's files (`DESIGN`) that differ between `commit` and the checkout at `root`;
+    None where git cannot tell (no repository, or a clone without that commit)."""
+    try:
+        found = subprocess.run(
+            ["git", "diff", "--name-only", commit, "--", *DESIGN],
+            cwd=root, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return found.stdout.split()
 
 
 def task_noise_ceiling(numeric: pd.DataFrame, task: str, noise: float) -> float | None:
