@@ -19,6 +19,7 @@ from sftcast.comparator.judge import evaluate_split
 from sftcast.comparator.protocols import Split
 from sftcast.study import StudyConfig
 from sftcast.study.summary import judgement_markdown, summarize
+from sftcast.study.targets import target_rows
 
 COLUMNS = Columns(id_column="id", target="score", proxies=["p1", "loss", "noise"],
                   lower_is_better=["loss"])  # fmt: skip
@@ -137,4 +138,45 @@ def test_a_held_out_zoo_summary_is_judged_by_transfer_too(tmp_path: Path) -> Non
     commands = [c for c in summary["tasks"]["cls"]["commands"] if "transfer" in c]
     assert commands and all(c[c.index("--train-table") + 1] == str(past) for c in commands)
     assert "--splits" not in commands[0]
-    assert "transfer (fitted on the study, judged here)" in judgement_markdown(summary)
+    text = judgement_markdown(summary)
+    assert "transfer (fitted on the study, judged here)" in text
+    assert "Design frozen at `ffff" in text and "git could not tell" in text
+    # the targets are checked under variant and transfer, and transfer shows its interval
+    targets = text.split("## The comparator against issue #31's targets")[1].split("##")[0]
+    assert "| cls | variant |" in targets and "| cls | transfer |" in targets
+    ci = found["ltc"]
+    shown = f"{ci['pairwise_accuracy_mean']:.2f} [{ci['pairwise_accuracy_ci_low']:.2f}, "
+    assert shown in text
+
+
+def test_the_targets_table_says_which_target_each_task_meets() -> None:
+    def protocol(accuracy: float, wins: int, difference: float, recall: float) -> dict:
+        paired = {"mean_difference": difference, "ltc_wins": wins, "splits": 20}
+        ahead = {"mean_difference": 0.05, "ltc_wins": 20, "splits": 20}
+        return {
+            "ltc": {
+                "pairwise_accuracy_mean": accuracy,
+                "of_noise_ceiling": accuracy / 0.85,
+                "within_noise_recall": recall,
+            },
+            "paired": {"ppl_clm": ahead, "linear": paired},
+            "ridge": {"ltc_minus_mean": 0.01, "ltc_wins": 15, "paired_splits": 20},
+        }
+
+    summary = {
+        "n_candidates": 42,
+        "tasks": {
+            "cls": {"variant": protocol(0.81, 14, 0.01, 0.85)},
+            "rag": {"variant": protocol(0.7999, 13, 0.02, 0.5), "transfer": {"skipped": "x"}},
+        },
+    }
+    rows = target_rows(summary)
+    assert rows[2] == (
+        "| cls | variant | 0.810: met | 0.953: met | linear +0.010, 14 of 20: met | 0.850: met |"
+    )
+    # 0.7999 is below 0.80; 13 wins of 20 is below 70% though the mean difference is positive
+    assert rows[3] == (
+        "| rag | variant | 0.800: missed | 0.941: met | linear +0.020, 13 of 20: missed "
+        "| 0.500: missed |"
+    )
+    assert len(rows) == 4  # a skipped protocol has no row

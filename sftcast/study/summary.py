@@ -16,6 +16,7 @@ import json
 import math
 import subprocess
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from sftcast.study.table import (
     spread,
     target_column,
 )
+from sftcast.study.targets import target_rows
 
 # `variant` first: the headline, no held-out candidate with a sibling checkpoint in training
 PROTOCOLS = ("variant", "paper", "deployment", "group")
@@ -357,19 +359,34 @@ JUDGED = (*PROTOCOLS, "transfer")  # every protocol a summary may hold
 
 
 def judgement_markdown(summary: dict[str, Any]) -> str:
-    """The summary's judgement in Markdown: the methods' table, then `ltc` against each
-    baseline split by split."""
+    """The summary's judgement in Markdown: the methods' table, `ltc` against issue #31's
+    targets, then against each baseline split by split."""
     return (
         f"# The study's judgement ({summary['n_candidates']} candidates)\n\n"
         "Written by `sftcast study --judge-only` from `summary.json` (the `compare` commands "
         "that reproduce each row are listed there); pairwise accuracy on held-out candidates, "
-        "mean ± std over splits.\n\n" + "\n".join(_methods_rows(summary)) + "\n\n"
-        "## The comparator against each baseline, split by split\n\n"
+        "mean ± std over splits (`transfer`, one split: the 95% interval over the held-out "
+        f"variants).{_freeze(summary)}\n\n" + "\n".join(_methods_rows(summary)) + "\n\n"
+        "## The comparator against issue #31's targets\n\n"
+        + "\n".join(target_rows(summary))
+        + "\n\n## The comparator against each baseline, split by split\n\n"
         "`ltc` (with the probes) minus the baseline's pairwise accuracy on the same splits; "
         "better beyond the spread: the mean difference above its std.\n\n"
         + "\n".join(_paired_rows(summary))
         + "\n"
     )
+
+
+def _freeze(summary: dict[str, Any]) -> str:
+    """Whether the design judged is the frozen one, as `design_changed_since_freeze` says."""
+    commit, changed = summary.get("freeze_commit"), summary.get("design_changed_since_freeze")
+    if commit is None:
+        return ""
+    if changed is None:
+        return f" Design frozen at `{commit}`; git could not tell what changed since."
+    if changed:
+        return f" Tuned: design files changed since the freeze at `{commit}`: {', '.join(changed)}."
+    return f" Design frozen at `{commit}`; no design file has changed since."
 
 
 def _judged(summary: dict[str, Any], protocols: Sequence[str]) -> Iterator[tuple[str, str, dict]]:
@@ -395,12 +412,12 @@ def _methods_rows(summary: dict[str, Any]) -> list[str]:
     for task, protocol, methods in _judged(summary, JUDGED):
         best = best_single_proxy(methods)
         recall = methods["ltc"]["top3_recall"]
+        # transfer is one split: no spread over splits to show, its interval instead
+        shown = partial(_accuracy, methods, interval=protocol == "transfer")
         cells = [
-            task, PROTOCOL_LABELS[protocol], _accuracy(methods, "ppl_clm"),
-            f"{best} {_accuracy(methods, best)}", _accuracy(methods, "proxy_mean"),
-            *(_accuracy(methods, b) for b in BASELINES),
-            _accuracy(methods, "ltc_pretraining"), _accuracy(methods, "ltc"),
-            "-" if recall is None else f"{recall:.2f}",
+            task, PROTOCOL_LABELS[protocol], shown("ppl_clm"), f"{best} {shown(best)}",
+            shown("proxy_mean"), *(shown(b) for b in BASELINES), shown("ltc_pretraining"),
+            shown("ltc"), "-" if recall is None else f"{recall:.2f}",
         ]  # fmt: skip
         rows.append("| " + " | ".join(cells) + " |")
     return rows
@@ -429,8 +446,11 @@ def best_single_proxy(methods: dict[str, Any]) -> str:
     return max(singles, key=lambda m: singles[m]["pairwise_accuracy_mean"] or 0.0)
 
 
-def _accuracy(methods: dict[str, Any], name: str) -> str:
+def _accuracy(methods: dict[str, Any], name: str, interval: bool = False) -> str:
     found = methods.get(name)  # absent: a proxy constant over the table
     if found is None:
         return "-"
+    if interval:
+        low, high = found["pairwise_accuracy_ci_low"], found["pairwise_accuracy_ci_high"]
+        return f"{found['pairwise_accuracy_mean']:.2f} [{low:.2f}, {high:.2f}]"
     return f"{found['pairwise_accuracy_mean']:.2f} ± {found['pairwise_accuracy_std']:.2f}"

@@ -1,0 +1,76 @@
+"""Issue #31's targets for the comparator, checked on a study's summary: under `variant` (and,
+on a held-out zoo, `transfer`), on every task, `ltc` at 0.80 or more, at 0.90 of the noise
+ceiling or more, ahead of every baseline in the paired comparison (a positive mean difference,
+won on at least 70% of the splits: 14 of 20), and a within-noise recall of 0.8 or more.
+
+Written into the judgement beside the numbers it reads, so that a reader sees which target a
+task meets and by how much, and nobody copies the figures by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+ACCURACY, OF_CEILING, WIN_SHARE, WITHIN_NOISE = 0.80, 0.90, 0.7, 0.8
+# the protocols the targets are set for: whole variants held out, and the held-out zoo fitted on
+# the study
+TARGETED = ("variant", "transfer")
+# the baselines `ltc` must be ahead of: the headline's paired methods and the ridge regression
+RIVALS = ("ppl_clm", "best_single_train", "proxy_mean_signed", "linear", "ridge")
+
+
+def rival_records(methods: dict[str, Any]) -> dict[str, tuple[float, int, int]]:
+    """Per rival, `ltc` minus it (mean over splits), the splits `ltc` won and the splits."""
+    found = {}
+    for name in RIVALS:
+        paired = methods.get("paired", {}).get(name)
+        if paired is not None:
+            found[name] = (paired["mean_difference"], paired["ltc_wins"], paired["splits"])
+        elif methods.get(name, {}).get("ltc_minus_mean") is not None:  # ridge: not headline
+            m = methods[name]
+            found[name] = (m["ltc_minus_mean"], m["ltc_wins"], m["paired_splits"])
+    return found
+
+
+def ahead(record: tuple[float, int, int]) -> bool:
+    difference, wins, splits = record
+    return difference > 0 and wins >= WIN_SHARE * splits
+
+
+def target_rows(summary: dict[str, Any]) -> list[str]:
+    """A Markdown table: per task and targeted protocol, each target's number and whether it is
+    met."""
+    rows = [
+        f"| task | protocol | `ltc` (>= {ACCURACY:.2f}) | of the noise ceiling (>= "
+        f"{OF_CEILING:.2f}) | the rival `ltc` leads least (ahead: mean > 0, wins >= "
+        f"{WIN_SHARE:.0%} of splits) | within-noise recall (>= {WITHIN_NOISE:.1f}) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for task, entry in summary["tasks"].items():
+        for protocol in TARGETED:
+            methods = entry.get(protocol)
+            if not methods or "skipped" in methods:
+                continue
+            ltc = methods["ltc"]
+            rivals = rival_records(methods)
+            worst = min(rivals, key=lambda n: (ahead(rivals[n]), rivals[n][0]))
+            difference, wins, splits = rivals[worst]
+            accuracy, share = ltc["pairwise_accuracy_mean"], ltc.get("of_noise_ceiling")
+            recall = ltc.get("within_noise_recall")
+            cells = [
+                task,
+                protocol,
+                _check(accuracy, ACCURACY),
+                _check(share, OF_CEILING),
+                f"{worst} {difference:+.3f}, {wins} of {splits}: "
+                f"{'met' if all(map(ahead, rivals.values())) else 'missed'}",
+                _check(recall, WITHIN_NOISE),
+            ]
+            rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+def _check(value: float | None, target: float) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}: {'met' if value >= target else 'missed'}"
