@@ -111,10 +111,11 @@ def table_comparison(table: pd.DataFrame) -> list[str]:
     if not COMMITTED.is_file():
         return []
     committed = pd.read_csv(COMMITTED).set_index("candidate")
+    shown = COMMITTED.relative_to(REPO) if COMMITTED.is_relative_to(REPO) else COMMITTED
     new = table.set_index("candidate")
     shared = new.index.intersection(committed.index)
     lines = [
-        f"Against the committed `{COMMITTED.relative_to(REPO)}` ({len(committed)} candidates, "
+        f"Against the committed `{shown}` ({len(committed)} candidates, "
         f"{len(shared)} in both):",
         "",
         "| columns | cells equal | largest difference |",
