@@ -115,8 +115,7 @@ def table_comparison(table: pd.DataFrame) -> list[str]:
     new = table.set_index("candidate")
     shared = new.index.intersection(committed.index)
     lines = [
-        f"Against the committed `{shown}` ({len(committed)} candidates, "
-        f"{len(shared)} in both):",
+        f"Against the committed `{shown}` ({len(committed)} candidates, {len(shared)} in both):",
         "",
         "| columns | cells equal | largest difference |",
         "|---|---|---|",

@@ -324,6 +324,13 @@ def test_the_summary_judges_the_seed_mean_against_its_noise_ceiling(tmp_path: Pa
         variant["linear_tuned"]["ltc_minus_mean"]
     )
     assert variant["paired"]["ltc_pretraining"]["splits"] == 2
+    # ltc_pretraining against ppl_clm and each baseline fitted on the pre-training proxies alone
+    pretraining = variant["paired_pretraining"]
+    assert set(pretraining) == {*headline[:-1], "ridge"}
+    assert pretraining["ppl_clm"]["mean_difference"] == pytest.approx(
+        variant["ltc_pretraining"]["pairwise_accuracy_mean"]
+        - variant["ppl_clm"]["pairwise_accuracy_mean"]
+    )
     # another task's probe is offered too; seeds and their summaries never are
     assert "probe_loss_rag" in variant
     assert not [m for m in variant if m.startswith("sft_")]

@@ -161,6 +161,7 @@ def test_the_targets_table_says_which_target_each_task_meets() -> None:
             },
             "paired": {"ppl_clm": ahead, "linear": paired},
             "ridge": {"ltc_minus_mean": 0.01, "ltc_wins": 15, "paired_splits": 20},
+            "paired_pretraining": {"ppl_clm": ahead, "ridge": paired},
         }
 
     summary = {
@@ -172,11 +173,12 @@ def test_the_targets_table_says_which_target_each_task_meets() -> None:
     }
     rows = target_rows(summary)
     assert rows[2] == (
-        "| cls | variant | 0.810: met | 0.953: met | linear +0.010, 14 of 20: met | 0.850: met |"
+        "| cls | variant | 0.810: met | 0.953: met | linear +0.010, 14 of 20: met | 0.850: met "
+        "| ridge +0.010, 14 of 20: met |"
     )
     # 0.7999 is below 0.80; 13 wins of 20 is below 70% though the mean difference is positive
     assert rows[3] == (
         "| rag | variant | 0.800: missed | 0.941: met | linear +0.020, 13 of 20: missed "
-        "| 0.500: missed |"
+        "| 0.500: missed | ridge +0.020, 13 of 20: missed |"
     )
     assert len(rows) == 4  # a skipped protocol has no row

@@ -66,7 +66,9 @@ DESIGN = (
 )  # fmt: skip
 REPO = Path(__file__).resolve().parents[2]
 # entries of a protocol's methods that are not a single proxy
-COMBINED = ("ltc", "ltc_pretraining", "proxy_mean", *BASELINES, *ALIASES, "paired")
+COMBINED = (
+    "ltc", "ltc_pretraining", "proxy_mean", *BASELINES, *ALIASES, "paired", "paired_pretraining",
+)  # fmt: skip
 
 
 def pretraining_proxies(df: pd.DataFrame) -> list[str]:
@@ -216,9 +218,10 @@ def _headline(
     methods: dict[str, Any], judged: dict[str, CompareReport], ceiling: float | None
 ) -> dict[str, Any]:
     """The protocol's methods with the baselines also under their `ALIASES`, `ltc`'s share of
-    the noise ceiling, and `paired`: `ltc` (with the probes where there are any) minus each of
-    the `HEADLINE` methods in pairwise accuracy, split by split (every report of a protocol
-    judges the same splits on the same pairs)."""
+    the noise ceiling; `paired`: `ltc` (with the probes where there are any) minus each of the
+    `HEADLINE` methods in pairwise accuracy, split by split (every report of a protocol judges
+    the same splits on the same pairs); and `paired_pretraining`: `ltc_pretraining` minus
+    `ppl_clm` and each baseline fitted on the pre-training proxies alone, the same way."""
     methods |= {alias: dict(methods[name]) for alias, name in ALIASES.items()}
     ltc = methods["ltc"]
     accuracy = ltc["pairwise_accuracy_mean"]
@@ -229,17 +232,32 @@ def _headline(
         **{alias: last.split_accuracy[name] for alias, name in ALIASES.items()},
         "ltc_pretraining": first.split_accuracy["ltc"],
     }
+    pretraining_only = {
+        "ppl_clm": first.split_accuracy.get("ppl_clm"),
+        **{alias: first.split_accuracy[name] for alias, name in ALIASES.items()},
+        "ridge": first.split_accuracy["ridge"],
+    }
+    return methods | {
+        "paired": _paired_with(last.split_accuracy["ltc"], others),
+        "paired_pretraining": _paired_with(first.split_accuracy["ltc"], pretraining_only),
+    }
+
+
+def _paired_with(
+    ltc: list[float | None], others: dict[str, list[float | None] | None]
+) -> dict[str, dict[str, Any]]:
+    """`ltc`'s split accuracies minus each other method's, as `paired_record` counts them."""
     paired = {}
     for name, splits in others.items():
         if splits is not None:
-            found = paired_record(last.split_accuracy["ltc"], splits)
+            found = paired_record(ltc, splits)
             paired[name] = {
                 "mean_difference": found.difference_mean,  # ltc minus the method
                 "std": found.difference_std,
                 "ltc_wins": found.ltc_wins,
                 "splits": found.splits,
             }
-    return methods | {"paired": paired}
+    return paired
 
 
 def changed_since(commit: str, root: Path = REPO) -> list[str] | None:
