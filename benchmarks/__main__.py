@@ -46,12 +46,17 @@ def machine() -> str:
     except OSError:
         pass
     load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    gpu = (
+        f"GPU: {torch.cuda.get_device_name(0)}"
+        if torch.cuda.is_available()
+        else "No GPU: the CUDA / bf16 paths were not measured in this run"
+    )
     return (
         f"Machine: {cpu}, {os.cpu_count()} logical CPUs, torch threads "
         f"{torch.get_num_threads()}, {platform.system()} {platform.release()}. Load average at "
         f"start: {load} (other processes share these cores). Versions: Python "
         f"{platform.python_version()}, torch {torch.__version__}, transformers "
-        f"{transformers.__version__}, tokenizers {tokenizers.__version__}. Date: "
+        f"{transformers.__version__}, tokenizers {tokenizers.__version__}. {gpu}. Date: "
         f"{time.strftime('%Y-%m-%d %H:%M %Z')}."
     )
 

@@ -9,9 +9,11 @@ cores ran, so runs at different hours compare.
 
 - **before**: the path before the issue, reachable by settings: one process with torch's
   threads (`study.workers: 1`), answers from `model.generate` (`evaluation.generation:
-  generate`), probes of 64 train / 48 validation rows, no compilation.
+  generate`), every few-shot prompt run whole (`evaluation.share_prefix: false`), probes of
+  64 train / 48 validation rows, no compilation.
 - **after**: `configs/study.yaml` as it is (`study.workers` single-thread processes, the
-  cached decoding loop, probes of 32 / 32), compilation as `SFTCAST_COMPILE` leaves it
+  cached decoding loop, the few-shot demonstrations run once per evaluation, probes of
+  32 / 32), compilation as `SFTCAST_COMPILE` leaves it
   (`auto`: none on the CPU). The workers are started (and their imports done) before the
   timer starts, as the study's are for every candidate but its first; their start-up is
   reported beside the times.
@@ -95,7 +97,7 @@ def _measure(
     )
     evaluation, proxies, workers = params.evaluation, params.proxies, params.study.workers
     if arm != "after":
-        evaluation = evaluation.model_copy(update={"generation": "generate"})
+        evaluation = evaluation.model_copy(update={"generation": "generate", "share_prefix": False})
         proxies = proxies.model_copy(
             update={
                 "probes": {
@@ -231,8 +233,9 @@ def _section(
         "",
         f"`{COMMAND}`: one `configs/study.yaml` candidate ({VARIANT}@150) measured as the "
         f"study does (proxies, probes, SFT + evaluation on {', '.join(tasks)}), before issue "
-        "#30's changes (one process, torch's threads, `generate`, probes 64/48) and after "
-        "them (the study's worker processes, the decoding loop, probes 32/32; compile as "
+        "#30's changes (one process, torch's threads, `generate`, every few-shot prompt run "
+        "whole, probes 64/48) and after them (the study's worker processes, the decoding "
+        "loop, the demonstrations run once, probes 32/32; compile as "
         "`SFTCAST_COMPILE` leaves it); rounds alternate which runs first. Matmul peak "
         f"{peak:.0f} GFLOP/s; the candidate's pre-training ran at {zoo_tps:,.0f} tokens/s.",
         "",

@@ -31,6 +31,10 @@ class EvaluationConfig(BaseModel):
     # how answers are decoded: `loop` (KV cache, stops at the answer's end) or `generate`
     # (transformers' generate, the path before it; the same answers, kept to benchmark against)
     generation: GenerationMethod = "loop"
+    # few-shot prompts: run the demonstrations every prompt begins with once, not per row
+    # (`sftcast.evaluation.scoring.shared_prefix`); false runs each prompt whole, the path
+    # before it, kept to benchmark against: the same scores up to float rounding
+    share_prefix: bool = True
     # QA tasks scored by multiple choice: the gold answer against `n - 1` distractors of its
     # relation, ranked by the model's probability of each (`sftcast.evaluation.choice`); their
     # headline score is that accuracy instead of generated-answer F1
@@ -42,10 +46,12 @@ class EvaluationConfig(BaseModel):
 
     def identity(self) -> dict[str, object]:
         """The settings the scores depend on, for hashes that name a measurement: how answers
-        are decoded is left out (both ways give the same answers), and so are `choices` when
-        none is set (the hash of a table measured before the setting existed)."""
+        are decoded and whether the demonstrations are run once are left out (both ways give
+        the same answers), and so are `choices` when none is set (the hash of a table measured
+        before the setting existed)."""
         return self.model_dump(
-            mode="json", exclude={"generation"} | (set() if self.choices else {"choices"})
+            mode="json",
+            exclude={"generation", "share_prefix"} | (set() if self.choices else {"choices"}),
         )
 
     @field_validator("formats")

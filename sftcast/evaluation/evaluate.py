@@ -25,6 +25,7 @@ from sftcast.evaluation.metrics import exact_match, mean_ratio_of_change, rouge_
 from sftcast.evaluation.scoring import (
     greedy_generate,
     label_token_ids,
+    shared_prefix,
     target_logprobs,
     tokenprob_scores,
 )
@@ -81,6 +82,8 @@ def evaluate_task(
         for row in rows
     ]
     model.eval()
+    share = bool(demos) and config.share_prefix
+    prefix = shared_prefix(model, prompts) if share else None
     if task == "cls":
         scores = tokenprob_scores(
             model,
@@ -88,12 +91,15 @@ def evaluate_task(
             label_token_ids(tokenizer, NEWS_TOPICS),
             pad_id=tokenizer.pad_token_id,
             batch_size=config.batch_size,
+            prefix=prefix,
         )
         predicted = [NEWS_TOPICS[j] for j in scores.argmax(dim=1).tolist()]
         gold = [r["label"] for r in rows]
         return {"accuracy": float(np.mean(np.array(predicted) == np.array(gold)))}
     if task in config.choices:
-        accuracy = _choice_accuracy(model, tokenizer, task, rows, dataset, config, demos, fmt)
+        accuracy = _choice_accuracy(
+            model, tokenizer, task, rows, dataset, config, demos, fmt, share
+        )
         return {CHOICE_METRIC: accuracy}
     answers = greedy_generate(
         model,
@@ -102,6 +108,7 @@ def evaluate_task(
         max_new_tokens=config.max_new_tokens,
         batch_size=config.batch_size,
         method=config.generation,
+        prefix=prefix,
     )
     pairs = list(zip(answers, (r["answers"] for r in rows), strict=True))
     return {
@@ -187,8 +194,10 @@ def _choice_accuracy(
     config: EvaluationConfig,
     demos: Sequence[Mapping[str, Any]],
     fmt: str,
+    share: bool = False,
 ) -> float:
-    """The share of rows whose gold answer the model finds likelier than each distractor."""
+    """The share of rows whose gold answer the model finds likelier than each distractor;
+    with `share`, the tokens every option's prompt begins with (the demonstrations) run once."""
     pools = answer_pools(dataset)
     per_row = [options(row, pools, config.choices[task], config.seed) for row in rows]
     examples = [
@@ -204,7 +213,10 @@ def _choice_accuracy(
         for row, opts in zip(rows, per_row, strict=True)
         for option in opts
     ]
-    logprobs = target_logprobs(model, examples, tokenizer.pad_token_id, config.batch_size)
+    prefix = shared_prefix(model, [e.prompt_ids for e in examples]) if share else None
+    logprobs = target_logprobs(
+        model, examples, tokenizer.pad_token_id, config.batch_size, prefix=prefix
+    )
     correct, start = [], 0
     for opts in per_row:
         scores = logprobs[start : start + len(opts)]
