@@ -197,19 +197,29 @@ def test_replicated_candidates_may_be_named_by_pattern() -> None:
         RunParameters.model_validate(nothing)
 
 
-def test_the_held_out_zoo_is_the_study_but_for_its_variants_and_its_table() -> None:
+@pytest.mark.parametrize(
+    ("config", "earlier", "candidates"),
+    [("heldout.yaml", [], 42), ("heldout2.yaml", ["heldout.yaml"], 30)],
+)
+def test_a_held_out_zoo_is_the_study_but_for_its_variants_and_its_table(
+    config: str, earlier: list[str], candidates: int
+) -> None:
     def parameters(name: str) -> dict[str, Any]:
         return yaml.safe_load((REPO / "configs" / name).read_text())["parameters"]
 
-    study, heldout = parameters("study.yaml"), parameters("heldout.yaml")
-    study_variants = {v["name"] for v in study["zoo"].pop("variants")}
-    heldout_variants = {v["name"] for v in heldout["zoo"].pop("variants")}
-    assert not study_variants & heldout_variants  # no candidate of the study is held out
+    def variants(params: dict[str, Any]) -> set[str]:
+        return {v["name"] for v in params["zoo"].pop("variants")}
+
+    study, heldout = parameters("study.yaml"), parameters(config)
+    heldout_variants = variants(heldout)
+    # no candidate of the study, nor of an earlier held-out zoo, is held out again
+    for other in [variants(study), *(variants(parameters(name)) for name in earlier)]:
+        assert not other & heldout_variants
     # judged by methods fitted on the study's table too
     assert heldout["study"].pop("transfer_from") == study["study"]["results"]
     assert heldout["study"].pop("results") != study["study"].pop("results")
     # measured with the code frozen before it: a commit on main's history, recorded
     assert len(heldout["study"].pop("freeze_commit")) == 40
     assert heldout == study  # the same data, recipes, evaluation, proxies and judgement
-    zoo = ZooConfig.from_run_config(REPO / "configs" / "heldout.yaml")
-    assert len(zoo.all_candidates()) == 42
+    zoo = ZooConfig.from_run_config(REPO / "configs" / config)
+    assert len(zoo.all_candidates()) == candidates
