@@ -19,7 +19,7 @@ from sftcast.comparator.judge import evaluate_split
 from sftcast.comparator.protocols import Split
 from sftcast.study import StudyConfig
 from sftcast.study.summary import judgement_markdown, summarize
-from sftcast.study.targets import target_rows
+from sftcast.study.targets import target_rows, truth_rows
 
 COLUMNS = Columns(id_column="id", target="score", proxies=["p1", "loss", "noise"],
                   lower_is_better=["loss"])  # fmt: skip
@@ -182,3 +182,16 @@ def test_the_targets_table_says_which_target_each_task_meets() -> None:
         "| 0.500: missed | ridge +0.020, 13 of 20: missed |"
     )
     assert len(rows) == 4  # a skipped protocol has no row
+
+
+def test_the_truth_table_checks_seeds_and_ties_per_task() -> None:
+    summary = {
+        "tasks": {
+            "cbqa": {"target_column": "sft_cbqa_mean", "seeds_min": 3, "modal_share": 0.15},
+            "rag": {"target_column": "sft_rag", "seeds_min": 1, "modal_share": 0.51},
+        }
+    }
+    assert truth_rows(summary)[2:] == [
+        "| cbqa | `sft_cbqa_mean` | 3: met | 15.0%: met |",
+        "| rag | `sft_rag` | 1: missed | 51.0%: missed |",
+    ]

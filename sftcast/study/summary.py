@@ -40,7 +40,7 @@ from sftcast.study.table import (
     spread,
     target_column,
 )
-from sftcast.study.targets import target_rows
+from sftcast.study.targets import target_rows, truth_rows
 
 # `variant` first: the headline, no held-out candidate with a sibling checkpoint in training
 PROTOCOLS = ("variant", "paper", "deployment", "group")
@@ -387,6 +387,8 @@ def judgement_markdown(summary: dict[str, Any]) -> str:
         f"variants).{_freeze(summary)}\n\n" + "\n".join(_methods_rows(summary)) + "\n\n"
         "## The comparator against issue #31's targets\n\n"
         + "\n".join(target_rows(summary))
+        + "\n\nThe truth it is judged on:\n\n"
+        + "\n".join(truth_rows(summary))
         + "\n\n## The comparator against each baseline, split by split\n\n"
         "`ltc` (with the probes) minus the baseline's pairwise accuracy on the same splits; "
         "better beyond the spread: the mean difference above its std.\n\n"

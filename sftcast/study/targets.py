@@ -3,7 +3,8 @@ on a held-out zoo, `transfer`), on every task, `ltc` at 0.80 or more, at 0.90 of
 ceiling or more, ahead of every baseline in the paired comparison (a positive mean difference,
 won on at least 70% of the splits: 14 of 20), and a within-noise recall of 0.8 or more; and
 `ltc_pretraining` ahead, the same way, of `ppl_clm` and of every baseline fitted on the
-pre-training proxies alone.
+pre-training proxies alone. And the truth they are judged on: at least 3 seeds per candidate
+and task, and no score value held by more than 15% of the candidates.
 
 Written into the judgement beside the numbers it reads, so that a reader sees which target a
 task meets and by how much, and nobody copies the figures by hand.
@@ -14,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 ACCURACY, OF_CEILING, WIN_SHARE, WITHIN_NOISE = 0.80, 0.90, 0.7, 0.8
+SEEDS, MODAL_SHARE = 3, 0.15
 # the protocols the targets are set for: whole variants held out, and the held-out zoo fitted on
 # the study
 TARGETED = ("variant", "transfer")
@@ -93,3 +95,23 @@ def _check(value: float | None, target: float) -> str:
     if value is None:
         return "-"
     return f"{value:.3f}: {'met' if value >= target else 'missed'}"
+
+
+def truth_rows(summary: dict[str, Any]) -> list[str]:
+    """A Markdown table: per task, the fewest seeds a candidate's target averages and the share
+    of candidates on the most common target value, each against its target."""
+    rows = [
+        f"| task | target | fewest seeds (>= {SEEDS}) | most common value's share (<= "
+        f"{MODAL_SHARE:.0%}) |",
+        "|---|---|---|---|",
+    ]
+    for task, entry in summary["tasks"].items():
+        seeds, share = entry.get("seeds_min"), entry.get("modal_share")
+        cells = [
+            task,
+            f"`{entry.get('target_column', '?')}`",
+            "-" if seeds is None else f"{seeds}: {'met' if seeds >= SEEDS else 'missed'}",
+            "-" if share is None else f"{share:.1%}: {'met' if share <= MODAL_SHARE else 'missed'}",
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
