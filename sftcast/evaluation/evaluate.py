@@ -83,7 +83,10 @@ def evaluate_task(
     ]
     model.eval()
     share = bool(demos) and config.share_prefix
-    prefix = shared_prefix(model, prompts) if share else None
+    # only TokenProb and generation run these prompts: multiple choice runs one prompt per
+    # option and finds their shared prefix itself
+    scored_here = task == "cls" or task not in config.choices
+    prefix = shared_prefix(model, prompts) if share and scored_here else None
     if task == "cls":
         scores = tokenprob_scores(
             model,
