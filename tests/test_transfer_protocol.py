@@ -141,6 +141,8 @@ def test_a_held_out_zoo_summary_is_judged_by_transfer_too(tmp_path: Path) -> Non
     text = judgement_markdown(summary)
     assert "transfer (fitted on the study, judged here)" in text
     assert "Design frozen at `ffff" in text and "git could not tell" in text
+    unfrozen = judgement_markdown({k: v for k, v in summary.items() if k != "freeze_commit"})
+    assert "No design freeze is recorded for this table" in unfrozen and "are tuned" in unfrozen
     # the targets are checked under variant and transfer, and transfer shows its interval
     targets = text.split("## The comparator against issue #31's targets")[1].split("##")[0]
     assert "| cls | variant |" in targets and "| cls | transfer |" in targets

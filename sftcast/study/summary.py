@@ -400,8 +400,11 @@ def judgement_markdown(summary: dict[str, Any]) -> str:
 def _freeze(summary: dict[str, Any]) -> str:
     """Whether the design judged is the frozen one, as `design_changed_since_freeze` says."""
     commit, changed = summary.get("freeze_commit"), summary.get("design_changed_since_freeze")
-    if commit is None:
-        return ""
+    if commit is None:  # a design table, or a user's study: no test of a frozen design
+        return (
+            " No design freeze is recorded for this table: figures of any choice made on it "
+            "are tuned."
+        )
     if changed is None:
         return f" Design frozen at `{commit}`; git could not tell what changed since."
     if changed:
