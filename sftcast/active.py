@@ -496,8 +496,8 @@ def _replay(
     paths, kept, choices_of_first = [], [], None  # kept: the model held after each fine-tune
     names = candidates.proxy_names
     for trial in range(settings.trials):
-        if name == "successive_halving":
-            paths.append(successive_halving(table))
+        if name == "successive_halving":  # its finished fine-tunes show the trial's seeds
+            paths.append(successive_halving(_seen(table, settings, trial)))
             kept.append(paths[-1].chosen)
             continue
         seen = _seen(table, settings, trial)

@@ -11,9 +11,10 @@ spent, model chosen) and the paths become curves:
 - **The chosen model** after each fine-tune is the best *observed* one (one seed's score: what
   the user would see); it is judged by the **truth**, the seed mean where the table has extra
   seeds (`<target>_seed<s>` columns). Which seed a fine-tune shows is a random part of a trial
-  and is redrawn in every trial (`ReplayTable.seed_draw`), the same draw for every strategy;
-  successive halving is the exception: its rungs read the validation losses of the table's
-  first seed, so its finished fine-tunes show that seed's score. Regret is the best truth
+  and is redrawn in every trial (`ReplayTable.seed_draw`), the same draw for every strategy,
+  successive halving's finished fine-tunes included. Its rungs read the validation losses of
+  the table's first seed, the only one whose fidelities the study records, so its survivors
+  are the same in every trial; only its last pick has a seed's spread. Regret is the best truth
   minus the chosen one's, in units of **seed noise** (one seed's std, pooled over the
   replicated candidates); "within noise" means a regret of at most one noise std.
 - **Successive halving** (Optuna's and Ray Tune's pruners; Hyperband's inner loop) needs the
