@@ -285,8 +285,7 @@ def next_candidate(
     labelled = np.flatnonzero(table[TARGET].notna().to_numpy())
     scores = table[TARGET].to_numpy(dtype=float)[labelled]
     if labelling.strategy == "probe_order":  # active's first picks, all the way
-        ranked = np.argsort(-x[:, columns.index(order)], kind="stable")
-        pick = int(next(i for i in ranked if i not in labelled))
+        pick = next_by(x[:, columns.index(order)], labelled)
         return Choice(pick, f"{len(labelled) + 1} of {labelling.budget}: next by {proxies[order]}")
     return active_choice(
         x, labelled, scores, labelling.initial, labelling.bootstraps, seed,
@@ -312,11 +311,18 @@ def active_choice(
     if not len(np.setdiff1d(known, labelled)):  # every measured one is fine-tuned
         known = np.arange(len(proxies))
     if len(labelled) < initial:
-        ranked = known[np.argsort(-proxies[known, order], kind="stable")]
-        pick = int(next(i for i in ranked if i not in labelled))
+        pick = next_by(proxies[:, order], labelled, known)
         return Choice(pick, f"initial {len(labelled) + 1} of {initial}: next by {order_name}")
     rng = np.random.default_rng([seed, len(labelled)])  # a round's own draws: resumable
     return highest_predicted_standing(proxies, labelled, scores, rng, bootstraps, known)
+
+
+def next_by(column: np.ndarray, labelled: np.ndarray, among: np.ndarray | None = None) -> int:
+    """The candidate of `among` (default: all) that `column` puts highest, not yet labelled;
+    ties go to the earlier one, as in a stable sort."""
+    among = np.arange(len(column)) if among is None else among
+    ranked = among[np.argsort(-column[among], kind="stable")]
+    return int(next(i for i in ranked if i not in labelled))
 
 
 class FirstChoice(BaseModel):
@@ -496,11 +502,11 @@ def _replay(
     paths, kept, choices_of_first = [], [], None  # kept: the model held after each fine-tune
     names = candidates.proxy_names
     for trial in range(settings.trials):
+        seen = _seen(table, settings, trial)
         if name == "successive_halving":  # its finished fine-tunes show the trial's seeds
-            paths.append(successive_halving(_seen(table, settings, trial)))
+            paths.append(successive_halving(seen))
             kept.append(paths[-1].chosen)
             continue
-        seen = _seen(table, settings, trial)
         proxies, order, uses = candidates.proxies, settings.order, names
         if name.startswith("active"):
             columns = same_measurement(names, settings.order)
