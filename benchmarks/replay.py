@@ -53,6 +53,13 @@ TABLES = {
         "choice was made on this table; the strategies are those frozen at the commit "
         "`configs/heldout3.yaml` records (`study.freeze_commit`), replayed once.",
     ),
+    "the fourth held-out zoo": (
+        STUDY / "heldout4" / "results.csv",
+        "The fourth test, on variants drawn at random from the rest of the design space, "
+        "measured before the design it tests was frozen and read only after: no choice was made "
+        "on this table; the strategies are those frozen at the commit `configs/heldout4.yaml` "
+        "records (`study.freeze_commit`), replayed once.",
+    ),
     "the single-seed study": (
         STUDY / "results.csv",
         "Superseded: the same 108 candidates as the seeded study, measured before it (one seed "
