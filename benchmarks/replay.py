@@ -13,9 +13,11 @@ import math
 import subprocess
 from pathlib import Path
 
+import numpy as np
+
 from sftcast.active import SimulationReport, save_found_rate, simulate
 from sftcast.comparator import check_table, read_table
-from sftcast.curves import RIVALS, point_at, replay_table
+from sftcast.curves import GRID_STEP, RIVALS, point_at, replay_table
 from sftcast.proxies.registry import lower_is_better
 
 REPO = Path(__file__).resolve().parents[1]
@@ -76,17 +78,26 @@ PROXIES = (
 BUDGET_SHARE, TRIALS, INITIAL = 0.3, 20, 3
 READ_AT = (0.05, 0.1, 0.2)  # compute fractions the table reads the curves at
 TARGET_C90 = 0.2  # the default within noise in 90% of trials by 20% of the compute
+POOLED_AT = (0.05, 0.1, 0.15, 0.2, 0.3)  # compute fractions the pooled table reads
+POOLED = STUDY / "simulate-heldout.md"
 
 
 def run() -> str:
-    sections = []
+    sections, held_out = [], {}
     for name, (path, worth) in TABLES.items():
         if path.exists():
-            sections.append(replay(name, path, worth))
+            text, reports = replay(name, path, worth)
+            sections.append(text)
+            if "held-out" in name:
+                held_out[name] = reports
+    if len(held_out) > 1:
+        text = pooled(held_out)
+        POOLED.write_text(f"# {text.removeprefix('## ')}", encoding="utf-8")
+        sections.append(text)
     return "\n".join(sections)
 
 
-def replay(name: str, path: Path, worth: str) -> str:
+def replay(name: str, path: Path, worth: str) -> tuple[str, dict[str, SimulationReport]]:
     df = read_table(path)
     out = path.parent / "simulate"
     out.mkdir(exist_ok=True)
@@ -106,12 +117,13 @@ def replay(name: str, path: Path, worth: str) -> str:
         "('-': no model yet); c90 is the least compute with a within-noise rate of 0.9. " + worth,
         "",
     ]
-    checks = []
+    checks, reports = [], {}
     for task in TASKS:
         target = f"sft_{task}"
         candidates = check_table(df, "candidate", target, proxies, lower_is_better(proxies))
         costs = replay_table(df, candidates, target)
         report = simulate(candidates, target, budget, INITIAL, TRIALS, 0, table=costs)
+        reports[task] = report
         (out / f"{task}.json").write_text(report.model_dump_json(indent=1), encoding="utf-8")
         save_found_rate(report, out / f"{task}.png", "png")
         lines += _task_table(task, report, costs.probe_costs.get(task))
@@ -119,7 +131,82 @@ def replay(name: str, path: Path, worth: str) -> str:
     lines += ["### The default against the issue's targets", "", *checks, ""]
     text = "\n".join(lines)
     (out / "README.md").write_text(f"# {text.removeprefix('## ')}", encoding="utf-8")
-    return text
+    return text, reports
+
+
+def pooled(zoos: dict[str, dict[str, SimulationReport]]) -> str:
+    """The default against its rivals over the held-out zoos together: per task, each
+    strategy's mean regret over the zoos (± their std) at a few budgets, and the budgets where
+    the default's is above the best rival's by more than a standard error of their difference
+    over the zoos (a loss on one zoo can be that zoo's luck; a loss here is not)."""
+    lines = [
+        f"## `simulate` over the {len(zoos)} held-out zoos together",
+        "",
+        f"Written by `python -m benchmarks replay` from the replays above ({', '.join(zoos)}): "
+        "the same curves, averaged over the zoos, each zoo weighted alike. Each cell is the "
+        "mean over the zoos of the strategy's mean regret (seed stds) ± its std over the zoos "
+        "('-': no model yet on some zoo; a strategy that has finished keeps its last point). "
+        "No choice was made on these tables.",
+        "",
+    ]
+    checks = []
+    for task in TASKS:
+        reports = [tables[task] for tables in zoos.values() if task in tables]
+        if not reports:
+            continue
+        default = reports[0].default_strategy
+        names = [default, *(r for r in RIVALS if r in reports[0].strategies and r != default)]
+        lines += [
+            f"### {task}",
+            "",
+            "| strategy | " + " | ".join(f"{f:.0%}" for f in POOLED_AT) + " |",
+            "|---|" + "---|" * len(POOLED_AT),
+        ]
+        for name in names:
+            cells = [_over_zoos(reports, name, f) for f in POOLED_AT]
+            label = f"**{name}** (default)" if name == default else name
+            show = ["-" if c is None else f"{c.mean():.2f} ± {c.std():.2f}" for c in cells]
+            lines.append(f"| {label} | " + " | ".join(show) + " |")
+        lost = _pooled_losses(reports, default, names[1:])
+        checks.append(
+            f"- {task}: the default worse than the best rival over the zoos by more than a "
+            f"standard error of the difference at {len(lost) or 'no'} budget(s)"
+            + (f" ({', '.join(f'{f:.0%}' for f in lost)})" if lost else "")
+        )
+        lines.append("")
+    return "\n".join([*lines, "### The default against its rivals, over the zoos", "", *checks, ""])
+
+
+def _over_zoos(reports: list[SimulationReport], name: str, fraction: float) -> np.ndarray | None:
+    """`name`'s mean regret at `fraction` on each zoo; None where a zoo has no model yet."""
+    regrets = [_regret_at(report, name, fraction) for report in reports]
+    return None if any(r is None for r in regrets) else np.array(regrets, dtype=float)
+
+
+def _pooled_losses(reports: list[SimulationReport], default: str, rivals: list[str]) -> list[float]:
+    """The budgets (every GRID_STEP up to the last one replayed on every zoo) where the
+    default's regret, averaged over the zoos, is above the best rival's by more than the
+    standard error over the zoos of the paired difference; no model yet, where a rival has
+    one, is a loss."""
+    end = min(r.strategies[default].curve[-1].compute_fraction for r in reports)
+    lost = []
+    for step in range(1, math.floor(round(end / GRID_STEP, 9)) + 1):
+        fraction = round(step * GRID_STEP, 6)
+        best = min(
+            ((c.mean(), c) for r in rivals if (c := _over_zoos(reports, r, fraction)) is not None),
+            key=lambda pair: pair[0], default=None,
+        )  # fmt: skip
+        if best is None:
+            continue
+        mine = _over_zoos(reports, default, fraction)
+        if mine is None:
+            lost.append(fraction)
+            continue
+        difference = mine - best[1]
+        se = difference.std(ddof=1) / math.sqrt(len(difference))
+        if difference.mean() > se + 1e-12:
+            lost.append(fraction)
+    return lost
 
 
 def _task_table(task: str, report: SimulationReport, probe: float | None) -> list[str]:

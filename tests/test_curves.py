@@ -286,3 +286,24 @@ def test_a_default_falls_short_where_a_rival_beats_it_by_more_than_a_standard_er
     # past the default's own end nothing is judged: it was replayed no further
     longer = {"active": _points(1.0), "random": _points(1.0, 0.0, 0.0)}
     assert shortfalls(longer, "active", trials=4) == []
+
+
+def test_over_several_zoos_the_default_loses_only_where_it_loses_on_the_whole() -> None:
+    from benchmarks.replay import pooled
+
+    def zoo(seed: int, probe_sign: float) -> dict:
+        df = study_like(seed=seed)
+        df["probe_loss_cls"] = 4 + probe_sign * (df["probe_loss_cls"] - 4)
+        candidates, table = checked(df)
+        return {"cls": simulate(candidates, "sft_cls", 8, 3, 10, 0, table=table)}
+
+    def losses(text: str) -> str:
+        return next(line for line in text.splitlines() if line.startswith("- cls:"))
+
+    # the probe order right on every zoo: nothing beats it anywhere
+    right = pooled({"zoo a": zoo(0, 1.0), "zoo b": zoo(1, 1.0), "zoo c": zoo(2, 1.0)})
+    assert losses(right).endswith("at no budget(s)")
+    assert "| **probe_order** (default) |" in right
+    # the probe order backwards on every zoo: random beats it, so the pooled check says so
+    wrong = pooled({"zoo a": zoo(0, -1.0), "zoo b": zoo(1, -1.0), "zoo c": zoo(2, -1.0)})
+    assert "at no budget(s)" not in losses(wrong)
