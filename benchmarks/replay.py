@@ -138,7 +138,8 @@ def pooled(zoos: dict[str, dict[str, SimulationReport]]) -> str:
     """The default against its rivals over the held-out zoos together: per task, each
     strategy's mean regret over the zoos (± their std) at a few budgets, and the budgets where
     the default's is above the best rival's by more than a standard error of their difference
-    over the zoos (a loss on one zoo can be that zoo's luck; a loss here is not)."""
+    over the zoos (a loss on one zoo of 30 candidates can be that zoo's luck; a loss on the
+    average, beyond the spread between the zoos, is less likely to be)."""
     lines = [
         f"## `simulate` over the {len(zoos)} held-out zoos together",
         "",
