@@ -17,7 +17,7 @@ import numpy as np
 
 from sftcast.active import SimulationReport, save_found_rate, simulate
 from sftcast.comparator import check_table, read_table
-from sftcast.curves import GRID_STEP, RIVALS, point_at, replay_table
+from sftcast.curves import RIVALS, CurvePoint, point_at, regrets_at, replay_table, shortfalls
 from sftcast.proxies.registry import lower_is_better
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,19 +28,21 @@ RIVAL_FIX = (
     "successive halving's finished fine-tunes show each trial's seed draw, as every other "
     "strategy's do; they showed the first seed's in every trial, and its curve had no spread"
 )
-# each table, and what its replay is worth: the design table's is tuned, the held-out zoos'
-# the test
+# each table, what its replay is worth (the design table's is tuned, the held-out zoos' the
+# test), and whether it is a held-out zoo (those are also replayed together)
 TABLES = {
     "the seeded study": (
         STUDY / "seeded" / "results.csv",
         "Tuned: the default was chosen on this table's first 45 and 54 candidates; the held-out "
         "zoo's replay is the test.",
+        False,
     ),
     "the held-out zoo": (
         STUDY / "heldout" / "results.csv",
         "The test: no choice was made on this table; the strategies are those frozen at the "
         "commit `configs/heldout.yaml` records (`study.freeze_commit`), replayed once, then "
         f"again after a fix to the replay of a rival ({RIVAL_FIX}).",
+        True,
     ),
     "the second held-out zoo": (
         STUDY / "heldout2" / "results.csv",
@@ -48,12 +50,14 @@ TABLES = {
         "choice was made on this table; the strategies are those frozen at the commit "
         "`configs/heldout2.yaml` records (`study.freeze_commit`), replayed once, then again "
         f"after a fix to the replay of a rival ({RIVAL_FIX}).",
+        True,
     ),
     "the third held-out zoo": (
         STUDY / "heldout3" / "results.csv",
         "The third test, on variants drawn at random from the rest of the design space: no "
         "choice was made on this table; the strategies are those frozen at the commit "
         "`configs/heldout3.yaml` records (`study.freeze_commit`), replayed once.",
+        True,
     ),
     "the fourth held-out zoo": (
         STUDY / "heldout4" / "results.csv",
@@ -61,6 +65,7 @@ TABLES = {
         "measured before the design it tests was frozen and read only after: no choice was made "
         "on this table; the strategies are those frozen at the commit `configs/heldout4.yaml` "
         "records (`study.freeze_commit`), replayed once.",
+        True,
     ),
     "the single-seed study": (
         STUDY / "results.csv",
@@ -68,6 +73,7 @@ TABLES = {
         "but on 10 candidates, cbqa by generated F1, no fidelities, so successive halving "
         "cannot be replayed); kept for the path issue #32 names. The default was chosen on the "
         "seeded table of these candidates: tuned.",
+        False,
     ),
 }
 TASKS = ("cbqa", "rag", "cls")
@@ -84,11 +90,11 @@ POOLED = STUDY / "simulate-heldout.md"
 
 def run() -> str:
     sections, held_out = [], {}
-    for name, (path, worth) in TABLES.items():
+    for name, (path, worth, is_held_out) in TABLES.items():
         if path.exists():
             text, reports = replay(name, path, worth)
             sections.append(text)
-            if "held-out" in name:
+            if is_held_out:
                 held_out[name] = reports
     if len(held_out) > 1:
         text = pooled(held_out)
@@ -168,7 +174,10 @@ def pooled(zoos: dict[str, dict[str, SimulationReport]]) -> str:
             label = f"**{name}** (default)" if name == default else name
             show = ["-" if c is None else f"{c.mean():.2f} ± {c.std():.2f}" for c in cells]
             lines.append(f"| {label} | " + " | ".join(show) + " |")
-        lost = _pooled_losses(reports, default, names[1:])
+        lost = [
+            s.compute_fraction
+            for s in shortfalls([_curves(r) for r in reports], default, reports[0].trials)
+        ]
         checks.append(
             f"- {task}: the default worse than the best rival over the zoos by more than a "
             f"standard error of the difference at {len(lost) or 'no'} budget(s)"
@@ -179,35 +188,11 @@ def pooled(zoos: dict[str, dict[str, SimulationReport]]) -> str:
 
 
 def _over_zoos(reports: list[SimulationReport], name: str, fraction: float) -> np.ndarray | None:
-    """`name`'s mean regret at `fraction` on each zoo; None where a zoo has no model yet."""
-    regrets = [_regret_at(report, name, fraction) for report in reports]
-    return None if any(r is None for r in regrets) else np.array(regrets, dtype=float)
+    return regrets_at([_curves(report) for report in reports], name, fraction)
 
 
-def _pooled_losses(reports: list[SimulationReport], default: str, rivals: list[str]) -> list[float]:
-    """The budgets (every GRID_STEP up to the last one replayed on every zoo) where the
-    default's regret, averaged over the zoos, is above the best rival's by more than the
-    standard error over the zoos of the paired difference; no model yet, where a rival has
-    one, is a loss."""
-    end = min(r.strategies[default].curve[-1].compute_fraction for r in reports)
-    lost = []
-    for step in range(1, math.floor(round(end / GRID_STEP, 9)) + 1):
-        fraction = round(step * GRID_STEP, 6)
-        best = min(
-            ((c.mean(), c) for r in rivals if (c := _over_zoos(reports, r, fraction)) is not None),
-            key=lambda pair: pair[0], default=None,
-        )  # fmt: skip
-        if best is None:
-            continue
-        mine = _over_zoos(reports, default, fraction)
-        if mine is None:
-            lost.append(fraction)
-            continue
-        difference = mine - best[1]
-        se = difference.std(ddof=1) / math.sqrt(len(difference))
-        if difference.mean() > se + 1e-12:
-            lost.append(fraction)
-    return lost
+def _curves(report: SimulationReport) -> dict[str, list[CurvePoint]]:
+    return {name: result.curve for name, result in report.strategies.items()}
 
 
 def _task_table(task: str, report: SimulationReport, probe: float | None) -> list[str]:

@@ -445,7 +445,7 @@ def simulate(
         truth="seed mean" if not np.array_equal(table.truth, table.observed) else "the score",
         order_proxy=candidates.proxy_names[order], default_strategy=DEFAULT_STRATEGY,
         strategies=replayed, skipped=skipped,
-        default_shortfalls=shortfalls(curves, DEFAULT_STRATEGY, trials)
+        default_shortfalls=shortfalls([curves], DEFAULT_STRATEGY, trials)
         if DEFAULT_STRATEGY in curves else [],
         fine_tune_all=_fine_tune_all(table, settings),
     )  # fmt: skip

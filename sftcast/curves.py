@@ -25,7 +25,7 @@ spent, model chosen) and the paths become curves:
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -283,32 +283,48 @@ class Shortfall(BaseModel):
 
 
 def shortfalls(
-    curves: dict[str, Sequence[CurvePoint]], default: str, trials: int
+    zoos: Sequence[Mapping[str, Sequence[CurvePoint]]], default: str, trials: int
 ) -> list[Shortfall]:
-    """The budgets, every GRID_STEP up to the default's last (what it was replayed to; past
-    it, the default would have gone on fine-tuning), where the default's mean regret exceeds
-    the best of the `RIVALS`' by more than one standard error of the default's (its std over
-    trials / sqrt(trials)). A rival's curve past its end keeps its last point (the rival has
-    finished); a default with no model yet loses to a rival with one."""
-    rivals = [r for r in RIVALS if r in curves and r != default]
-    end = curves[default][-1].compute_fraction
+    """The budgets, every GRID_STEP up to the default's last on every zoo (what it was
+    replayed to; past it, the default would have gone on fine-tuning), where the default's
+    mean regret, averaged over the zoos (each alike), exceeds the best of the `RIVALS`' by
+    more than one standard error: on one zoo, the default's (its std over trials /
+    sqrt(trials)); on several, the paired difference's over the zoos (a loss on one zoo of a
+    few dozen candidates can be that zoo's luck). A rival's curve past its end keeps its last
+    point (the rival has finished); a default with no model yet loses to a rival with one."""
+    rivals = [r for r in RIVALS if r != default and all(r in curves for curves in zoos)]
+    end = min(curves[default][-1].compute_fraction for curves in zoos)
     found = []
     for step in range(1, math.ceil(round(end / GRID_STEP, 9)) + 1):
         fraction = round(step * GRID_STEP, 6)
-        best = min(
-            ((r, p.mean_regret_noise_units) for r in rivals
-             if (p := point_at(curves[r], fraction)) and p.mean_regret_noise_units is not None),
-            key=lambda pair: pair[1], default=None,
-        )  # fmt: skip
-        if best is None:
+        held = {
+            r: regrets for r in rivals if (regrets := regrets_at(zoos, r, fraction)) is not None
+        }
+        if not held:
             continue
-        mine = point_at(curves[default], fraction)
-        regret = None if mine is None else mine.mean_regret_noise_units
-        se = 0.0 if regret is None else (mine.regret_std or 0.0) / math.sqrt(trials)
-        if regret is None or regret > best[1] + se + 1e-12:
-            found.append(Shortfall(compute_fraction=fraction, default_regret=regret,
-                                   rival=best[0], rival_regret=best[1]))  # fmt: skip
+        rival = min(held, key=lambda r: held[r].mean())
+        mine = regrets_at(zoos, default, fraction)
+        if mine is None:
+            se = 0.0
+        elif len(zoos) == 1:
+            se = (point_at(zoos[0][default], fraction).regret_std or 0.0) / math.sqrt(trials)
+        else:
+            se = float((mine - held[rival]).std(ddof=1) / math.sqrt(len(zoos)))
+        if mine is None or mine.mean() > held[rival].mean() + se + 1e-12:
+            found.append(Shortfall(
+                compute_fraction=fraction, rival=rival, rival_regret=float(held[rival].mean()),
+                default_regret=None if mine is None else float(mine.mean()),
+            ))  # fmt: skip
     return found
+
+
+def regrets_at(
+    zoos: Sequence[Mapping[str, Sequence[CurvePoint]]], name: str, fraction: float
+) -> np.ndarray | None:
+    """`name`'s mean regret at `fraction` on each zoo; None where some zoo has no model yet."""
+    points = [point_at(curves[name], fraction) for curves in zoos]
+    regrets = [None if p is None else p.mean_regret_noise_units for p in points]
+    return None if any(r is None for r in regrets) else np.array(regrets, dtype=float)
 
 
 def point_at(points: Sequence[CurvePoint], fraction: float) -> CurvePoint | None:

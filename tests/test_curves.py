@@ -277,15 +277,32 @@ def test_a_default_falls_short_where_a_rival_beats_it_by_more_than_a_standard_er
         "proxy_order": _points(None, None, 0.9, 0.9),
         "proxy_greedy": _points(0.0, 0.0, 0.0, 0.0),  # not a rival
     }
-    found = shortfalls(curves, "active", trials=4)
+    found = shortfalls([curves], "active", trials=4)
     assert [(s.compute_fraction, s.default_regret, s.rival) for s in found] == [
         (0.01, None, "random"),  # no model yet against one
         (0.02, 2.2, "random"),  # 2.2 > 1.5 + 0.5
     ]  # 1.0 at 3% is within 0.9 + 0.5; 0.5 at 4% beats both
-    assert shortfalls({"active": _points(0.1)}, "active", trials=4) == []  # no rival replayed
+    assert shortfalls([{"active": _points(0.1)}], "active", trials=4) == []  # no rival replayed
     # past the default's own end nothing is judged: it was replayed no further
     longer = {"active": _points(1.0), "random": _points(1.0, 0.0, 0.0)}
-    assert shortfalls(longer, "active", trials=4) == []
+    assert shortfalls([longer], "active", trials=4) == []
+
+
+def test_over_several_zoos_a_loss_counts_beyond_the_paired_difference_spread() -> None:
+    # at 1%: behind by 0.2 on every zoo (a loss); at 2%: behind by 1.0 on average, but ahead
+    # on one zoo (SE of the paired difference 1.0: no loss); the trials' spread plays no part
+    zoos = [
+        {"probe_order": _points(1.2, 2.0, std=9.0), "random": _points(1.0, 0.0)},
+        {"probe_order": _points(0.7, 2.0, std=9.0), "random": _points(0.5, 0.0)},
+        {"probe_order": _points(0.4, 0.0, std=9.0), "random": _points(0.2, 1.0)},
+    ]
+    found = shortfalls(zoos, "probe_order", trials=4)
+    assert [(s.compute_fraction, s.rival) for s in found] == [(0.01, "random")]
+    assert found[0].default_regret == pytest.approx(0.7667, abs=1e-4)
+    assert found[0].rival_regret == pytest.approx(0.5667, abs=1e-4)
+    # a rival with no model yet on one zoo is not yet a rival there
+    zoos[0]["random"] = _points(None, 0.0)
+    assert [s.compute_fraction for s in shortfalls(zoos, "probe_order", trials=4)] == []
 
 
 def test_over_several_zoos_the_default_loses_only_where_it_loses_on_the_whole() -> None:
