@@ -67,6 +67,14 @@ TABLES = {
         "records (`study.freeze_commit`), replayed once.",
         True,
     ),
+    "the fifth held-out zoo": (
+        STUDY / "heldout5" / "results.csv",
+        "The fifth test, on variants drawn at random from the rest of the design space, "
+        "measured before the design it tests was frozen and read only after: no choice was made "
+        "on this table; the strategies are those frozen at the commit `configs/heldout5.yaml` "
+        "records (`study.freeze_commit`), replayed once.",
+        True,
+    ),
     "the single-seed study": (
         STUDY / "results.csv",
         "Superseded: the same 108 candidates as the seeded study, measured before it (one seed "
