@@ -205,6 +205,7 @@ def test_replicated_candidates_may_be_named_by_pattern() -> None:
         ("heldout3.yaml", ["heldout.yaml", "heldout2.yaml"], 30),
         ("heldout4.yaml", ["heldout.yaml", "heldout2.yaml", "heldout3.yaml"], 30),
         ("heldout5.yaml", ["heldout.yaml", "heldout2.yaml", "heldout3.yaml", "heldout4.yaml"], 30),
+        ("heldout6.yaml", [f"heldout{s}.yaml" for s in ("", "2", "3", "4", "5")], 30),
     ],
 )
 def test_a_held_out_zoo_is_the_study_but_for_its_variants_and_its_table(
