@@ -13,8 +13,6 @@ import math
 import subprocess
 from pathlib import Path
 
-import numpy as np
-
 from sftcast.active import SimulationReport, save_found_rate, simulate
 from sftcast.comparator import check_table, read_table
 from sftcast.curves import RIVALS, CurvePoint, point_at, regrets_at, replay_table, shortfalls
@@ -170,6 +168,7 @@ def pooled(zoos: dict[str, dict[str, SimulationReport]]) -> str:
         if not reports:
             continue
         default = reports[0].default_strategy
+        curves = [_curves(report) for report in reports]
         names = [default, *(r for r in RIVALS if r in reports[0].strategies and r != default)]
         lines += [
             f"### {task}",
@@ -178,14 +177,11 @@ def pooled(zoos: dict[str, dict[str, SimulationReport]]) -> str:
             "|---|" + "---|" * len(POOLED_AT),
         ]
         for name in names:
-            cells = [_over_zoos(reports, name, f) for f in POOLED_AT]
+            cells = [regrets_at(curves, name, f) for f in POOLED_AT]
             label = f"**{name}** (default)" if name == default else name
             show = ["-" if c is None else f"{c.mean():.2f} ± {c.std():.2f}" for c in cells]
             lines.append(f"| {label} | " + " | ".join(show) + " |")
-        lost = [
-            s.compute_fraction
-            for s in shortfalls([_curves(r) for r in reports], default, reports[0].trials)
-        ]
+        lost = [s.compute_fraction for s in shortfalls(curves, default, reports[0].trials)]
         checks.append(
             f"- {task}: the default worse than the best rival over the zoos by more than a "
             f"standard error of the difference at {len(lost) or 'no'} budget(s)"
@@ -193,10 +189,6 @@ def pooled(zoos: dict[str, dict[str, SimulationReport]]) -> str:
         )
         lines.append("")
     return "\n".join([*lines, "### The default against its rivals, over the zoos", "", *checks, ""])
-
-
-def _over_zoos(reports: list[SimulationReport], name: str, fraction: float) -> np.ndarray | None:
-    return regrets_at([_curves(report) for report in reports], name, fraction)
 
 
 def _curves(report: SimulationReport) -> dict[str, list[CurvePoint]]:
